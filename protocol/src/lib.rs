@@ -1,0 +1,1 @@
+//! gapsync link protocol.

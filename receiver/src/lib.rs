@@ -1,0 +1,1 @@
+//! gapsync receiver library.

@@ -1,0 +1,1 @@
+//! gapsync sender library.

@@ -1,0 +1,1 @@
+//! Helpers for spawning gapsync binaries in temp workspaces.
