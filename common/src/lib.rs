@@ -1,1 +1,21 @@
-//! gapsync common library.
+//! gapsync common library: everything both sides share that is not the link.
+//!
+//! - [`config`]: sender and receiver TOML configuration, validated with errors that name
+//!   the file and the key.
+//! - [`value`]: the value model (SQLite's five storage classes).
+//! - [`dialect`]: SQL dialects: identifier quoting, literal rendering, statement rendering.
+//! - [`batch`]: the batch file format (writer, verifier, statement reader).
+//! - [`source`]: change capture on a source database (tracking table, triggers, reads).
+//! - [`target`]: applying batches on a target database with the ledger, exactly once.
+//! - [`audit`]: the append-only audit record.
+//!
+//! This crate opens no sockets.
+
+pub mod audit;
+pub mod batch;
+pub mod config;
+pub mod dialect;
+pub mod logging;
+pub mod source;
+pub mod target;
+pub mod value;

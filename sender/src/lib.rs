@@ -1,1 +1,698 @@
-//! gapsync sender library.
+//! gapsync sender: captures changes on the source, cuts batch files, ships them through
+//! the link and handles the receiver's answers.
+//!
+//! - [`Sender`]: one opened sender (config, source database, work directory lock).
+//! - cutting ([`Sender::cut_pending`], [`Sender::cut_snapshots`]): tracking rows ->
+//!   rendered statements -> batch file in `outbox/` -> batch record + marked rows.
+//! - shipping ([`Sender::ship_ready`]): send each ready batch, ask for its result, mark
+//!   it applied (file to `archive/`) or count the failure; the second failure drops the
+//!   batch to `quarantine/`.
+//! - [`run`](Sender::run) is the service loop, [`once`](Sender::once) the one-shot.
+//!
+//! Work directory: `outbox/` (cut, not yet applied), `archive/` (applied),
+//! `quarantine/` (dropped, with a `.reason` file), `state/sender.lock`, `audit/`.
+//! The durable state (next seq, batch records, which rows a batch carries) lives in the
+//! source database, next to the tracking rows (see `gapsync_common::source`).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gapsync_common::audit::{Audit, AuditEvent};
+use gapsync_common::batch::{self, BatchHeader, BatchKind, BatchWriter};
+use gapsync_common::config::{DbUrl, OnSecondFailure, SenderConfig, Strategy};
+use gapsync_common::source::{BatchRecord, BatchState, Change, Op, SqliteSource, TableSpec};
+use gapsync_protocol::{Backoff, LinkClient, LinkError, LinkOptions, ResultAnswer};
+use tracing::{error, info, warn};
+
+pub mod status;
+
+/// Errors of the sender library.
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    #[error(transparent)]
+    Source(#[from] gapsync_common::source::SourceError),
+    #[error(transparent)]
+    Batch(#[from] gapsync_common::batch::BatchError),
+    #[error("work directory {path}: {source}")]
+    Work {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another gapsync-sender already works on {0} (stop it, or use a different [work] dir)")]
+    Locked(PathBuf),
+    #[error("table {0:?} has captured changes but is not in the config: add its [[table]] back")]
+    UnknownTable(String),
+    #[error("{0:?} is not a configured table (configured: {1})")]
+    NotConfigured(String, String),
+    #[error("link: {0}")]
+    Link(#[from] LinkError),
+    #[error(
+        "batch {seq} was dropped after two failed applies and [batch] on_second_failure = \"halt\": fix the cause (see the receiver's quarantine), then restart"
+    )]
+    Halted { seq: u64 },
+}
+
+type Result<T> = std::result::Result<T, SenderError>;
+
+fn work_err(path: &Path) -> impl FnOnce(std::io::Error) -> SenderError + '_ {
+    move |source| SenderError::Work {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Per-layout rendering data: target table, target column names, target key names.
+#[derive(Debug, Clone)]
+struct Render {
+    target: String,
+    columns: Vec<String>,
+    key: Vec<String>,
+}
+
+/// What one shipping pass did.
+#[derive(Debug, Default, Clone)]
+pub struct ShipReport {
+    pub applied: Vec<u64>,
+    pub dropped: Vec<u64>,
+}
+
+/// An opened sender.
+#[derive(Debug)]
+pub struct Sender {
+    pub cfg: SenderConfig,
+    source: SqliteSource,
+    renders: HashMap<i64, Render>,
+    audit: Audit,
+    link: Option<LinkClient>,
+    backoff: Backoff,
+    _lock: Option<File>,
+}
+
+impl Sender {
+    /// Open the source database. `exclusive`: also take the work directory lock and
+    /// recover the outbox (needed by everything that cuts or ships).
+    pub fn open(cfg: SenderConfig, exclusive: bool) -> Result<Sender> {
+        let source = match &cfg.source {
+            DbUrl::Sqlite(p) => SqliteSource::open(p)?,
+        };
+        let audit = Audit::new(&cfg.work_dir, "sender");
+        let mut s = Sender {
+            cfg,
+            source,
+            renders: HashMap::new(),
+            audit,
+            link: None,
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
+            _lock: None,
+        };
+        if exclusive {
+            s.lock_and_recover()?;
+        }
+        Ok(s)
+    }
+
+    pub fn source(&mut self) -> &mut SqliteSource {
+        &mut self.source
+    }
+
+    pub fn dir(&self, name: &str) -> PathBuf {
+        self.cfg.work_dir.join(name)
+    }
+
+    fn lock_and_recover(&mut self) -> Result<()> {
+        for d in ["outbox", "archive", "quarantine", "state"] {
+            let p = self.dir(d);
+            std::fs::create_dir_all(&p).map_err(work_err(&p))?;
+        }
+        let lock_path = self.dir("state").join("sender.lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(work_err(&lock_path))?;
+        if f.try_lock().is_err() {
+            return Err(SenderError::Locked(self.cfg.work_dir.clone()));
+        }
+        self._lock = Some(f);
+        if !self.source.is_installed()? {
+            return Err(gapsync_common::source::SourceError::NotInstalled("(all)".into()).into());
+        }
+        // Files are written before their record commits: a file without a record is
+        // the leftover of a crash between the two and was never sent.
+        let next = self.source.next_seq()?;
+        let outbox = self.dir("outbox");
+        for entry in std::fs::read_dir(&outbox).map_err(work_err(&outbox))? {
+            let entry = entry.map_err(work_err(&outbox))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale = name.starts_with(".tmp-")
+                || batch::parse_batch_file_name(&name).is_ok_and(|(_, seq, _)| seq >= next);
+            if stale {
+                warn!(file = %name, "removing unrecorded outbox file left by an interrupted cut");
+                std::fs::remove_file(entry.path()).map_err(work_err(&entry.path()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolve every configured table against the source schema.
+    pub fn specs(&self) -> Result<Vec<TableSpec>> {
+        Ok(self
+            .cfg
+            .tables
+            .iter()
+            .map(|t| self.source.describe(t))
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
+    fn spec(&self, table: &str) -> Result<TableSpec> {
+        let t = self
+            .cfg
+            .tables
+            .iter()
+            .find(|t| t.source == table)
+            .ok_or_else(|| {
+                SenderError::NotConfigured(
+                    table.to_owned(),
+                    self.cfg
+                        .tables
+                        .iter()
+                        .map(|t| t.source.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            })?;
+        Ok(self.source.describe(t)?)
+    }
+
+    fn render_info(&mut self, layout: i64) -> Result<Render> {
+        if let Some(r) = self.renders.get(&layout) {
+            return Ok(r.clone());
+        }
+        let l = self.source.layout(layout)?;
+        let t = self
+            .cfg
+            .tables
+            .iter()
+            .find(|t| t.source == l.table)
+            .ok_or_else(|| SenderError::UnknownTable(l.table.clone()))?;
+        let map = |c: &String| t.rename.get(c).cloned().unwrap_or_else(|| c.clone());
+        let r = Render {
+            target: t.target.clone(),
+            columns: l.columns.iter().map(map).collect(),
+            key: l.key.iter().map(map).collect(),
+        };
+        self.renders.insert(layout, r.clone());
+        Ok(r)
+    }
+
+    fn render_change(&mut self, c: &Change, out: &mut String) -> Result<()> {
+        let r = self.render_info(c.layout)?;
+        let d = self.cfg.dialect;
+        let cols: Vec<&str> = r.columns.iter().map(String::as_str).collect();
+        let key: Vec<&str> = r.key.iter().map(String::as_str).collect();
+        out.clear();
+        match c.op {
+            Op::Insert => d.render_insert(&r.target, &cols, &c.row, out),
+            Op::Update => d.render_update(&r.target, &cols, &c.row, &key, &c.old_key, out),
+            Op::Delete => d.render_delete(&r.target, &key, &c.old_key, out),
+        }
+        Ok(())
+    }
+
+    fn header(
+        &self,
+        seq: u64,
+        kind: BatchKind,
+        changes: Option<(i64, i64)>,
+        n: u64,
+    ) -> BatchHeader {
+        BatchHeader {
+            node: self.cfg.node.clone(),
+            seq,
+            created: batch::format_created(chrono::Utc::now()),
+            dialect: self.cfg.dialect.name().to_owned(),
+            kind,
+            changes,
+            statements: n,
+        }
+    }
+
+    fn record(&self, w: &batch::WrittenBatch, h: &BatchHeader) -> BatchRecord {
+        BatchRecord {
+            seq: h.seq,
+            kind: h.kind.as_str().to_owned(),
+            file: w.name.clone(),
+            size: w.size,
+            sha256: hex::encode(w.file_sha256),
+            statements: h.statements,
+            first_id: h.changes.map(|c| c.0),
+            last_id: h.changes.map(|c| c.1),
+            state: BatchState::Ready,
+            attempts: 0,
+            reason: None,
+            created: h.created.clone(),
+        }
+    }
+
+    fn audit(&self, event: &str, r: &BatchRecord, verdict: &str, detail: &str) {
+        let ev = AuditEvent {
+            event,
+            node: &self.cfg.node,
+            seq: r.seq,
+            file: &r.file,
+            size: r.size,
+            sha256: &r.sha256,
+            verdict,
+            detail,
+        };
+        if let Err(e) = self.audit.record(&ev) {
+            error!(error = %e, "cannot write the audit record");
+        }
+    }
+
+    /// Cut one batch of up to `limit` pending changes. Returns its seq, or None when
+    /// nothing is pending.
+    pub fn cut_batch(&mut self, limit: u64) -> Result<Option<u64>> {
+        let changes = self.source.read_pending(limit)?;
+        let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
+            return Ok(None);
+        };
+        let seq = self.source.next_seq()?;
+        let header = self.header(
+            seq,
+            BatchKind::Changes,
+            Some((first.id, last.id)),
+            changes.len() as u64,
+        );
+        let mut w = BatchWriter::create(
+            &self.dir("outbox"),
+            header.clone(),
+            self.cfg.batch.compress,
+            3,
+        )?;
+        let mut buf = String::new();
+        for c in &changes {
+            self.render_change(c, &mut buf)?;
+            w.push(&buf)?;
+        }
+        let written = w.finish()?;
+        let rec = self.record(&written, &header);
+        let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
+        self.source
+            .commit_batches(std::slice::from_ref(&rec), &[ids], None)?;
+        info!(seq, file = %rec.file, changes = changes.len(), size = rec.size, "batch cut");
+        self.audit("built", &rec, "ok", "changes");
+        Ok(Some(seq))
+    }
+
+    /// Cut every pending change into batches of at most `max_rows`.
+    pub fn cut_pending(&mut self) -> Result<Vec<u64>> {
+        let mut seqs = Vec::new();
+        while let Some(seq) = self.cut_batch(self.cfg.batch.max_rows)? {
+            seqs.push(seq);
+        }
+        Ok(seqs)
+    }
+
+    /// Queue a snapshot of each table (all configured tables when `tables` is empty).
+    pub fn queue_snapshots(&mut self, tables: &[String]) -> Result<Vec<String>> {
+        let names: Vec<String> = if tables.is_empty() {
+            self.cfg.tables.iter().map(|t| t.source.clone()).collect()
+        } else {
+            tables.to_vec()
+        };
+        for t in &names {
+            self.spec(t)?;
+        }
+        for t in &names {
+            self.source.queue_snapshot(t)?;
+        }
+        Ok(names)
+    }
+
+    /// Build the batches of every queued snapshot.
+    pub fn cut_snapshots(&mut self) -> Result<Vec<u64>> {
+        let mut seqs = Vec::new();
+        for (req, table) in self.source.snapshot_requests()? {
+            seqs.extend(self.cut_snapshot(&table)?);
+            self.source.finish_request(req)?;
+        }
+        Ok(seqs)
+    }
+
+    /// Snapshot one table: `CREATE TABLE IF NOT EXISTS`, `DELETE FROM`, then every row as
+    /// an INSERT, in batches of at most `max_rows` rows. The rows are read in the same
+    /// read transaction as the highest tracking id; pending changes of the table up to
+    /// that id are contained in the snapshot and are marked as carried by it, changes
+    /// after it follow the snapshot. Nothing is lost or applied twice across the
+    /// boundary, even with writers running.
+    fn cut_snapshot(&mut self, table: &str) -> Result<Vec<u64>> {
+        let spec = self.spec(table)?;
+        let d = self.cfg.dialect;
+        let snap = self.source.snapshot_rows(&spec)?;
+        let cols: Vec<&str> = spec.columns.iter().map(|c| c.target.as_str()).collect();
+        let key: Vec<&str> = spec
+            .key
+            .iter()
+            .map(|&i| spec.columns[i].target.as_str())
+            .collect();
+        let types: Vec<String> = spec
+            .columns
+            .iter()
+            .map(|c| d.map_type(&c.decl_type).unwrap_or_default())
+            .collect();
+        let typed: Vec<(&str, &str)> = cols
+            .iter()
+            .copied()
+            .zip(types.iter().map(String::as_str))
+            .collect();
+        let per = usize::try_from(self.cfg.batch.max_rows)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let mut chunks: Vec<&[Vec<gapsync_common::value::Value>]> = snap.rows.chunks(per).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]);
+        }
+        let first_seq = self.source.next_seq()?;
+        let mut records = Vec::new();
+        let mut buf = String::new();
+        for (i, rows) in chunks.iter().enumerate() {
+            let seq = first_seq + i as u64;
+            let extra = if i == 0 { 2 } else { 0 };
+            let header = self.header(seq, BatchKind::Snapshot, None, rows.len() as u64 + extra);
+            let mut w = BatchWriter::create(
+                &self.dir("outbox"),
+                header.clone(),
+                self.cfg.batch.compress,
+                3,
+            )?;
+            if i == 0 {
+                buf.clear();
+                d.render_create_table(&spec.target, &typed, &key, &mut buf);
+                w.push(&buf)?;
+                buf.clear();
+                d.render_clear(&spec.target, &mut buf);
+                w.push(&buf)?;
+            }
+            for row in rows.iter() {
+                buf.clear();
+                d.render_insert(&spec.target, &cols, row, &mut buf);
+                w.push(&buf)?;
+            }
+            let written = w.finish()?;
+            records.push(self.record(&written, &header));
+        }
+        let carried = vec![Vec::new(); records.len()];
+        self.source
+            .commit_batches(&records, &carried, Some((table, snap.max_id)))?;
+        for r in &records {
+            self.audit("built", r, "ok", &format!("snapshot {table}"));
+        }
+        info!(
+            table,
+            rows = snap.rows.len(),
+            batches = records.len(),
+            "snapshot cut"
+        );
+        Ok(records.iter().map(|r| r.seq).collect())
+    }
+
+    fn link_options(&self) -> LinkOptions {
+        let l = &self.cfg.link;
+        LinkOptions {
+            max_frame: l.max_frame,
+            frame_timeout: l.frame_timeout,
+            result_timeout: l.result_timeout,
+            connect_timeout: l.connect_timeout,
+            chunk_retries: 5,
+        }
+    }
+
+    /// Connect if not connected. Refusal is fatal; other failures are returned for the
+    /// caller's backoff.
+    fn ensure_link(&mut self) -> Result<&mut LinkClient> {
+        if self.link.as_ref().is_some_and(LinkClient::is_broken) {
+            self.link = None;
+        }
+        if self.link.is_none() {
+            let hello = format!("gapsync-sender {}", env!("CARGO_PKG_VERSION"));
+            let c = LinkClient::connect(
+                &self.cfg.link.connect,
+                &self.cfg.node,
+                &hello,
+                self.link_options(),
+            )?;
+            info!(receiver = %self.cfg.link.connect, "link up");
+            self.backoff.reset();
+            self.link = Some(c);
+        }
+        match self.link.as_mut() {
+            Some(l) => Ok(l),
+            None => Err(SenderError::Link(LinkError::Broken)),
+        }
+    }
+
+    /// Send a heartbeat if connected (or connect). Errors drop the link.
+    pub fn heartbeat(&mut self) -> Result<()> {
+        let r = self
+            .ensure_link()
+            .and_then(|l| l.heartbeat().map_err(SenderError::from));
+        if r.is_err() {
+            self.link = None;
+        }
+        r
+    }
+
+    fn link_fault(&mut self, e: &SenderError, stop: &AtomicBool) {
+        self.link = None;
+        let delay = self.backoff.next_delay();
+        warn!(error = %e, retry_in = ?delay, "link fault");
+        sleep_unless(stop, delay);
+    }
+
+    /// Ship every ready batch in seq order. `max_faults`: give up (return the last link
+    /// error) after this many link faults in a row; `None` retries until `stop` is set.
+    pub fn ship_ready(&mut self, stop: &AtomicBool, max_faults: Option<u32>) -> Result<ShipReport> {
+        let mut report = ShipReport::default();
+        for rec in self.source.batches(Some(BatchState::Ready))? {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            match self.ship_one(&rec, stop, max_faults)? {
+                Some(true) => report.applied.push(rec.seq),
+                Some(false) => {
+                    report.dropped.push(rec.seq);
+                    if self.cfg.batch.on_second_failure == OnSecondFailure::Halt {
+                        return Err(SenderError::Halted { seq: rec.seq });
+                    }
+                }
+                None => break,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Ship one batch until it is applied (Some(true)), dropped (Some(false)) or `stop`
+    /// is set (None).
+    fn ship_one(
+        &mut self,
+        rec: &BatchRecord,
+        stop: &AtomicBool,
+        max_faults: Option<u32>,
+    ) -> Result<Option<bool>> {
+        let path = self.dir("outbox").join(&rec.file);
+        let sha: [u8; 32] = hex::decode(&rec.sha256)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| {
+                gapsync_common::source::SourceError::Corrupt(format!("batch {} sha256", rec.seq))
+            })?;
+        let mut faults = 0u32;
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            // Every attempt sends the file and then asks: after a link fault the sender
+            // cannot know what the receiver kept, and a repeated END or RESULT for a batch
+            // the receiver already has is answered from its spool and ledger.
+            match self.try_ship(rec, &path, sha) {
+                Ok(ResultAnswer::Applied) => {
+                    self.source.mark_applied(rec.seq)?;
+                    let dest = self.dir("archive").join(&rec.file);
+                    std::fs::rename(&path, &dest).map_err(work_err(&dest))?;
+                    info!(seq = rec.seq, file = %rec.file, "batch applied");
+                    self.audit("applied", rec, "ok", "");
+                    return Ok(Some(true));
+                }
+                Ok(ResultAnswer::Failed) => {
+                    let attempts = self
+                        .source
+                        .record_failure(rec.seq, "receiver answered: apply failed")?;
+                    self.audit("failed", rec, "failed", &format!("attempt {attempts}"));
+                    if attempts >= 2 {
+                        self.quarantine(rec, &path)?;
+                        return Ok(Some(false));
+                    }
+                    warn!(seq = rec.seq, file = %rec.file, "receiver reports the apply failed; sending the batch once more");
+                }
+                Err(SenderError::Link(LinkError::Refused)) => {
+                    return Err(SenderError::Link(LinkError::Refused));
+                }
+                Err(SenderError::Link(e)) => {
+                    faults += 1;
+                    let e = SenderError::Link(e);
+                    if max_faults.is_some_and(|m| faults >= m) {
+                        self.link = None;
+                        return Err(e);
+                    }
+                    self.link_fault(&e, stop);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Send the file, then ask for the result.
+    fn try_ship(&mut self, rec: &BatchRecord, path: &Path, sha: [u8; 32]) -> Result<ResultAnswer> {
+        self.ensure_link()?;
+        let mut f = File::open(path).map_err(work_err(path))?;
+        self.audit("sent", rec, "pending", "");
+        let link = match self.link.as_mut() {
+            Some(l) => l,
+            None => return Err(SenderError::Link(LinkError::Broken)),
+        };
+        link.send_file(rec.seq, &rec.file, &mut f, rec.size, sha)?;
+        Ok(link.ask_result(rec.seq)?)
+    }
+
+    fn quarantine(&mut self, rec: &BatchRecord, path: &Path) -> Result<()> {
+        let reason = format!(
+            "the receiver answered 'failed' to both applies of batch {} ({}); the database error is in the receiver's quarantine",
+            rec.seq, rec.file
+        );
+        let qdir = self.dir("quarantine");
+        let dest = qdir.join(&rec.file);
+        std::fs::rename(path, &dest).map_err(work_err(&dest))?;
+        let rpath = qdir.join(format!("{}.reason", rec.file));
+        std::fs::write(&rpath, format!("{reason}\n")).map_err(work_err(&rpath))?;
+        self.source.mark_quarantined(rec.seq, &reason)?;
+        error!(alarm = true, seq = rec.seq, file = %rec.file, "{reason}: batch dropped to quarantine");
+        self.audit("dropped", rec, "quarantined", &reason);
+        Ok(())
+    }
+
+    /// `once`: cut everything pending (and queued snapshots), ship every ready batch,
+    /// wait for the answers.
+    pub fn once(&mut self, stop: &AtomicBool) -> Result<ShipReport> {
+        self.cut_snapshots()?;
+        self.cut_pending()?;
+        let attempts = self.cfg.link.once_connect_attempts;
+        self.ship_ready(stop, Some(attempts))
+    }
+
+    /// The service loop: cut by strategy, ship, heartbeat while idle, until `stop`.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<()> {
+        let mut clock = StrategyClock::new(self.source.last_change_id()?);
+        let mut last_beat = Instant::now();
+        while !stop.load(Ordering::SeqCst) {
+            self.cut_snapshots()?;
+            self.cut_by_strategy(&mut clock)?;
+            let report = self.ship_ready(stop, Some(1));
+            match report {
+                Ok(r) => {
+                    if !r.applied.is_empty() || !r.dropped.is_empty() {
+                        last_beat = Instant::now();
+                    }
+                }
+                Err(SenderError::Link(LinkError::Refused)) => {
+                    return Err(SenderError::Link(LinkError::Refused));
+                }
+                Err(SenderError::Link(e)) => {
+                    let e = SenderError::Link(e);
+                    self.link_fault(&e, stop);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            if last_beat.elapsed() >= self.cfg.link.heartbeat {
+                last_beat = Instant::now();
+                match self.heartbeat() {
+                    Err(SenderError::Link(LinkError::Refused)) => {
+                        return Err(SenderError::Link(LinkError::Refused));
+                    }
+                    Err(e) => self.link_fault(&e, stop),
+                    Ok(()) => {}
+                }
+            }
+            sleep_unless(stop, self.cfg.batch.poll);
+        }
+        info!("stopping: no frame in flight");
+        Ok(())
+    }
+
+    fn cut_by_strategy(&mut self, clock: &mut StrategyClock) -> Result<()> {
+        let now = Instant::now();
+        let last_id = self.source.last_change_id()?;
+        if last_id != clock.last_id {
+            clock.last_id = last_id;
+            clock.last_activity = now;
+        }
+        match self.cfg.batch.strategy {
+            Strategy::Immediate => {
+                self.cut_pending()?;
+            }
+            Strategy::Interval(d) => {
+                if now.duration_since(clock.last_cut) >= d {
+                    clock.last_cut = now;
+                    self.cut_pending()?;
+                }
+            }
+            Strategy::Count(n) => {
+                while self.source.pending_at_least(n)? {
+                    self.cut_batch(n)?;
+                }
+            }
+            Strategy::Idle(d) => {
+                if now.duration_since(clock.last_activity) >= d {
+                    self.cut_pending()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Timing state of the batch strategies.
+#[derive(Debug)]
+struct StrategyClock {
+    last_cut: Instant,
+    last_activity: Instant,
+    last_id: i64,
+}
+
+impl StrategyClock {
+    fn new(last_id: i64) -> Self {
+        let now = Instant::now();
+        StrategyClock {
+            last_cut: now,
+            last_activity: now,
+            last_id,
+        }
+    }
+}
+
+/// Sleep `d`, waking early when `stop` is set.
+pub fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}

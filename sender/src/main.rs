@@ -1,1 +1,192 @@
-fn main() {}
+//! `gapsync-sender`: thin command-line layer over the `gapsync_sender` library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use gapsync_common::config::SenderConfig;
+use gapsync_sender::{Sender, status};
+use tracing::{error, info, warn};
+
+/// Inside-zone side of gapsync: captures source-table changes with triggers, turns them
+/// into equivalent-SQL batch files and pushes them through the isolation device.
+#[derive(Parser, Debug)]
+#[command(name = "gapsync-sender", version)]
+struct Cli {
+    /// Sender configuration file (TOML).
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "/etc/gapsync/sender.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Validate the configuration (and that the configured tables exist) without running.
+    Check,
+    /// Create the tracking table and the capture triggers of every configured table
+    /// (idempotent; re-installs a table whose columns changed).
+    Install {
+        /// Print the DDL instead of running it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove the capture triggers (tracking data is kept unless --purge).
+    Uninstall {
+        /// Also drop gapsync's tables: pending changes and the batch sequence are lost.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Queue a snapshot (CREATE TABLE + all rows) of the named tables (default: all).
+    Snapshot { tables: Vec<String> },
+    /// Run the service until SIGTERM / ctrl-c.
+    Run,
+    /// Ship everything pending now, wait for the answers; exit 0 only if every batch
+    /// shipped was applied.
+    Once,
+    /// Show pending changes, last seq cut/applied, unanswered and quarantined batches.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    gapsync_common::logging::init();
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gapsync-sender: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
+    }
+    Ok(stop)
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode> {
+    let cfg = SenderConfig::load(&cli.config)?;
+    if cfg.insecure {
+        warn!("insecure = true: batches are not signed");
+    }
+    match cli.cmd {
+        Cmd::Check => {
+            let sender = Sender::open(cfg, false)?;
+            let specs = sender.specs()?;
+            for s in &specs {
+                let key: Vec<&str> = s
+                    .key
+                    .iter()
+                    .map(|&i| s.columns[i].source.as_str())
+                    .collect();
+                println!(
+                    "table {} -> {}: {} columns, key ({})",
+                    s.source,
+                    s.target,
+                    s.columns.len(),
+                    key.join(", ")
+                );
+            }
+            println!("{}: configuration OK", cli.config.display());
+        }
+        Cmd::Install { dry_run } => {
+            let mut sender = Sender::open(cfg, false)?;
+            let specs = sender.specs()?;
+            let plan = if dry_run {
+                sender.source().plan_install(&specs)?
+            } else {
+                sender.source().install(&specs)?
+            };
+            if dry_run {
+                for stmt in &plan.ddl {
+                    println!("{stmt};");
+                }
+            }
+            for n in &plan.notes {
+                println!("{}{n}", if dry_run { "-- would be: " } else { "" });
+            }
+        }
+        Cmd::Uninstall { purge } => {
+            let tables: Vec<String> = cfg.tables.iter().map(|t| t.source.clone()).collect();
+            let mut sender = Sender::open(cfg, false)?;
+            for stmt in sender.source().uninstall(&tables, purge)? {
+                println!("{stmt};");
+            }
+        }
+        Cmd::Snapshot { tables } => {
+            let mut sender = Sender::open(cfg, false)?;
+            let queued = sender.queue_snapshots(&tables)?;
+            println!(
+                "queued snapshot of {}; the running service (or the next `once`) builds and ships it",
+                queued.join(", ")
+            );
+        }
+        Cmd::Run => {
+            let stop = stop_flag()?;
+            let mut sender = Sender::open(cfg, true)?;
+            info!(node = %sender.cfg.node, receiver = %sender.cfg.link.connect, "sender running");
+            sender.run(&stop)?;
+        }
+        Cmd::Once => {
+            let stop = stop_flag()?;
+            let mut sender = Sender::open(cfg, true)?;
+            let node = sender.cfg.node.clone();
+            let earlier: Vec<u64> = status::status(&node, sender.source())?
+                .quarantined
+                .iter()
+                .map(|q| q.seq)
+                .collect();
+            let report = sender.once(&stop)?;
+            println!(
+                "applied {} batch(es){}",
+                report.applied.len(),
+                if earlier.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} batch(es) quarantined earlier: {earlier:?}",
+                        earlier.len()
+                    )
+                }
+            );
+            if !report.dropped.is_empty() {
+                error!(dropped = ?report.dropped, "batches dropped to quarantine");
+                bail!(
+                    "{} batch(es) failed twice on the receiver and were quarantined: seq {:?} (see the receiver's quarantine for the database error)",
+                    report.dropped.len(),
+                    report.dropped
+                );
+            }
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                bail!("interrupted before every batch was answered");
+            }
+        }
+        Cmd::Status { json } => {
+            let mut sender = Sender::open(cfg, false)?;
+            let node = sender.cfg.node.clone();
+            let st = status::status(&node, sender.source())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                print!("{}", st.text());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

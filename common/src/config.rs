@@ -1,0 +1,690 @@
+//! Sender and receiver configuration (TOML).
+//!
+//! Loading is two steps: serde parses the file (unknown keys are errors), then
+//! [`SenderConfig::validate`] / [`ReceiverConfig::validate`] check what serde cannot
+//! (durations, node ids, strategy parameters, URLs). Every error is one line that names
+//! the file, the key and what is wrong, e.g.
+//! `sender.toml: [batch] interval = "5x": invalid duration (use e.g. 500ms, 5s, 2m, 1h)`.
+//!
+//! Relative paths (`sqlite:` URLs, `[work] dir`) are resolved against the directory of
+//! the configuration file, so a config and its data can move together.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::dialect::Dialect;
+
+/// A configuration error; `Display` is the one line to show the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {msg}")]
+    Invalid { path: PathBuf, msg: String },
+}
+
+fn invalid(path: &Path, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        msg: msg.into(),
+    }
+}
+
+/// A duration written as `500ms`, `5s`, `2m`, `1h` or `1d`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" | "min" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+/// Where a database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    /// `sqlite:<path>`
+    Sqlite(PathBuf),
+}
+
+impl DbUrl {
+    fn parse(s: &str, base: &Path) -> Result<DbUrl, String> {
+        if let Some(p) = s.strip_prefix("sqlite:") {
+            if p.is_empty() {
+                return Err("sqlite URL has no path (write sqlite:/path/to/file.db)".into());
+            }
+            return Ok(DbUrl::Sqlite(base.join(p)));
+        }
+        if s.starts_with("odbc:") {
+            return Err("odbc: URLs are not supported yet (use sqlite:<path>)".into());
+        }
+        Err(format!(
+            "unsupported URL {s:?} (write sqlite:/path/to/file.db)"
+        ))
+    }
+}
+
+impl std::fmt::Display for DbUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- raw (serde) structs
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSender {
+    node: String,
+    #[serde(default)]
+    insecure: bool,
+    source: RawDb,
+    #[serde(default)]
+    target: RawSenderTarget,
+    #[serde(default, rename = "table")]
+    tables: Vec<RawTable>,
+    #[serde(default)]
+    batch: RawBatch,
+    link: RawSenderLink,
+    work: RawWork,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDb {
+    url: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSenderTarget {
+    dialect: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    source: String,
+    target: Option<String>,
+    key: Option<Vec<String>>,
+    #[serde(default)]
+    rename: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBatch {
+    strategy: Option<String>,
+    interval: Option<String>,
+    count: Option<u64>,
+    max_rows: Option<u64>,
+    compress: Option<bool>,
+    on_second_failure: Option<String>,
+    poll: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSenderLink {
+    connect: String,
+    max_frame: Option<u64>,
+    frame_timeout: Option<String>,
+    result_timeout: Option<String>,
+    connect_timeout: Option<String>,
+    heartbeat: Option<String>,
+    once_connect_attempts: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWork {
+    dir: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReceiver {
+    #[serde(default)]
+    insecure: bool,
+    target: RawReceiverTarget,
+    link: RawReceiverLink,
+    work: RawWork,
+    #[serde(default)]
+    apply: RawApply,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReceiverTarget {
+    url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReceiverLink {
+    listen: String,
+    max_frame: Option<u64>,
+    idle_timeout: Option<String>,
+    frame_timeout: Option<String>,
+    result_wait: Option<String>,
+    max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApply {
+    retry_interval: Option<String>,
+    busy_timeout: Option<String>,
+}
+
+// ---------------------------------------------------------------- validated structs
+
+/// When the sender cuts a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// As soon as a change is pending.
+    Immediate,
+    /// Every `interval`, if anything is pending.
+    Interval(Duration),
+    /// Whenever `n` changes are pending (a batch of `n`).
+    Count(u64),
+    /// When changes are pending and none arrived for this long.
+    Idle(Duration),
+}
+
+/// What the sender does after a batch failed twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSecondFailure {
+    /// Quarantine the batch and go on with the next one.
+    Drop,
+    /// Quarantine the batch and stop the service.
+    Halt,
+}
+
+#[derive(Debug, Clone)]
+pub struct TableConfig {
+    pub source: String,
+    pub target: String,
+    pub key: Option<Vec<String>>,
+    pub rename: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    pub strategy: Strategy,
+    pub max_rows: u64,
+    pub compress: bool,
+    pub on_second_failure: OnSecondFailure,
+    /// How often the service looks for new changes.
+    pub poll: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SenderLinkConfig {
+    pub connect: String,
+    pub max_frame: usize,
+    pub frame_timeout: Duration,
+    pub result_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub heartbeat: Duration,
+    /// `once` gives up after this many failed connection attempts.
+    pub once_connect_attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub file: PathBuf,
+    pub node: String,
+    pub insecure: bool,
+    pub source: DbUrl,
+    pub dialect: Dialect,
+    pub tables: Vec<TableConfig>,
+    pub batch: BatchConfig,
+    pub link: SenderLinkConfig,
+    pub work_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceiverLinkConfig {
+    pub listen: String,
+    pub max_frame: usize,
+    pub idle_timeout: Duration,
+    pub frame_timeout: Duration,
+    /// How long a `result?` answer may wait for an apply that is being retried before
+    /// the receiver closes the connection instead (the sender then asks again).
+    pub result_wait: Duration,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    pub file: PathBuf,
+    pub insecure: bool,
+    pub target: DbUrl,
+    pub link: ReceiverLinkConfig,
+    pub work_dir: PathBuf,
+    /// Pause between attempts when the target is unavailable (transient failure).
+    pub retry_interval: Duration,
+    /// How long one statement waits for a locked SQLite target before the attempt counts
+    /// as a transient failure.
+    pub busy_timeout: Duration,
+}
+
+// ---------------------------------------------------------------- loading
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Turn a toml/serde error into one line: `line N ([section] key = value): message`.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let msg = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return invalid(path, msg);
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    let section = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|s| format!("{s} "))
+        .unwrap_or_default();
+    invalid(path, format!("line {line_no} ({section}{line}): {msg}"))
+}
+
+fn base_dir(path: &Path) -> PathBuf {
+    path.parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn duration(
+    path: &Path,
+    key: &str,
+    v: &Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => parse_duration(s).ok_or_else(|| {
+            invalid(
+                path,
+                format!("{key} = {s:?}: invalid duration (use e.g. 500ms, 5s, 2m, 1h)"),
+            )
+        }),
+    }
+}
+
+/// Node ids appear in file names and frames: 1 to 32 of `[A-Za-z0-9_-]`.
+pub fn valid_node(node: &str) -> bool {
+    (1..=32).contains(&node.len())
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn max_frame(path: &Path, key: &str, v: Option<u64>) -> Result<usize, ConfigError> {
+    let v = v.unwrap_or(1 << 20);
+    if !(4096..=64 << 20).contains(&v) {
+        return Err(invalid(
+            path,
+            format!("{key} = {v}: must be between 4096 and 67108864 bytes"),
+        ));
+    }
+    usize::try_from(v).map_err(|_| invalid(path, format!("{key} = {v}: too large")))
+}
+
+impl SenderConfig {
+    pub fn load(path: &Path) -> Result<SenderConfig, ConfigError> {
+        let text = read(path)?;
+        let raw: RawSender = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
+        Self::validate(path, raw)
+    }
+
+    fn validate(path: &Path, raw: RawSender) -> Result<SenderConfig, ConfigError> {
+        let base = base_dir(path);
+        if !valid_node(&raw.node) {
+            return Err(invalid(
+                path,
+                format!(
+                    "node = {:?}: must be 1 to 32 ASCII letters, digits, '_' or '-'",
+                    raw.node
+                ),
+            ));
+        }
+        let source = DbUrl::parse(&raw.source.url, &base)
+            .map_err(|m| invalid(path, format!("[source] url: {m}")))?;
+        let dialect_name = raw.target.dialect.as_deref().unwrap_or("sqlite");
+        let dialect: Dialect = dialect_name
+            .parse()
+            .map_err(|e| invalid(path, format!("[target] dialect: {e}")))?;
+        if raw.tables.is_empty() {
+            return Err(invalid(
+                path,
+                "no [[table]] entries: name at least one source table to synchronize",
+            ));
+        }
+        let mut tables = Vec::new();
+        let mut seen_src = std::collections::BTreeSet::new();
+        let mut seen_dst = std::collections::BTreeSet::new();
+        for (i, t) in raw.tables.into_iter().enumerate() {
+            let n = i + 1;
+            if t.source.trim().is_empty() || t.source.starts_with("_gapsync") {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "[[table]] #{n} source = {:?}: not a table gapsync may capture",
+                        t.source
+                    ),
+                ));
+            }
+            let target = t.target.unwrap_or_else(|| t.source.clone());
+            if !seen_src.insert(t.source.clone()) {
+                return Err(invalid(
+                    path,
+                    format!("[[table]] #{n} source = {:?}: listed twice", t.source),
+                ));
+            }
+            if !seen_dst.insert(target.clone()) {
+                return Err(invalid(
+                    path,
+                    format!("[[table]] #{n} target = {target:?}: two tables map onto it"),
+                ));
+            }
+            if let Some(k) = &t.key {
+                if k.is_empty() {
+                    return Err(invalid(
+                        path,
+                        format!(
+                            "[[table]] #{n} ({}) key = []: name at least one column",
+                            t.source
+                        ),
+                    ));
+                }
+            }
+            tables.push(TableConfig {
+                source: t.source,
+                target,
+                key: t.key,
+                rename: t.rename,
+            });
+        }
+        let b = raw.batch;
+        let strategy = match b.strategy.as_deref().unwrap_or("immediate") {
+            "immediate" => Strategy::Immediate,
+            "interval" | "idle" => {
+                let s = b.strategy.as_deref().unwrap_or_default();
+                let Some(iv) = &b.interval else {
+                    return Err(invalid(
+                        path,
+                        format!("[batch] strategy = {s:?} needs [batch] interval (e.g. \"5s\")"),
+                    ));
+                };
+                let d = duration(path, "[batch] interval", &Some(iv.clone()), Duration::ZERO)?;
+                if d.is_zero() {
+                    return Err(invalid(path, "[batch] interval must be more than 0"));
+                }
+                if s == "interval" {
+                    Strategy::Interval(d)
+                } else {
+                    Strategy::Idle(d)
+                }
+            }
+            "count" => match b.count {
+                Some(c) if c > 0 => Strategy::Count(c),
+                _ => {
+                    return Err(invalid(
+                        path,
+                        "[batch] strategy = \"count\" needs [batch] count of at least 1",
+                    ));
+                }
+            },
+            other => {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "[batch] strategy = {other:?}: must be immediate, interval, count or idle"
+                    ),
+                ));
+            }
+        };
+        let max_rows = b.max_rows.unwrap_or(10_000);
+        if max_rows == 0 {
+            return Err(invalid(path, "[batch] max_rows must be at least 1"));
+        }
+        if let Strategy::Count(c) = strategy {
+            if c > max_rows {
+                return Err(invalid(
+                    path,
+                    format!("[batch] count = {c} is larger than max_rows = {max_rows}"),
+                ));
+            }
+        }
+        let on_second_failure = match b.on_second_failure.as_deref().unwrap_or("drop") {
+            "drop" => OnSecondFailure::Drop,
+            "halt" => OnSecondFailure::Halt,
+            other => {
+                return Err(invalid(
+                    path,
+                    format!("[batch] on_second_failure = {other:?}: must be drop or halt"),
+                ));
+            }
+        };
+        let batch = BatchConfig {
+            strategy,
+            max_rows,
+            compress: b.compress.unwrap_or(false),
+            on_second_failure,
+            poll: duration(path, "[batch] poll", &b.poll, Duration::from_millis(100))?,
+        };
+        let l = raw.link;
+        if l.connect.trim().is_empty() {
+            return Err(invalid(path, "[link] connect is empty (write host:port)"));
+        }
+        let link = SenderLinkConfig {
+            connect: l.connect,
+            max_frame: max_frame(path, "[link] max_frame", l.max_frame)?,
+            frame_timeout: duration(
+                path,
+                "[link] frame_timeout",
+                &l.frame_timeout,
+                Duration::from_secs(30),
+            )?,
+            result_timeout: duration(
+                path,
+                "[link] result_timeout",
+                &l.result_timeout,
+                Duration::from_secs(120),
+            )?,
+            connect_timeout: duration(
+                path,
+                "[link] connect_timeout",
+                &l.connect_timeout,
+                Duration::from_secs(10),
+            )?,
+            heartbeat: duration(
+                path,
+                "[link] heartbeat",
+                &l.heartbeat,
+                Duration::from_secs(10),
+            )?,
+            once_connect_attempts: l.once_connect_attempts.unwrap_or(5).max(1),
+        };
+        Ok(SenderConfig {
+            file: path.to_owned(),
+            node: raw.node,
+            insecure: raw.insecure,
+            source,
+            dialect,
+            tables,
+            batch,
+            link,
+            work_dir: base.join(raw.work.dir),
+        })
+    }
+}
+
+impl ReceiverConfig {
+    pub fn load(path: &Path) -> Result<ReceiverConfig, ConfigError> {
+        let text = read(path)?;
+        let raw: RawReceiver = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
+        let base = base_dir(path);
+        let target = DbUrl::parse(&raw.target.url, &base)
+            .map_err(|m| invalid(path, format!("[target] url: {m}")))?;
+        let l = raw.link;
+        if l.listen.trim().is_empty() {
+            return Err(invalid(path, "[link] listen is empty (write host:port)"));
+        }
+        let link = ReceiverLinkConfig {
+            listen: l.listen,
+            max_frame: max_frame(path, "[link] max_frame", l.max_frame)?,
+            idle_timeout: duration(
+                path,
+                "[link] idle_timeout",
+                &l.idle_timeout,
+                Duration::from_secs(120),
+            )?,
+            frame_timeout: duration(
+                path,
+                "[link] frame_timeout",
+                &l.frame_timeout,
+                Duration::from_secs(60),
+            )?,
+            result_wait: duration(
+                path,
+                "[link] result_wait",
+                &l.result_wait,
+                Duration::from_secs(20),
+            )?,
+            max_connections: l.max_connections.unwrap_or(16).max(1),
+        };
+        Ok(ReceiverConfig {
+            file: path.to_owned(),
+            insecure: raw.insecure,
+            target,
+            link,
+            work_dir: base.join(raw.work.dir),
+            retry_interval: duration(
+                path,
+                "[apply] retry_interval",
+                &raw.apply.retry_interval,
+                Duration::from_secs(1),
+            )?,
+            busy_timeout: duration(
+                path,
+                "[apply] busy_timeout",
+                &raw.apply.busy_timeout,
+                Duration::from_secs(5),
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node = "plant1"
+[source]
+url = "sqlite:plant.db"
+[target]
+dialect = "sqlite"
+[[table]]
+source = "meter_reading"
+target = "plant1_meter_reading"
+rename = { val = "value" }
+[batch]
+strategy = "interval"
+interval = "5s"
+[link]
+connect = "127.0.0.1:7070"
+[work]
+dir = "work"
+"#;
+
+    fn load(text: &str) -> Result<SenderConfig, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("sender.toml");
+        std::fs::write(&p, text).expect("write");
+        SenderConfig::load(&p)
+    }
+
+    #[test]
+    fn good_sender_config_loads() {
+        let c = load(GOOD).expect("valid");
+        assert_eq!(c.batch.strategy, Strategy::Interval(Duration::from_secs(5)));
+        assert_eq!(c.tables[0].target, "plant1_meter_reading");
+        assert!(c.work_dir.ends_with("work"));
+    }
+
+    #[test]
+    fn bad_sender_configs_name_the_key() {
+        let cases = [
+            (
+                GOOD.replace("\"5s\"", "\"5x\""),
+                "[batch] interval = \"5x\": invalid duration",
+            ),
+            (GOOD.replace("plant1\"", "plant 1\""), "node = \"plant 1\""),
+            (
+                GOOD.replace("\"interval\"", "\"sometimes\""),
+                "[batch] strategy = \"sometimes\"",
+            ),
+            (
+                GOOD.replace("dialect = \"sqlite\"", "dialect = \"foo\""),
+                "[target] dialect: unknown dialect \"foo\"",
+            ),
+            (
+                GOOD.replace("dir = \"work\"", "dri = \"work\""),
+                "line 17 ([work] dri = \"work\"): unknown field `dri`",
+            ),
+            (
+                GOOD.replace("sqlite:plant.db", "mysql://x"),
+                "[source] url: unsupported URL",
+            ),
+            (
+                GOOD.replace("interval = \"5s\"", ""),
+                "needs [batch] interval",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = load(&text).expect_err(want).to_string();
+            assert!(e.contains(want), "error {e:?} should contain {want:?}");
+            assert!(
+                e.contains("sender.toml"),
+                "error {e:?} should name the file"
+            );
+            assert!(!e.contains('\n'), "error {e:?} should be one line");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("s"), None);
+    }
+}

@@ -1,0 +1,930 @@
+//! Change capture on a SQLite source database.
+//!
+//! `install` creates, inside the source database:
+//!
+//! - `_gapsync_changes`: the tracking table. One row per captured change:
+//!   `id INTEGER PRIMARY KEY AUTOINCREMENT` (ids are never reused), `tbl`, `op`
+//!   (`I`/`U`/`D`), `layout` (which column list the values follow), `at` (UTC capture
+//!   time), `batch` (seq of the batch carrying it; NULL while pending), then `k0..kK`
+//!   (old key values: updates and deletes) and `c0..cN` (new row values: inserts and
+//!   updates). The value columns have no declared type, so SQLite stores every value in
+//!   its own storage class, unchanged.
+//! - `_gapsync_layouts`: for each layout id, the table and its column and key lists.
+//! - `_gapsync_batches`: every batch cut from this source (seq, file, sha256, state,
+//!   attempts, reason). With `_gapsync_state` (next seq) it is the sender's durable state,
+//!   kept in the same database as the tracking rows so a batch's rows are marked and
+//!   its record written in ONE transaction.
+//! - `_gapsync_requests`: queued snapshot requests.
+//! - three triggers per table: `_gapsync_<table>_ins`, `_upd`, `_del`.
+//!
+//! Pending changes are the rows with `batch IS NULL`, read in id order. No high-water
+//! mark is kept: a change that commits late with a lower id is still pending and is
+//! shipped with the next batch (DESIGN.md invariant 3).
+//!
+//! The source is switched to WAL journal mode at install, so that the sender's reads
+//! (snapshots included) never block the plant's writers.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::config::TableConfig;
+use crate::dialect::Dialect;
+use crate::value::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("source table {0:?} does not exist")]
+    NoTable(String),
+    #[error(
+        "source table {0:?} has no primary key: set key = [\"col\", ...] in its [[table]] entry"
+    )]
+    NoKey(String),
+    #[error("source table {table:?} has no column {column:?} (named in {what})")]
+    NoColumn {
+        table: String,
+        column: String,
+        what: &'static str,
+    },
+    #[error("table {0:?} is not installed: run `gapsync-sender install` first")]
+    NotInstalled(String),
+    #[error("source database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("tracking data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+type Result<T> = std::result::Result<T, SourceError>;
+
+/// One column of a synchronized table: source name, target name, declared type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSpec {
+    pub source: String,
+    pub target: String,
+    pub decl_type: String,
+}
+
+/// A configured table resolved against the source schema.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub source: String,
+    pub target: String,
+    pub columns: Vec<ColumnSpec>,
+    /// Indices into `columns` of the key columns.
+    pub key: Vec<usize>,
+}
+
+impl TableSpec {
+    pub fn key_names(&self) -> Vec<String> {
+        self.key
+            .iter()
+            .map(|&i| self.columns[i].source.clone())
+            .collect()
+    }
+    fn column_names(&self) -> Vec<String> {
+        self.columns.iter().map(|c| c.source.clone()).collect()
+    }
+}
+
+/// The column list a tracking row's values follow.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub id: i64,
+    pub table: String,
+    pub columns: Vec<String>,
+    pub key: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// One captured change.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub id: i64,
+    pub table: String,
+    pub op: Op,
+    pub layout: i64,
+    /// Old key values (updates, deletes), in layout key order.
+    pub old_key: Vec<Value>,
+    /// New row values (inserts, updates), in layout column order.
+    pub row: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchState {
+    /// Written to the outbox, not yet answered "applied".
+    Ready,
+    Applied,
+    Quarantined,
+}
+
+impl BatchState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchState::Ready => "ready",
+            BatchState::Applied => "applied",
+            BatchState::Quarantined => "quarantined",
+        }
+    }
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "ready" => BatchState::Ready,
+            "applied" => BatchState::Applied,
+            "quarantined" => BatchState::Quarantined,
+            other => {
+                return Err(SourceError::Corrupt(format!(
+                    "unknown batch state {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+/// The sender's record of one batch.
+#[derive(Debug, Clone)]
+pub struct BatchRecord {
+    pub seq: u64,
+    pub kind: String,
+    pub file: String,
+    pub size: u64,
+    /// Hex SHA-256 of the file as written (compressed if compressed).
+    pub sha256: String,
+    pub statements: u64,
+    pub first_id: Option<i64>,
+    pub last_id: Option<i64>,
+    pub state: BatchState,
+    pub attempts: u32,
+    pub reason: Option<String>,
+    pub created: String,
+}
+
+/// What `install` did (or would do) for each table.
+#[derive(Debug, Clone)]
+pub struct InstallPlan {
+    /// DDL statements, in order.
+    pub ddl: Vec<String>,
+    /// One line per table: "up to date", "installed", "re-installed (columns changed)".
+    pub notes: Vec<String>,
+}
+
+/// A snapshot read: all rows of one table, consistent with the tracking table.
+#[derive(Debug)]
+pub struct SnapshotRows {
+    /// Highest tracking id visible when the rows were read: pending changes of the table
+    /// up to this id are contained in the snapshot and must not be shipped again.
+    pub max_id: i64,
+    pub rows: Vec<Vec<Value>>,
+}
+
+const BASE_DDL: &str = "
+CREATE TABLE IF NOT EXISTS _gapsync_changes(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  tbl TEXT NOT NULL,
+  op TEXT NOT NULL,
+  layout INTEGER NOT NULL,
+  at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  batch INTEGER);
+CREATE TABLE IF NOT EXISTS _gapsync_layouts(
+  layout INTEGER PRIMARY KEY, tbl TEXT NOT NULL, columns TEXT NOT NULL, key TEXT NOT NULL,
+  installed_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _gapsync_batches(
+  seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, file TEXT NOT NULL, size INTEGER NOT NULL,
+  sha256 TEXT NOT NULL, statements INTEGER NOT NULL, first_id INTEGER, last_id INTEGER,
+  state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, reason TEXT,
+  created TEXT NOT NULL, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _gapsync_state(key TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS _gapsync_requests(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, tbl TEXT NOT NULL,
+  requested TEXT NOT NULL)";
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn quote(name: &str) -> String {
+    let mut s = String::new();
+    Dialect::Sqlite.quote_ident(name, &mut s);
+    s
+}
+
+fn quote_lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn to_json(list: &[String]) -> String {
+    serde_json::Value::from(list.to_vec()).to_string()
+}
+
+fn from_json(s: &str) -> Result<Vec<String>> {
+    serde_json::from_str(s).map_err(|e| SourceError::Corrupt(format!("layout list {s:?}: {e}")))
+}
+
+/// A SQLite source database with gapsync's capture objects.
+#[derive(Debug)]
+pub struct SqliteSource {
+    conn: Connection,
+    layouts: HashMap<i64, Layout>,
+    width: (usize, usize),
+}
+
+impl SqliteSource {
+    pub fn open(path: &Path) -> Result<SqliteSource> {
+        let conn = Connection::open(path).map_err(|source| SourceError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        Ok(SqliteSource {
+            conn,
+            layouts: HashMap::new(),
+            width: (0, 0),
+        })
+    }
+
+    /// The underlying connection (tests and status use it read-only).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Whether `install` has run on this database.
+    pub fn is_installed(&self) -> Result<bool> {
+        has_table(&self.conn, "_gapsync_batches")
+    }
+
+    /// Resolve a configured table against the source schema.
+    pub fn describe(&self, cfg: &TableConfig) -> Result<TableSpec> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, type, pk FROM pragma_table_info(?1) ORDER BY cid")?;
+        let cols: Vec<(String, String, i64)> = stmt
+            .query_map([&cfg.source], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<std::result::Result<_, _>>()?;
+        if cols.is_empty() {
+            return Err(SourceError::NoTable(cfg.source.clone()));
+        }
+        for from in cfg.rename.keys() {
+            if !cols.iter().any(|c| &c.0 == from) {
+                return Err(SourceError::NoColumn {
+                    table: cfg.source.clone(),
+                    column: from.clone(),
+                    what: "rename",
+                });
+            }
+        }
+        let columns: Vec<ColumnSpec> = cols
+            .iter()
+            .map(|(name, ty, _)| ColumnSpec {
+                source: name.clone(),
+                target: cfg
+                    .rename
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| name.clone()),
+                decl_type: ty.clone(),
+            })
+            .collect();
+        let key = match &cfg.key {
+            Some(k) => k
+                .iter()
+                .map(|name| {
+                    columns
+                        .iter()
+                        .position(|c| &c.source == name)
+                        .ok_or_else(|| SourceError::NoColumn {
+                            table: cfg.source.clone(),
+                            column: name.clone(),
+                            what: "key",
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => {
+                let mut pk: Vec<(i64, usize)> = cols
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.2 > 0)
+                    .map(|(i, c)| (c.2, i))
+                    .collect();
+                pk.sort();
+                if pk.is_empty() {
+                    return Err(SourceError::NoKey(cfg.source.clone()));
+                }
+                pk.into_iter().map(|(_, i)| i).collect()
+            }
+        };
+        Ok(TableSpec {
+            source: cfg.source.clone(),
+            target: cfg.target.clone(),
+            columns,
+            key,
+        })
+    }
+
+    /// Compute the DDL that brings capture up to date for `specs` (for `--dry-run`).
+    pub fn plan_install(&self, specs: &[TableSpec]) -> Result<InstallPlan> {
+        plan(&self.conn, specs)
+    }
+
+    /// Create or update capture for `specs` in one transaction; idempotent.
+    pub fn install(&mut self, specs: &[TableSpec]) -> Result<InstallPlan> {
+        // WAL lets the sender read (and snapshot) while the plant writes.
+        self.conn
+            .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Plan inside the write transaction so concurrent installs cannot interleave.
+        let plan = plan(&tx, specs)?;
+        for stmt in &plan.ddl {
+            tx.execute_batch(stmt)?;
+        }
+        tx.commit()?;
+        self.layouts.clear();
+        self.width = tracking_width(&self.conn)?;
+        Ok(plan)
+    }
+
+    /// Drop the triggers of `tables`; with `purge`, also every gapsync table (tracking
+    /// rows, batch records and the sequence counter are lost).
+    pub fn uninstall(&mut self, tables: &[String], purge: bool) -> Result<Vec<String>> {
+        let mut ddl = Vec::new();
+        for t in tables {
+            for k in ["ins", "upd", "del"] {
+                ddl.push(format!(
+                    "DROP TRIGGER IF EXISTS {}",
+                    quote(&trigger_name(t, k))
+                ));
+            }
+        }
+        if purge {
+            for t in [
+                "_gapsync_changes",
+                "_gapsync_layouts",
+                "_gapsync_batches",
+                "_gapsync_state",
+                "_gapsync_requests",
+            ] {
+                ddl.push(format!("DROP TABLE IF EXISTS {t}"));
+            }
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for stmt in &ddl {
+            tx.execute_batch(stmt)?;
+        }
+        tx.commit()?;
+        Ok(ddl)
+    }
+
+    fn require_installed(&self) -> Result<()> {
+        if self.is_installed()? {
+            Ok(())
+        } else {
+            Err(SourceError::NotInstalled("(any)".into()))
+        }
+    }
+
+    /// Number of captured changes not yet in a batch.
+    pub fn pending_count(&self) -> Result<u64> {
+        self.require_installed()?;
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM _gapsync_changes WHERE batch IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Whether at least `n` changes are pending (reads at most `n` rows).
+    pub fn pending_at_least(&self, n: u64) -> Result<bool> {
+        let c: i64 = self.conn.query_row(
+            "SELECT count(*) FROM (SELECT 1 FROM _gapsync_changes WHERE batch IS NULL LIMIT ?1)",
+            [i64::try_from(n).unwrap_or(i64::MAX)],
+            |r| r.get(0),
+        )?;
+        Ok(c as u64 >= n)
+    }
+
+    /// The highest tracking id ever assigned (0 when none): a cheap "did anything
+    /// change" probe for the idle strategy.
+    pub fn last_change_id(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name='_gapsync_changes'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    pub fn layout(&mut self, id: i64) -> Result<Layout> {
+        if let Some(l) = self.layouts.get(&id) {
+            return Ok(l.clone());
+        }
+        let (table, c, k): (String, String, String) = self
+            .conn
+            .query_row(
+                "SELECT tbl, columns, key FROM _gapsync_layouts WHERE layout=?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?
+            .ok_or_else(|| SourceError::Corrupt(format!("layout {id} is not recorded")))?;
+        let l = Layout {
+            id,
+            table,
+            columns: from_json(&c)?,
+            key: from_json(&k)?,
+        };
+        self.layouts.insert(id, l.clone());
+        Ok(l)
+    }
+
+    /// Up to `limit` pending changes, in id order.
+    pub fn read_pending(&mut self, limit: u64) -> Result<Vec<Change>> {
+        self.require_installed()?;
+        if self.width == (0, 0) {
+            self.width = tracking_width(&self.conn)?;
+        }
+        let (kw, cw) = self.width;
+        let mut sql = String::from("SELECT id, tbl, op, layout");
+        for i in 0..kw {
+            let _ = write!(sql, ", k{i}");
+        }
+        for i in 0..cw {
+            let _ = write!(sql, ", c{i}");
+        }
+        sql.push_str(" FROM _gapsync_changes WHERE batch IS NULL ORDER BY id LIMIT ?1");
+        let raw: Vec<(i64, String, String, i64, Vec<Value>)> = {
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                let mut vals = Vec::with_capacity(kw + cw);
+                for i in 0..kw + cw {
+                    vals.push(Value::from(r.get_ref(4 + i)?));
+                }
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, vals))
+            })?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(raw.len());
+        for (id, table, op, layout_id, mut vals) in raw {
+            let layout = self.layout(layout_id)?;
+            let op = match op.as_str() {
+                "I" => Op::Insert,
+                "U" => Op::Update,
+                "D" => Op::Delete,
+                other => {
+                    return Err(SourceError::Corrupt(format!(
+                        "change {id} has op {other:?}"
+                    )));
+                }
+            };
+            let mut row = vals.split_off(kw);
+            row.truncate(layout.columns.len());
+            vals.truncate(layout.key.len());
+            out.push(Change {
+                id,
+                table,
+                op,
+                layout: layout_id,
+                old_key: if op == Op::Insert { Vec::new() } else { vals },
+                row: if op == Op::Delete { Vec::new() } else { row },
+            });
+        }
+        Ok(out)
+    }
+
+    /// The sequence number the next batch gets.
+    pub fn next_seq(&self) -> Result<u64> {
+        self.require_installed()?;
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT value FROM _gapsync_state WHERE key='next_seq'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.unwrap_or(1).max(1) as u64)
+    }
+
+    /// Record written batch files and mark their tracking rows, in one transaction:
+    /// `carried[i]` are the change ids batch `records[i]` carries; `absorbed` are
+    /// pending changes of `(table, up to id)` that a snapshot contains (marked with the
+    /// last record's seq, so they are cleared when the snapshot is applied).
+    pub fn commit_batches(
+        &mut self,
+        records: &[BatchRecord],
+        carried: &[Vec<i64>],
+        absorbed: Option<(&str, i64)>,
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO _gapsync_batches(seq, kind, file, size, sha256, statements, \
+                 first_id, last_id, state, attempts, reason, created, updated) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+            )?;
+            let mut mark = tx.prepare_cached(
+                "UPDATE _gapsync_changes SET batch=?1 WHERE id=?2 AND batch IS NULL",
+            )?;
+            for (i, r) in records.iter().enumerate() {
+                ins.execute(params![
+                    r.seq as i64,
+                    r.kind,
+                    r.file,
+                    r.size as i64,
+                    r.sha256,
+                    r.statements as i64,
+                    r.first_id,
+                    r.last_id,
+                    r.state.as_str(),
+                    r.attempts,
+                    r.reason,
+                    r.created
+                ])?;
+                for id in carried.get(i).map(Vec::as_slice).unwrap_or_default() {
+                    if mark.execute(params![r.seq as i64, id])? != 1 {
+                        return Err(SourceError::Corrupt(format!(
+                            "change {id} vanished or was already in a batch"
+                        )));
+                    }
+                }
+            }
+            if let (Some((table, max_id)), Some(last)) = (absorbed, records.last()) {
+                tx.execute(
+                    "UPDATE _gapsync_changes SET batch=?1 WHERE tbl=?2 AND id<=?3 AND batch IS NULL",
+                    params![last.seq as i64, table, max_id],
+                )?;
+            }
+            if let Some(last) = records.last() {
+                tx.execute(
+                    "INSERT INTO _gapsync_state(key, value) VALUES ('next_seq', ?1) \
+                     ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    [last.seq as i64 + 1],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Batch records, optionally only those in `state`, by seq.
+    pub fn batches(&self, state: Option<BatchState>) -> Result<Vec<BatchRecord>> {
+        self.require_installed()?;
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, kind, file, size, sha256, statements, first_id, last_id, state, \
+             attempts, reason, created FROM _gapsync_batches \
+             WHERE ?1 IS NULL OR state=?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([state.map(BatchState::as_str)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+                r.get::<_, String>(8)?,
+                r.get::<_, u32>(9)?,
+                r.get::<_, Option<String>>(10)?,
+                r.get::<_, String>(11)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (
+                seq,
+                kind,
+                file,
+                size,
+                sha256,
+                statements,
+                first_id,
+                last_id,
+                st,
+                attempts,
+                reason,
+                created,
+            ) = row?;
+            out.push(BatchRecord {
+                seq: seq as u64,
+                kind,
+                file,
+                size: size as u64,
+                sha256,
+                statements: statements as u64,
+                first_id,
+                last_id,
+                state: BatchState::parse(&st)?,
+                attempts,
+                reason,
+                created,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The receiver answered "applied": clear the batch's tracking rows and record it.
+    pub fn mark_applied(&mut self, seq: u64) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM _gapsync_changes WHERE batch=?1", [seq as i64])?;
+        tx.execute(
+            "UPDATE _gapsync_batches SET state='applied', updated=?2 WHERE seq=?1",
+            params![seq as i64, now()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Count a failed apply attempt; returns the new attempt count.
+    pub fn record_failure(&mut self, seq: u64, reason: &str) -> Result<u32> {
+        self.conn.execute(
+            "UPDATE _gapsync_batches SET attempts=attempts+1, reason=?2, updated=?3 WHERE seq=?1",
+            params![seq as i64, reason, now()],
+        )?;
+        Ok(self.conn.query_row(
+            "SELECT attempts FROM _gapsync_batches WHERE seq=?1",
+            [seq as i64],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Drop the batch into quarantine. Its tracking rows stay in `_gapsync_changes`
+    /// (with `batch` = seq) as the record of the changes it carried; they are never
+    /// pending again.
+    pub fn mark_quarantined(&mut self, seq: u64, reason: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE _gapsync_batches SET state='quarantined', reason=?2, updated=?3 WHERE seq=?1",
+            params![seq as i64, reason, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Queue a snapshot of `table` (built by the next batch cut).
+    pub fn queue_snapshot(&mut self, table: &str) -> Result<()> {
+        self.require_installed()?;
+        self.conn.execute(
+            "INSERT INTO _gapsync_requests(kind, tbl, requested) VALUES ('snapshot', ?1, ?2)",
+            params![table, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Queued snapshot requests: (request id, table), oldest first.
+    pub fn snapshot_requests(&self) -> Result<Vec<(i64, String)>> {
+        self.require_installed()?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, tbl FROM _gapsync_requests WHERE kind='snapshot' ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn finish_request(&mut self, id: i64) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM _gapsync_requests WHERE id=?1", [id])?;
+        Ok(())
+    }
+
+    /// Read every row of `spec`'s table, together with the highest tracking id visible
+    /// in the same read transaction (see [`SnapshotRows`]). Rows come in key order.
+    pub fn snapshot_rows(&mut self, spec: &TableSpec) -> Result<SnapshotRows> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
+        let max_id: i64 = tx.query_row(
+            "SELECT coalesce(max(id), 0) FROM _gapsync_changes",
+            [],
+            |r| r.get(0),
+        )?;
+        let cols: Vec<String> = spec.columns.iter().map(|c| quote(&c.source)).collect();
+        let order: Vec<String> = spec
+            .key
+            .iter()
+            .map(|&i| quote(&spec.columns[i].source))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            cols.join(", "),
+            quote(&spec.source),
+            order.join(", ")
+        );
+        let n = cols.len();
+        let rows = {
+            let mut stmt = tx.prepare(&sql)?;
+            let it = stmt.query_map([], |r| {
+                (0..n)
+                    .map(|i| Ok(Value::from(r.get_ref(i)?)))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })?;
+            it.collect::<std::result::Result<Vec<_>, _>>()?
+        };
+        tx.commit()?;
+        Ok(SnapshotRows { max_id, rows })
+    }
+}
+
+fn has_table(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?1",
+            [name],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+fn current_layout(conn: &Connection, table: &str) -> Result<Option<Layout>> {
+    if !has_table(conn, "_gapsync_layouts")? {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT layout, columns, key FROM _gapsync_layouts WHERE tbl=?1 \
+             ORDER BY layout DESC LIMIT 1",
+        [table],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        },
+    )
+    .optional()?
+    .map(|(id, c, k)| {
+        Ok(Layout {
+            id,
+            table: table.to_owned(),
+            columns: from_json(&c)?,
+            key: from_json(&k)?,
+        })
+    })
+    .transpose()
+}
+
+fn trigger_count(conn: &Connection, table: &str) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type='trigger' AND tbl_name=?1 \
+         AND name IN (?2, ?3, ?4)",
+        params![
+            table,
+            trigger_name(table, "ins"),
+            trigger_name(table, "upd"),
+            trigger_name(table, "del")
+        ],
+        |r| r.get(0),
+    )?)
+}
+
+fn tracking_width(conn: &Connection) -> Result<(usize, usize)> {
+    if !has_table(conn, "_gapsync_changes")? {
+        return Ok((0, 0));
+    }
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('_gapsync_changes')")?;
+    let names: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<std::result::Result<_, _>>()?;
+    let count = |p: char| {
+        names
+            .iter()
+            .filter(|n| {
+                n.starts_with(p) && n[1..].bytes().all(|b| b.is_ascii_digit()) && n.len() > 1
+            })
+            .count()
+    };
+    Ok((count('k'), count('c')))
+}
+
+/// Compute the DDL that brings capture up to date for `specs`.
+fn plan(conn: &Connection, specs: &[TableSpec]) -> Result<InstallPlan> {
+    let mut ddl: Vec<String> = BASE_DDL.split(';').map(|s| s.trim().to_owned()).collect();
+    let mut notes = Vec::new();
+    let (mut kw, mut cw) = tracking_width(conn)?;
+    let mut next_layout: i64 = if has_table(conn, "_gapsync_layouts")? {
+        conn.query_row(
+            "SELECT coalesce(max(layout), 0) + 1 FROM _gapsync_layouts",
+            [],
+            |r| r.get(0),
+        )?
+    } else {
+        1
+    };
+    for spec in specs {
+        let cols = spec.column_names();
+        let key = spec.key_names();
+        let current = current_layout(conn, &spec.source)?;
+        let same = current
+            .as_ref()
+            .is_some_and(|l| l.columns == cols && l.key == key);
+        if same && trigger_count(conn, &spec.source)? == 3 {
+            notes.push(format!("{}: up to date", spec.source));
+            continue;
+        }
+        notes.push(format!(
+            "{}: {}",
+            spec.source,
+            match current {
+                None => "installed",
+                Some(_) if same => "triggers restored",
+                Some(_) => "re-installed (columns or key changed)",
+            }
+        ));
+        while kw < key.len() {
+            ddl.push(format!("ALTER TABLE _gapsync_changes ADD COLUMN k{kw}"));
+            kw += 1;
+        }
+        while cw < cols.len() {
+            ddl.push(format!("ALTER TABLE _gapsync_changes ADD COLUMN c{cw}"));
+            cw += 1;
+        }
+        let layout = next_layout;
+        next_layout += 1;
+        ddl.push(format!(
+            "INSERT INTO _gapsync_layouts(layout, tbl, columns, key, installed_at) \
+             VALUES ({layout}, {}, {}, {}, {})",
+            quote_lit(&spec.source),
+            quote_lit(&to_json(&cols)),
+            quote_lit(&to_json(&key)),
+            quote_lit(&now())
+        ));
+        ddl.extend(trigger_ddl(spec, layout));
+    }
+    Ok(InstallPlan { ddl, notes })
+}
+
+fn trigger_name(table: &str, kind: &str) -> String {
+    format!("_gapsync_{table}_{kind}")
+}
+
+fn trigger_ddl(spec: &TableSpec, layout: i64) -> Vec<String> {
+    let t = quote(&spec.source);
+    let tl = quote_lit(&spec.source);
+    let ncols = spec.columns.len();
+    let nkey = spec.key.len();
+    let cnames: Vec<String> = (0..ncols).map(|i| format!("c{i}")).collect();
+    let knames: Vec<String> = (0..nkey).map(|i| format!("k{i}")).collect();
+    let new_vals: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|c| format!("NEW.{}", quote(&c.source)))
+        .collect();
+    let old_keys: Vec<String> = spec
+        .key
+        .iter()
+        .map(|&i| format!("OLD.{}", quote(&spec.columns[i].source)))
+        .collect();
+    let mut out = Vec::new();
+    for kind in ["ins", "upd", "del"] {
+        out.push(format!(
+            "DROP TRIGGER IF EXISTS {}",
+            quote(&trigger_name(&spec.source, kind))
+        ));
+    }
+    out.push(format!(
+        "CREATE TRIGGER {} AFTER INSERT ON {t} BEGIN INSERT INTO _gapsync_changes(tbl, op, layout, {}) \
+         VALUES ({tl}, 'I', {layout}, {}); END",
+        quote(&trigger_name(&spec.source, "ins")),
+        cnames.join(", "),
+        new_vals.join(", ")
+    ));
+    out.push(format!(
+        "CREATE TRIGGER {} AFTER UPDATE ON {t} BEGIN INSERT INTO _gapsync_changes(tbl, op, layout, {}, {}) \
+         VALUES ({tl}, 'U', {layout}, {}, {}); END",
+        quote(&trigger_name(&spec.source, "upd")),
+        knames.join(", "),
+        cnames.join(", "),
+        old_keys.join(", "),
+        new_vals.join(", ")
+    ));
+    out.push(format!(
+        "CREATE TRIGGER {} AFTER DELETE ON {t} BEGIN INSERT INTO _gapsync_changes(tbl, op, layout, {}) \
+         VALUES ({tl}, 'D', {layout}, {}); END",
+        quote(&trigger_name(&spec.source, "del")),
+        knames.join(", "),
+        old_keys.join(", ")
+    ));
+    out
+}

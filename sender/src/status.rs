@@ -1,0 +1,111 @@
+//! `gapsync-sender status`: what is pending, cut, unanswered and quarantined.
+
+use serde::Serialize;
+
+use gapsync_common::source::{BatchState, SqliteSource};
+
+/// A quarantined batch as status shows it.
+#[derive(Debug, Serialize)]
+pub struct Dropped {
+    pub seq: u64,
+    pub file: String,
+    pub reason: String,
+}
+
+/// The sender's status.
+#[derive(Debug, Serialize)]
+pub struct SenderStatus {
+    pub node: String,
+    /// Captured changes not yet in a batch.
+    pub pending_changes: u64,
+    /// Highest seq cut so far (0: none).
+    pub last_seq_cut: u64,
+    /// Highest seq the receiver answered "applied" (0: none).
+    pub last_seq_applied: u64,
+    /// Batches cut and not yet answered "applied", by seq.
+    pub unanswered: Vec<u64>,
+    pub quarantined: Vec<Dropped>,
+    /// Queued snapshot requests (table names).
+    pub queued_snapshots: Vec<String>,
+}
+
+pub fn status(
+    node: &str,
+    src: &SqliteSource,
+) -> Result<SenderStatus, gapsync_common::source::SourceError> {
+    let batches = src.batches(None)?;
+    Ok(SenderStatus {
+        node: node.to_owned(),
+        pending_changes: src.pending_count()?,
+        last_seq_cut: src.next_seq()? - 1,
+        last_seq_applied: batches
+            .iter()
+            .filter(|b| b.state == BatchState::Applied)
+            .map(|b| b.seq)
+            .max()
+            .unwrap_or(0),
+        unanswered: batches
+            .iter()
+            .filter(|b| b.state == BatchState::Ready)
+            .map(|b| b.seq)
+            .collect(),
+        quarantined: batches
+            .iter()
+            .filter(|b| b.state == BatchState::Quarantined)
+            .map(|b| Dropped {
+                seq: b.seq,
+                file: b.file.clone(),
+                reason: b.reason.clone().unwrap_or_default(),
+            })
+            .collect(),
+        queued_snapshots: src
+            .snapshot_requests()?
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect(),
+    })
+}
+
+impl SenderStatus {
+    /// Human-readable lines.
+    pub fn text(&self) -> String {
+        let mut s = format!(
+            "node {}\npending changes: {}\nlast seq cut: {}\nlast seq applied: {}\nunanswered batches: {}\n",
+            self.node,
+            self.pending_changes,
+            self.last_seq_cut,
+            self.last_seq_applied,
+            list(&self.unanswered)
+        );
+        if !self.queued_snapshots.is_empty() {
+            s.push_str(&format!(
+                "queued snapshots: {}\n",
+                self.queued_snapshots.join(", ")
+            ));
+        }
+        s.push_str(&format!(
+            "quarantined batches: {}\n",
+            self.quarantined.len()
+        ));
+        for q in &self.quarantined {
+            s.push_str(&format!("  seq {} {}: {}\n", q.seq, q.file, q.reason));
+        }
+        s
+    }
+}
+
+fn list(v: &[u64]) -> String {
+    if v.is_empty() {
+        return "none".into();
+    }
+    let mut s = v
+        .iter()
+        .take(20)
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if v.len() > 20 {
+        s.push_str(&format!(" … ({} in all)", v.len()));
+    }
+    s
+}
