@@ -1,1 +1,738 @@
-//! gapsync receiver library.
+//! gapsync receiver: listens for senders, spools their batch files, verifies them and
+//! applies them on the target, exactly once and in seq order per node.
+//!
+//! Threads: one accept loop, one thread per connection (a [`Conn`], the link's
+//! [`FrameHandler`]), and one applier ([`Receiver::apply_loop`]) that owns the target
+//! connection used for applying. They share [`Shared`]: the outcome of the latest attempt
+//! of every batch in flight, with a condition variable that `result?` waits on.
+//!
+//! Work directory:
+//! - `spool/.part-<node>-<seq>`: a batch being received (DATA chunks appended);
+//! - `spool/<file name>`: received, fsynced and renamed at END: waiting to be applied;
+//! - `spool/<file name>.fail1`: the batch failed once (holds the reason); the file was
+//!   removed and the sender sends it once more;
+//! - `quarantine/<file name>` + `.reason`: failed twice: dropped, with the database error;
+//! - `state/listen.addr`: the address actually listened on; `audit/`: the audit record.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use gapsync_common::audit::{Audit, AuditEvent};
+use gapsync_common::batch::{self, ReadLimits};
+use gapsync_common::config::{DbUrl, ReceiverConfig};
+use gapsync_common::target::{ApplyError, ApplyOutcome, SqliteTarget};
+use gapsync_protocol::{EndInfo, FrameHandler, ServerOptions, serve_connection};
+use tracing::{debug, error, info, warn};
+
+pub mod status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    #[error("work directory {path}: {source}")]
+    Work {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Batch(#[from] batch::BatchError),
+    #[error("{0}")]
+    Order(String),
+}
+
+type Result<T> = std::result::Result<T, ReceiverError>;
+
+fn work_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReceiverError + '_ {
+    move |source| ReceiverError::Work {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The latest attempt of a batch, as `result?` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Spooled; the applier has not finished with it yet.
+    Pending,
+    Applied,
+    /// Failed deterministically (first or second time).
+    Failed,
+}
+
+/// State shared by connections and the applier.
+#[derive(Debug)]
+pub struct Shared {
+    pub cfg: ReceiverConfig,
+    outcomes: Mutex<HashMap<(String, u64), Outcome>>,
+    changed: Condvar,
+    /// Wakes the applier when a file was spooled.
+    spooled: Condvar,
+    spool_flag: Mutex<bool>,
+    audit: Audit,
+    connections: AtomicU32,
+    pub limits: ReadLimits,
+}
+
+impl Shared {
+    fn spool(&self) -> PathBuf {
+        self.cfg.work_dir.join("spool")
+    }
+    fn quarantine_dir(&self) -> PathBuf {
+        self.cfg.work_dir.join("quarantine")
+    }
+
+    fn set(&self, node: &str, seq: u64, o: Outcome) {
+        if let Ok(mut m) = self.outcomes.lock() {
+            m.insert((node.to_owned(), seq), o);
+        }
+        self.changed.notify_all();
+    }
+
+    fn forget(&self, node: &str, seq: u64) {
+        if let Ok(mut m) = self.outcomes.lock() {
+            m.remove(&(node.to_owned(), seq));
+        }
+    }
+
+    /// Wait until the outcome of (node, seq) is no longer Pending, or `until`.
+    fn wait_settled(&self, node: &str, seq: u64, until: Instant) -> Option<Outcome> {
+        let key = (node.to_owned(), seq);
+        let mut m = self.outcomes.lock().ok()?;
+        loop {
+            match m.get(&key).copied() {
+                Some(Outcome::Pending) => {}
+                other => return other,
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Some(Outcome::Pending);
+            }
+            m = self.changed.wait_timeout(m, until - now).ok()?.0;
+        }
+    }
+
+    fn wake_applier(&self) {
+        if let Ok(mut f) = self.spool_flag.lock() {
+            *f = true;
+        }
+        self.spooled.notify_all();
+    }
+
+    fn wait_for_spool(&self, d: Duration) {
+        if let Ok(mut f) = self.spool_flag.lock() {
+            if !*f {
+                if let Ok((g, _)) = self.spooled.wait_timeout(f, d) {
+                    f = g;
+                } else {
+                    return;
+                }
+            }
+            *f = false;
+        }
+    }
+
+    pub fn audit(
+        &self,
+        event: &str,
+        node: &str,
+        seq: u64,
+        file: &str,
+        size: u64,
+        sha: &str,
+        verdict: &str,
+        detail: &str,
+    ) {
+        let ev = AuditEvent {
+            event,
+            node,
+            seq,
+            file,
+            size,
+            sha256: sha,
+            verdict,
+            detail,
+        };
+        if let Err(e) = self.audit.record(&ev) {
+            error!(error = %e, "cannot write the audit record");
+        }
+    }
+
+    pub fn open_target(&self) -> std::result::Result<SqliteTarget, ApplyError> {
+        match &self.cfg.target {
+            DbUrl::Sqlite(p) => SqliteTarget::open(p, self.cfg.busy_timeout),
+        }
+    }
+}
+
+/// A running receiver.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    pub shared: Arc<Shared>,
+}
+
+impl Receiver {
+    pub fn new(cfg: ReceiverConfig) -> Result<Receiver> {
+        for d in ["spool", "quarantine", "state"] {
+            let p = cfg.work_dir.join(d);
+            fs::create_dir_all(&p).map_err(work_err(&p))?;
+        }
+        let audit = Audit::new(&cfg.work_dir, "receiver");
+        let shared = Arc::new(Shared {
+            cfg,
+            outcomes: Mutex::new(HashMap::new()),
+            changed: Condvar::new(),
+            spooled: Condvar::new(),
+            spool_flag: Mutex::new(true),
+            audit,
+            connections: AtomicU32::new(0),
+            limits: ReadLimits::default(),
+        });
+        // Partial files of interrupted transfers: the sender starts them again.
+        let spool = shared.spool();
+        for e in fs::read_dir(&spool).map_err(work_err(&spool))? {
+            let e = e.map_err(work_err(&spool))?;
+            if e.file_name().to_string_lossy().starts_with(".part-") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        Ok(Receiver { shared })
+    }
+
+    /// Bind the listen address; writes the bound address to `state/listen.addr`.
+    pub fn bind(&self) -> Result<TcpListener> {
+        let addr = &self.shared.cfg.link.listen;
+        let l = TcpListener::bind(addr).map_err(|source| ReceiverError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+        let local = l.local_addr().map_err(|source| ReceiverError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+        let p = self.shared.cfg.work_dir.join("state").join("listen.addr");
+        fs::write(&p, format!("{local}\n")).map_err(work_err(&p))?;
+        info!(listen = %local, "receiver listening");
+        Ok(l)
+    }
+
+    /// Accept connections until `stop`; each gets its own thread.
+    pub fn accept_loop(&self, listener: TcpListener, stop: &AtomicBool) -> Result<()> {
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| ReceiverError::Listen {
+                addr: self.shared.cfg.link.listen.clone(),
+                source,
+            })?;
+        while !stop.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    let max = self.shared.cfg.link.max_connections;
+                    if self.shared.connections.load(Ordering::SeqCst) >= max {
+                        warn!(%peer, max, "too many connections: closing the new one");
+                        drop(stream);
+                        continue;
+                    }
+                    let _ = stream.set_nonblocking(false);
+                    self.shared.connections.fetch_add(1, Ordering::SeqCst);
+                    let shared = Arc::clone(&self.shared);
+                    std::thread::spawn(move || {
+                        serve(&shared, stream, peer.to_string());
+                        shared.connections.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The applier: apply spooled batches in seq order per node until `stop`.
+    pub fn apply_loop(&self, stop: &AtomicBool) {
+        let sh = &self.shared;
+        let mut target: Option<SqliteTarget> = None;
+        let mut waiting_logged: HashMap<String, u64> = HashMap::new();
+        while !stop.load(Ordering::SeqCst) {
+            let t = match target.as_mut() {
+                Some(t) => t,
+                None => match sh.open_target() {
+                    Ok(t) => target.insert(t),
+                    Err(e) => {
+                        warn!(error = %e, "target unavailable; retrying");
+                        sleep_unless(stop, sh.cfg.retry_interval);
+                        continue;
+                    }
+                },
+            };
+            match self.apply_spooled(t, &mut waiting_logged) {
+                Ok(true) => {}
+                Ok(false) => sh.wait_for_spool(Duration::from_millis(500)),
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?sh.cfg.retry_interval, "target unavailable; will retry");
+                    target = None;
+                    sleep_unless(stop, sh.cfg.retry_interval);
+                }
+            }
+        }
+    }
+
+    /// One pass over the spool. Ok(true): something was done. Err: transient failure.
+    fn apply_spooled(
+        &self,
+        t: &mut SqliteTarget,
+        waiting_logged: &mut HashMap<String, u64>,
+    ) -> std::result::Result<bool, ApplyError> {
+        let sh = &self.shared;
+        let mut did = false;
+        for (node, files) in spooled_files(&sh.spool()) {
+            let next = t.next_expected(&node)?;
+            for (&seq, path) in files.range(..next) {
+                // Applied or quarantined before: a resent copy.
+                let applied = t.applied_sha(&node, seq)?.is_some();
+                sh.set(
+                    &node,
+                    seq,
+                    if applied {
+                        Outcome::Applied
+                    } else {
+                        Outcome::Failed
+                    },
+                );
+                let _ = fs::remove_file(path);
+                did = true;
+            }
+            match files.get(&next) {
+                Some(path) => {
+                    self.apply_file(t, &node, next, path)?;
+                    did = true;
+                }
+                None => {
+                    if let Some((&first, _)) = files.range(next..).next() {
+                        if waiting_logged.get(&node) != Some(&first) {
+                            warn!(%node, waiting = first, missing = next, "batch waits for an earlier seq that has not arrived");
+                            waiting_logged.insert(node.clone(), first);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(did)
+    }
+
+    fn apply_file(
+        &self,
+        t: &mut SqliteTarget,
+        node: &str,
+        seq: u64,
+        path: &Path,
+    ) -> std::result::Result<(), ApplyError> {
+        let sh = &self.shared;
+        let name = file_name(path);
+        let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let verified = match batch::verify_batch(path, &sh.limits) {
+            Ok(v) => v,
+            Err(e) => {
+                sh.audit(
+                    "rejected",
+                    node,
+                    seq,
+                    &name,
+                    size,
+                    "",
+                    "rejected",
+                    &e.to_string(),
+                );
+                return self.failed(t, node, seq, path, &format!("verification failed: {e}"));
+            }
+        };
+        let sha = hex::encode(verified.content_sha256);
+        sh.audit("verified", node, seq, &name, size, &sha, "ok", "");
+        match t.apply(path, node, seq, &sha, &sh.limits) {
+            Ok(outcome) => {
+                let n = match outcome {
+                    ApplyOutcome::Applied { statements } => statements,
+                    ApplyOutcome::AlreadyApplied => 0,
+                };
+                info!(%node, seq, file = %name, statements = n, "batch applied");
+                sh.audit(
+                    "applied",
+                    node,
+                    seq,
+                    &name,
+                    size,
+                    &sha,
+                    "ok",
+                    &format!("{n} statements"),
+                );
+                let _ = fs::remove_file(path);
+                let _ = fs::remove_file(marker(path));
+                sh.set(node, seq, Outcome::Applied);
+                Ok(())
+            }
+            Err(ApplyError::Deterministic(msg)) => self.failed(t, node, seq, path, &msg),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A deterministic failure: first time, mark and wait for the resend; second time,
+    /// quarantine.
+    fn failed(
+        &self,
+        t: &mut SqliteTarget,
+        node: &str,
+        seq: u64,
+        path: &Path,
+        reason: &str,
+    ) -> std::result::Result<(), ApplyError> {
+        let sh = &self.shared;
+        let name = file_name(path);
+        let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let mark = marker(path);
+        let io = |e: std::io::Error| ApplyError::Transient(format!("spool: {e}"));
+        if mark.exists() {
+            let qdir = sh.quarantine_dir();
+            let dest = qdir.join(&name);
+            fs::rename(path, &dest).map_err(io)?;
+            fs::write(qdir.join(format!("{name}.reason")), format!("{reason}\n")).map_err(io)?;
+            let sha = batch::sha256_file(&dest)
+                .map(|(_, h)| hex::encode(h))
+                .unwrap_or_default();
+            t.record_quarantine(node, seq, &sha, &name, reason)?;
+            let _ = fs::remove_file(&mark);
+            error!(alarm = true, %node, seq, file = %name, reason, "batch failed twice: dropped to quarantine");
+            sh.audit(
+                "dropped",
+                node,
+                seq,
+                &name,
+                size,
+                &sha,
+                "quarantined",
+                reason,
+            );
+        } else {
+            write_synced(&mark, reason.as_bytes()).map_err(io)?;
+            fs::remove_file(path).map_err(io)?;
+            warn!(%node, seq, file = %name, reason, "batch failed; waiting for the sender to send it once more");
+            sh.audit("failed", node, seq, &name, size, "", "failed", reason);
+        }
+        sh.set(node, seq, Outcome::Failed);
+        Ok(())
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn marker(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".fail1");
+    PathBuf::from(s)
+}
+
+fn write_synced(p: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = File::create(p)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+fn sync_dir(p: &Path) -> std::io::Result<()> {
+    File::open(p)?.sync_all()
+}
+
+/// Spooled final files by node and seq.
+fn spooled_files(spool: &Path) -> BTreeMap<String, BTreeMap<u64, PathBuf>> {
+    let mut out: BTreeMap<String, BTreeMap<u64, PathBuf>> = BTreeMap::new();
+    let Ok(rd) = fs::read_dir(spool) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Ok((node, seq, _)) = batch::parse_batch_file_name(&name) {
+            out.entry(node).or_default().insert(seq, e.path());
+        }
+    }
+    out
+}
+
+/// Sleep `d`, waking early when `stop` is set.
+pub fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}
+
+fn serve(shared: &Arc<Shared>, stream: TcpStream, peer: String) {
+    let opts = ServerOptions {
+        max_frame: shared.cfg.link.max_frame,
+        idle_timeout: shared.cfg.link.idle_timeout,
+        frame_timeout: shared.cfg.link.frame_timeout,
+    };
+    let mut conn = Conn {
+        shared: Arc::clone(shared),
+        node: String::new(),
+        part: None,
+        target: None,
+    };
+    match serve_connection(stream, &mut conn, opts) {
+        Ok(end) => debug!(%peer, node = %conn.node, ?end, "connection ended"),
+        Err(e) => warn!(%peer, node = %conn.node, error = %e, "connection closed"),
+    }
+}
+
+/// One sender connection.
+struct Conn {
+    shared: Arc<Shared>,
+    node: String,
+    /// The batch being received: (seq, file, bytes so far).
+    part: Option<(u64, File, u64)>,
+    /// A target connection for ledger look-ups (opened lazily).
+    target: Option<SqliteTarget>,
+}
+
+impl Conn {
+    fn part_path(&self, seq: u64) -> PathBuf {
+        self.shared
+            .spool()
+            .join(format!(".part-{}-{seq:020}", self.node))
+    }
+
+    /// Ledger look-up: Some(true) applied, Some(false) quarantined, None unknown.
+    fn recorded(&mut self, seq: u64) -> Option<bool> {
+        if self.target.is_none() {
+            self.target = self.shared.open_target().ok();
+        }
+        let t = self.target.as_ref()?;
+        let r = (|| -> std::result::Result<Option<bool>, ApplyError> {
+            if t.applied_sha(&self.node, seq)?.is_some() {
+                return Ok(Some(true));
+            }
+            Ok(t.quarantine_reason(&self.node, seq)?.map(|_| false))
+        })();
+        match r {
+            Ok(v) => v,
+            Err(_) => {
+                self.target = None;
+                None
+            }
+        }
+    }
+
+    fn store_chunk(&mut self, seq: u64, offset: u64, chunk: &[u8]) -> std::io::Result<bool> {
+        if offset == 0 {
+            let f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(self.part_path(seq))?;
+            self.part = Some((seq, f, 0));
+        }
+        let Some((pseq, f, len)) = self.part.as_mut() else {
+            return Ok(false);
+        };
+        if *pseq != seq || offset > *len {
+            return Ok(false);
+        }
+        if offset < *len {
+            f.set_len(offset)?;
+            *len = offset;
+        }
+        f.seek(SeekFrom::Start(offset))?;
+        f.write_all(chunk)?;
+        *len += chunk.len() as u64;
+        Ok(true)
+    }
+
+    fn finish(&mut self, seq: u64, info: &EndInfo) -> std::result::Result<bool, String> {
+        let (node, fseq, _) =
+            batch::parse_batch_file_name(&info.name).map_err(|e| e.to_string())?;
+        if node != self.node || fseq != seq {
+            return Err(format!(
+                "file name {} does not match node {} seq {seq}",
+                info.name, self.node
+            ));
+        }
+        if self.recorded(seq).is_some() {
+            // Already applied or quarantined: nothing to spool again.
+            self.part = None;
+            let _ = fs::remove_file(self.part_path(seq));
+            return Ok(true);
+        }
+        let Some((pseq, f, len)) = self.part.take() else {
+            return Err("END without data".into());
+        };
+        let part = self.part_path(seq);
+        if pseq != seq || len != info.size {
+            let _ = fs::remove_file(&part);
+            return Err(format!("received {len} bytes, END says {}", info.size));
+        }
+        f.sync_all().map_err(|e| e.to_string())?;
+        drop(f);
+        let (_, sha) = batch::sha256_file(&part).map_err(|e| e.to_string())?;
+        if sha != info.sha256 {
+            let _ = fs::remove_file(&part);
+            return Err("sha256 of the received file does not match END".into());
+        }
+        let dest = self.shared.spool().join(&info.name);
+        fs::rename(&part, &dest).map_err(|e| e.to_string())?;
+        sync_dir(&self.shared.spool()).map_err(|e| e.to_string())?;
+        self.shared.set(&self.node, seq, Outcome::Pending);
+        self.shared.audit(
+            "received",
+            &self.node,
+            seq,
+            &info.name,
+            info.size,
+            &hex::encode(sha),
+            "ok",
+            "",
+        );
+        self.shared.wake_applier();
+        Ok(true)
+    }
+}
+
+impl FrameHandler for Conn {
+    fn hello(&mut self, node: &str, text: &str) -> bool {
+        info!(%node, peer_says = %text, "sender connected");
+        self.node = node.to_owned();
+        true
+    }
+
+    fn heartbeat(&mut self) -> bool {
+        true
+    }
+
+    fn data(&mut self, seq: u64, offset: u64, chunk: &[u8]) -> bool {
+        match self.store_chunk(seq, offset, chunk) {
+            Ok(ok) => ok,
+            Err(e) => {
+                warn!(node = %self.node, seq, offset, error = %e, "cannot spool chunk");
+                self.part = None;
+                false
+            }
+        }
+    }
+
+    fn end(&mut self, seq: u64, info: &EndInfo) -> bool {
+        match self.finish(seq, info) {
+            Ok(ok) => ok,
+            Err(e) => {
+                warn!(node = %self.node, seq, error = %e, "batch not accepted; the sender resends it");
+                false
+            }
+        }
+    }
+
+    fn result(&mut self, seq: u64) -> Option<bool> {
+        let until = Instant::now() + self.shared.cfg.link.result_wait;
+        let node = self.node.clone();
+        match self.shared.wait_settled(&node, seq, until) {
+            Some(Outcome::Applied) => {
+                self.shared.forget(&node, seq);
+                Some(true)
+            }
+            Some(Outcome::Failed) => Some(false),
+            Some(Outcome::Pending) => {
+                info!(%node, seq, "apply not finished within result_wait; closing so the sender asks again");
+                None
+            }
+            None => self.recorded(seq),
+        }
+    }
+}
+
+/// `gapsync-receiver apply FILE...`: verify and apply batch files by hand, through the
+/// same ledger (exactly once), in seq order per node. Returns one line per file.
+pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String>> {
+    let limits = ReadLimits::default();
+    let mut sorted: Vec<(String, u64, PathBuf)> = Vec::new();
+    for f in files {
+        let name = file_name(f);
+        let (node, seq, _) = batch::parse_batch_file_name(&name)?;
+        sorted.push((node, seq, f.clone()));
+    }
+    sorted.sort();
+    let audit = Audit::new(&cfg.work_dir, "receiver");
+    let mut t = match &cfg.target {
+        DbUrl::Sqlite(p) => SqliteTarget::open(p, cfg.busy_timeout)?,
+    };
+    let mut out = Vec::new();
+    for (node, seq, path) in sorted {
+        let name = file_name(&path);
+        let v = batch::verify_batch(&path, &limits)?;
+        let sha = hex::encode(v.content_sha256);
+        let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let next = t.next_expected(&node)?;
+        if seq < next {
+            if let Some(prev) = t.applied_sha(&node, seq)? {
+                if prev != sha {
+                    return Err(ReceiverError::Order(format!(
+                        "{name}: seq {seq} of node {node} was already applied with different content"
+                    )));
+                }
+                out.push(format!("{name}: already applied, skipped"));
+                continue;
+            }
+            return Err(ReceiverError::Order(format!(
+                "{name}: seq {seq} of node {node} is quarantined"
+            )));
+        }
+        if seq > next {
+            return Err(ReceiverError::Order(format!(
+                "{name}: node {node} needs seq {next} first (apply the missing batches, in order)"
+            )));
+        }
+        let ev = |event: &str, verdict: &str, detail: &str| {
+            let _ = audit.record(&AuditEvent {
+                event,
+                node: &node,
+                seq,
+                file: &name,
+                size,
+                sha256: &sha,
+                verdict,
+                detail,
+            });
+        };
+        match t.apply(&path, &node, seq, &sha, &limits) {
+            Ok(ApplyOutcome::Applied { statements }) => {
+                ev("applied", "ok", "by hand");
+                out.push(format!("{name}: applied ({statements} statements)"));
+            }
+            Ok(ApplyOutcome::AlreadyApplied) => {
+                out.push(format!("{name}: already applied, skipped"))
+            }
+            Err(e) => {
+                ev("failed", "failed", &e.to_string());
+                return Err(ReceiverError::Order(format!("{name}: {e}")));
+            }
+        }
+    }
+    Ok(out)
+}

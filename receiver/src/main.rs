@@ -1,1 +1,118 @@
-fn main() {}
+//! `gapsync-receiver`: thin command-line layer over the `gapsync_receiver` library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use gapsync_common::config::{DbUrl, ReceiverConfig};
+use gapsync_common::target::SqliteTarget;
+use gapsync_receiver::{Receiver, apply_files, status};
+use tracing::{info, warn};
+
+/// Outside-zone side of gapsync: receives batch files through the isolation device,
+/// verifies them and applies each in one transaction on the target database.
+#[derive(Parser, Debug)]
+#[command(name = "gapsync-receiver", version)]
+struct Cli {
+    /// Receiver configuration file (TOML).
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "/etc/gapsync/receiver.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Validate the configuration and that the target opens, without running.
+    Check,
+    /// Listen, spool, verify, apply and answer until SIGTERM / ctrl-c.
+    Run,
+    /// Apply batch files by hand (media transfer), exactly once, in seq order.
+    Apply {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Show per node progress, spooled and quarantined batches.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    gapsync_common::logging::init();
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gapsync-receiver: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_target(cfg: &ReceiverConfig) -> Result<SqliteTarget> {
+    Ok(match &cfg.target {
+        DbUrl::Sqlite(p) => SqliteTarget::open(p, cfg.busy_timeout)?,
+    })
+}
+
+fn real_main(cli: Cli) -> Result<()> {
+    let cfg = ReceiverConfig::load(&cli.config)?;
+    if cfg.insecure {
+        warn!("insecure = true: batch signatures are not checked");
+    }
+    match cli.cmd {
+        Cmd::Check => {
+            open_target(&cfg).with_context(|| format!("opening the target {}", cfg.target))?;
+            println!(
+                "{}: configuration OK (target {})",
+                cli.config.display(),
+                cfg.target
+            );
+        }
+        Cmd::Run => {
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(sig, Arc::clone(&stop))
+                    .context("installing signal handler")?;
+            }
+            let rx = Receiver::new(cfg)?;
+            let listener = rx.bind()?;
+            let applier = {
+                let rx = rx.clone();
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || rx.apply_loop(&stop))
+            };
+            let r = rx.accept_loop(listener, &stop);
+            stop.store(true, Ordering::SeqCst);
+            let _ = applier.join();
+            info!("receiver stopped");
+            r?;
+        }
+        Cmd::Apply { files } => {
+            for line in apply_files(&cfg, &files)? {
+                println!("{line}");
+            }
+        }
+        Cmd::Status { json } => {
+            let t = open_target(&cfg)?;
+            let st = status::status(&t, &cfg.work_dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                print!("{}", st.text());
+            }
+        }
+    }
+    Ok(())
+}
