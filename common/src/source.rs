@@ -54,8 +54,8 @@ pub enum SourceError {
         column: String,
         what: &'static str,
     },
-    #[error("table {0:?} is not installed: run `gapsync-sender install` first")]
-    NotInstalled(String),
+    #[error("gapsync is not installed in the source database: run `gapsync-sender install` first")]
+    NotInstalled,
     #[error("source database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("tracking data is inconsistent: {0}")]
@@ -180,13 +180,14 @@ pub struct InstallPlan {
     pub notes: Vec<String>,
 }
 
-/// A snapshot read: all rows of one table, consistent with the tracking table.
+/// What [`SqliteSource::snapshot_each`] reports.
 #[derive(Debug)]
-pub struct SnapshotRows {
-    /// Highest tracking id visible when the rows were read: pending changes of the table
-    /// up to this id are contained in the snapshot and must not be shipped again.
-    pub max_id: i64,
-    pub rows: Vec<Vec<Value>>,
+pub enum SnapshotEvent<'a> {
+    /// Before the rows: the highest tracking id and the row count, read in the same
+    /// transaction as the rows.
+    Start { max_id: i64, rows: u64 },
+    /// One row, in column order.
+    Row(&'a [Value]),
 }
 
 const BASE_DDL: &str = "
@@ -393,7 +394,7 @@ impl SqliteSource {
         if self.is_installed()? {
             Ok(())
         } else {
-            Err(SourceError::NotInstalled("(any)".into()))
+            Err(SourceError::NotInstalled)
         }
     }
 
@@ -708,17 +709,41 @@ impl SqliteSource {
         Ok(())
     }
 
-    /// Read every row of `spec`'s table, together with the highest tracking id visible
-    /// in the same read transaction (see [`SnapshotRows`]). Rows come in key order.
-    pub fn snapshot_rows(&mut self, spec: &TableSpec) -> Result<SnapshotRows> {
+    /// Read every row of `spec`'s table in key order, in ONE read transaction that also
+    /// reads the highest tracking id: pending changes of the table up to that id are
+    /// contained in the rows and must not be shipped again. `each` gets
+    /// [`SnapshotEvent::Start`] first, then one [`SnapshotEvent::Row`] per row (streamed:
+    /// memory stays bounded). Returns the highest tracking id.
+    pub fn snapshot_each<E>(
+        &mut self,
+        spec: &TableSpec,
+        mut each: impl FnMut(SnapshotEvent<'_>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<i64, E>
+    where
+        E: From<SourceError>,
+    {
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
-        let max_id: i64 = tx.query_row(
-            "SELECT coalesce(max(id), 0) FROM _gapsync_changes",
-            [],
-            |r| r.get(0),
-        )?;
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
+            .map_err(SourceError::from)?;
+        let max_id: i64 = tx
+            .query_row(
+                "SELECT coalesce(max(id), 0) FROM _gapsync_changes",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(SourceError::from)?;
+        let count: i64 = tx
+            .query_row(
+                &format!("SELECT count(*) FROM {}", quote(&spec.source)),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(SourceError::from)?;
+        each(SnapshotEvent::Start {
+            max_id,
+            rows: count.max(0) as u64,
+        })?;
         let cols: Vec<String> = spec.columns.iter().map(|c| quote(&c.source)).collect();
         let order: Vec<String> = spec
             .key
@@ -731,18 +756,20 @@ impl SqliteSource {
             quote(&spec.source),
             order.join(", ")
         );
-        let n = cols.len();
-        let rows = {
-            let mut stmt = tx.prepare(&sql)?;
-            let it = stmt.query_map([], |r| {
-                (0..n)
-                    .map(|i| Ok(Value::from(r.get_ref(i)?)))
-                    .collect::<std::result::Result<Vec<_>, _>>()
-            })?;
-            it.collect::<std::result::Result<Vec<_>, _>>()?
-        };
-        tx.commit()?;
-        Ok(SnapshotRows { max_id, rows })
+        {
+            let mut stmt = tx.prepare(&sql).map_err(SourceError::from)?;
+            let mut rows = stmt.query([]).map_err(SourceError::from)?;
+            let mut vals = Vec::with_capacity(cols.len());
+            while let Some(r) = rows.next().map_err(SourceError::from)? {
+                vals.clear();
+                for i in 0..cols.len() {
+                    vals.push(Value::from(r.get_ref(i).map_err(SourceError::from)?));
+                }
+                each(SnapshotEvent::Row(&vals))?;
+            }
+        }
+        tx.commit().map_err(SourceError::from)?;
+        Ok(max_id)
     }
 }
 

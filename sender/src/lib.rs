@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use gapsync_common::audit::{Audit, AuditEvent};
 use gapsync_common::batch::{self, BatchHeader, BatchKind, BatchWriter};
 use gapsync_common::config::{DbUrl, OnSecondFailure, SenderConfig, Strategy};
-use gapsync_common::source::{BatchRecord, BatchState, Change, Op, SqliteSource, TableSpec};
+use gapsync_common::source::{
+    BatchRecord, BatchState, Change, Op, SnapshotEvent, SqliteSource, TableSpec,
+};
 use gapsync_protocol::{Backoff, LinkClient, LinkError, LinkOptions, ResultAnswer};
 use tracing::{error, info, warn};
 
@@ -47,7 +49,7 @@ pub enum SenderError {
     UnknownTable(String),
     #[error("{0:?} is not a configured table (configured: {1})")]
     NotConfigured(String, String),
-    #[error("link: {0}")]
+    #[error(transparent)]
     Link(#[from] LinkError),
     #[error(
         "batch {seq} was dropped after two failed applies and [batch] on_second_failure = \"halt\": fix the cause (see the receiver's quarantine), then restart"
@@ -139,7 +141,7 @@ impl Sender {
         }
         self._lock = Some(f);
         if !self.source.is_installed()? {
-            return Err(gapsync_common::source::SourceError::NotInstalled("(all)".into()).into());
+            return Err(gapsync_common::source::SourceError::NotInstalled.into());
         }
         // Files are written before their record commits: a file without a record is
         // the leftover of a crash between the two and was never sent.
@@ -353,68 +355,109 @@ impl Sender {
     fn cut_snapshot(&mut self, table: &str) -> Result<Vec<u64>> {
         let spec = self.spec(table)?;
         let d = self.cfg.dialect;
-        let snap = self.source.snapshot_rows(&spec)?;
-        let cols: Vec<&str> = spec.columns.iter().map(|c| c.target.as_str()).collect();
+        let cols: Vec<String> = spec.columns.iter().map(|c| c.target.clone()).collect();
         let key: Vec<&str> = spec
             .key
             .iter()
             .map(|&i| spec.columns[i].target.as_str())
             .collect();
-        let types: Vec<String> = spec
+        let typed: Vec<(&str, String)> = spec
             .columns
             .iter()
-            .map(|c| d.map_type(&c.decl_type).unwrap_or_default())
+            .map(|c| {
+                (
+                    c.target.as_str(),
+                    d.map_type(&c.decl_type).unwrap_or_default(),
+                )
+            })
             .collect();
-        let typed: Vec<(&str, &str)> = cols
-            .iter()
-            .copied()
-            .zip(types.iter().map(String::as_str))
-            .collect();
-        let per = usize::try_from(self.cfg.batch.max_rows)
-            .unwrap_or(usize::MAX)
-            .max(1);
-        let mut chunks: Vec<&[Vec<gapsync_common::value::Value>]> = snap.rows.chunks(per).collect();
-        if chunks.is_empty() {
-            chunks.push(&[]);
-        }
+        let typed: Vec<(&str, &str)> = typed.iter().map(|(c, t)| (*c, t.as_str())).collect();
+        let mut create = String::new();
+        d.render_create_table(&spec.target, &typed, &key, &mut create);
+        let mut clear = String::new();
+        d.render_clear(&spec.target, &mut clear);
+        let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
+
+        let per = self.cfg.batch.max_rows.max(1);
         let first_seq = self.source.next_seq()?;
-        let mut records = Vec::new();
+        let outbox = self.dir("outbox");
+        let compress = self.cfg.batch.compress;
+        let node = self.cfg.node.clone();
+        let mut writer: Option<(BatchWriter, BatchHeader)> = None;
+        let mut records: Vec<BatchRecord> = Vec::new();
+        let mut total = 0u64;
+        let mut in_batch = 0u64;
         let mut buf = String::new();
-        for (i, rows) in chunks.iter().enumerate() {
-            let seq = first_seq + i as u64;
+        let mut rows_seen = 0u64;
+        // Opens batch `i` of the snapshot, sized from the row count read in the same
+        // transaction (the header states the statement count up front).
+        let open = |i: u64, total: u64| -> Result<(BatchWriter, BatchHeader)> {
+            let rows = total.saturating_sub(i * per).min(per);
             let extra = if i == 0 { 2 } else { 0 };
-            let header = self.header(seq, BatchKind::Snapshot, None, rows.len() as u64 + extra);
-            let mut w = BatchWriter::create(
-                &self.dir("outbox"),
-                header.clone(),
-                self.cfg.batch.compress,
-                3,
-            )?;
+            let header = BatchHeader {
+                node: node.clone(),
+                seq: first_seq + i,
+                created: batch::format_created(chrono::Utc::now()),
+                dialect: d.name().to_owned(),
+                kind: BatchKind::Snapshot,
+                changes: None,
+                statements: rows + extra,
+            };
+            let mut w = BatchWriter::create(&outbox, header.clone(), compress, 3)?;
             if i == 0 {
-                buf.clear();
-                d.render_create_table(&spec.target, &typed, &key, &mut buf);
-                w.push(&buf)?;
-                buf.clear();
-                d.render_clear(&spec.target, &mut buf);
-                w.push(&buf)?;
+                w.push(&create)?;
+                w.push(&clear)?;
             }
-            for row in rows.iter() {
-                buf.clear();
-                d.render_insert(&spec.target, &cols, row, &mut buf);
-                w.push(&buf)?;
+            Ok((w, header))
+        };
+        let mut finished: Vec<(batch::WrittenBatch, BatchHeader)> = Vec::new();
+        let max_id = self.source.snapshot_each(&spec, |ev| -> Result<()> {
+            let row = match ev {
+                SnapshotEvent::Start { rows, .. } => {
+                    total = rows;
+                    writer = Some(open(0, total)?);
+                    return Ok(());
+                }
+                SnapshotEvent::Row(row) => row,
+            };
+            if in_batch == per {
+                if let Some((w, h)) = writer.take() {
+                    finished.push((w.finish()?, h));
+                }
+                writer = Some(open(finished.len() as u64, total)?);
+                in_batch = 0;
             }
-            let written = w.finish()?;
-            records.push(self.record(&written, &header));
+            rows_seen += 1;
+            if rows_seen > total {
+                return Err(gapsync_common::source::SourceError::Corrupt(format!(
+                    "table {table} returned more rows than it counted"
+                ))
+                .into());
+            }
+            let (w, _) = writer
+                .as_mut()
+                .ok_or(SenderError::Link(LinkError::Broken))?;
+            buf.clear();
+            d.render_insert(&spec.target, &cols, row, &mut buf);
+            w.push(&buf)?;
+            in_batch += 1;
+            Ok(())
+        })?;
+        if let Some((w, h)) = writer.take() {
+            finished.push((w.finish()?, h));
+        }
+        for (w, h) in &finished {
+            records.push(self.record(w, h));
         }
         let carried = vec![Vec::new(); records.len()];
         self.source
-            .commit_batches(&records, &carried, Some((table, snap.max_id)))?;
+            .commit_batches(&records, &carried, Some((table, max_id)))?;
         for r in &records {
             self.audit("built", r, "ok", &format!("snapshot {table}"));
         }
         info!(
             table,
-            rows = snap.rows.len(),
+            rows = rows_seen,
             batches = records.len(),
             "snapshot cut"
         );
