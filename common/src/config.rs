@@ -688,3 +688,19 @@ dir = "work"
         assert_eq!(parse_duration("s"), None);
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The shipped example configurations must stay valid.
+    #[test]
+    fn deploy_examples_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+        let s = SenderConfig::load(&dir.join("sender.toml")).expect("sender example");
+        assert_eq!(s.node, "plant1");
+        assert_eq!(s.tables.len(), 2);
+        let r = ReceiverConfig::load(&dir.join("receiver.toml")).expect("receiver example");
+        assert_eq!(r.link.max_connections, 16);
+    }
+}
