@@ -25,6 +25,36 @@ pub struct AuditEvent<'a> {
     pub detail: &'a str,
 }
 
+impl<'a> AuditEvent<'a> {
+    /// An event with verdict `ok` and no detail.
+    pub fn new(
+        event: &'a str,
+        node: &'a str,
+        seq: u64,
+        file: &'a str,
+        size: u64,
+        sha256: &'a str,
+    ) -> Self {
+        AuditEvent {
+            event,
+            node,
+            seq,
+            file,
+            size,
+            sha256,
+            verdict: "ok",
+            detail: "",
+        }
+    }
+
+    /// Set the verdict and a detail (reason, counts).
+    pub fn verdict(mut self, verdict: &'a str, detail: &'a str) -> Self {
+        self.verdict = verdict;
+        self.detail = detail;
+        self
+    }
+}
+
 #[derive(Serialize)]
 struct Line<'a> {
     time: String,

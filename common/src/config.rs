@@ -413,16 +413,16 @@ impl SenderConfig {
                     format!("[[table]] #{n} target = {target:?}: two tables map onto it"),
                 ));
             }
-            if let Some(k) = &t.key {
-                if k.is_empty() {
-                    return Err(invalid(
-                        path,
-                        format!(
-                            "[[table]] #{n} ({}) key = []: name at least one column",
-                            t.source
-                        ),
-                    ));
-                }
+            if let Some(k) = &t.key
+                && k.is_empty()
+            {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "[[table]] #{n} ({}) key = []: name at least one column",
+                        t.source
+                    ),
+                ));
             }
             tables.push(TableConfig {
                 source: t.source,
@@ -474,13 +474,13 @@ impl SenderConfig {
         if max_rows == 0 {
             return Err(invalid(path, "[batch] max_rows must be at least 1"));
         }
-        if let Strategy::Count(c) = strategy {
-            if c > max_rows {
-                return Err(invalid(
-                    path,
-                    format!("[batch] count = {c} is larger than max_rows = {max_rows}"),
-                ));
-            }
+        if let Strategy::Count(c) = strategy
+            && c > max_rows
+        {
+            return Err(invalid(
+                path,
+                format!("[batch] count = {c} is larger than max_rows = {max_rows}"),
+            ));
         }
         let on_second_failure = match b.on_second_failure.as_deref().unwrap_or("drop") {
             "drop" => OnSecondFailure::Drop,

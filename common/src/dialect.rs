@@ -282,7 +282,7 @@ mod tests {
             Value::Real(5e-324),
             Value::Real(1.0),
             Value::Real(-0.0),
-            Value::Real(123456789.123456789),
+            Value::Real(123456789.12345679),
             Value::Real(f64::INFINITY),
             Value::Real(f64::NEG_INFINITY),
             Value::Text(String::new()),

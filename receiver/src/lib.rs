@@ -143,27 +143,7 @@ impl Shared {
         }
     }
 
-    pub fn audit(
-        &self,
-        event: &str,
-        node: &str,
-        seq: u64,
-        file: &str,
-        size: u64,
-        sha: &str,
-        verdict: &str,
-        detail: &str,
-    ) {
-        let ev = AuditEvent {
-            event,
-            node,
-            seq,
-            file,
-            size,
-            sha256: sha,
-            verdict,
-            detail,
-        };
+    pub fn audit(&self, ev: AuditEvent<'_>) {
         if let Err(e) = self.audit.record(&ev) {
             error!(error = %e, "cannot write the audit record");
         }
@@ -324,11 +304,11 @@ impl Receiver {
                     did = true;
                 }
                 None => {
-                    if let Some((&first, _)) = files.range(next..).next() {
-                        if waiting_logged.get(&node) != Some(&first) {
-                            warn!(%node, waiting = first, missing = next, "batch waits for an earlier seq that has not arrived");
-                            waiting_logged.insert(node.clone(), first);
-                        }
+                    if let Some((&first, _)) = files.range(next..).next()
+                        && waiting_logged.get(&node) != Some(&first)
+                    {
+                        warn!(%node, waiting = first, missing = next, "batch waits for an earlier seq that has not arrived");
+                        waiting_logged.insert(node.clone(), first);
                     }
                 }
             }
@@ -349,21 +329,16 @@ impl Receiver {
         let verified = match batch::verify_batch(path, &sh.limits) {
             Ok(v) => v,
             Err(e) => {
+                let detail = e.to_string();
                 sh.audit(
-                    "rejected",
-                    node,
-                    seq,
-                    &name,
-                    size,
-                    "",
-                    "rejected",
-                    &e.to_string(),
+                    AuditEvent::new("rejected", node, seq, &name, size, "")
+                        .verdict("rejected", &detail),
                 );
                 return self.failed(t, node, seq, path, &format!("verification failed: {e}"));
             }
         };
         let sha = hex::encode(verified.content_sha256);
-        sh.audit("verified", node, seq, &name, size, &sha, "ok", "");
+        sh.audit(AuditEvent::new("verified", node, seq, &name, size, &sha));
         match t.apply(path, node, seq, &sha, &sh.limits) {
             Ok(outcome) => {
                 let n = match outcome {
@@ -371,15 +346,9 @@ impl Receiver {
                     ApplyOutcome::AlreadyApplied => 0,
                 };
                 info!(%node, seq, file = %name, statements = n, "batch applied");
+                let detail = format!("{n} statements");
                 sh.audit(
-                    "applied",
-                    node,
-                    seq,
-                    &name,
-                    size,
-                    &sha,
-                    "ok",
-                    &format!("{n} statements"),
+                    AuditEvent::new("applied", node, seq, &name, size, &sha).verdict("ok", &detail),
                 );
                 let _ = fs::remove_file(path);
                 let _ = fs::remove_file(marker(path));
@@ -418,20 +387,16 @@ impl Receiver {
             let _ = fs::remove_file(&mark);
             error!(alarm = true, %node, seq, file = %name, reason, "batch failed twice: dropped to quarantine");
             sh.audit(
-                "dropped",
-                node,
-                seq,
-                &name,
-                size,
-                &sha,
-                "quarantined",
-                reason,
+                AuditEvent::new("dropped", node, seq, &name, size, &sha)
+                    .verdict("quarantined", reason),
             );
         } else {
             write_synced(&mark, reason.as_bytes()).map_err(io)?;
             fs::remove_file(path).map_err(io)?;
             warn!(%node, seq, file = %name, reason, "batch failed; waiting for the sender to send it once more");
-            sh.audit("failed", node, seq, &name, size, "", "failed", reason);
+            sh.audit(
+                AuditEvent::new("failed", node, seq, &name, size, "").verdict("failed", reason),
+            );
         }
         sh.set(node, seq, Outcome::Failed);
         Ok(())
@@ -602,16 +567,10 @@ impl Conn {
         fs::rename(&part, &dest).map_err(|e| e.to_string())?;
         sync_dir(&self.shared.spool()).map_err(|e| e.to_string())?;
         self.shared.set(&self.node, seq, Outcome::Pending);
-        self.shared.audit(
-            "received",
-            &self.node,
-            seq,
-            &info.name,
-            info.size,
-            &hex::encode(sha),
-            "ok",
-            "",
-        );
+        let sha_hex = hex::encode(sha);
+        self.shared.audit(AuditEvent::new(
+            "received", &self.node, seq, &info.name, info.size, &sha_hex,
+        ));
         self.shared.wake_applier();
         Ok(true)
     }

@@ -157,6 +157,19 @@ impl Sender {
                 std::fs::remove_file(entry.path()).map_err(work_err(&entry.path()))?;
             }
         }
+        // The record is updated before the file moves: finish moves a crash interrupted.
+        for (state, dir) in [
+            (BatchState::Applied, "archive"),
+            (BatchState::Quarantined, "quarantine"),
+        ] {
+            for rec in self.source.batches(Some(state))? {
+                let from = outbox.join(&rec.file);
+                if from.exists() {
+                    let to = self.dir(dir).join(&rec.file);
+                    std::fs::rename(&from, &to).map_err(work_err(&to))?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -618,11 +631,11 @@ impl Sender {
             rec.seq, rec.file
         );
         let qdir = self.dir("quarantine");
-        let dest = qdir.join(&rec.file);
-        std::fs::rename(path, &dest).map_err(work_err(&dest))?;
         let rpath = qdir.join(format!("{}.reason", rec.file));
         std::fs::write(&rpath, format!("{reason}\n")).map_err(work_err(&rpath))?;
         self.source.mark_quarantined(rec.seq, &reason)?;
+        let dest = qdir.join(&rec.file);
+        std::fs::rename(path, &dest).map_err(work_err(&dest))?;
         error!(alarm = true, seq = rec.seq, file = %rec.file, "{reason}: batch dropped to quarantine");
         self.audit("dropped", rec, "quarantined", &reason);
         Ok(())
