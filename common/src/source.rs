@@ -955,3 +955,137 @@ fn trigger_ddl(spec: &TableSpec, layout: i64) -> Vec<String> {
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn table(source: &str, key: Option<Vec<&str>>) -> TableConfig {
+        TableConfig {
+            source: source.into(),
+            target: source.into(),
+            key: key.map(|k| k.into_iter().map(String::from).collect()),
+            rename: BTreeMap::new(),
+        }
+    }
+
+    fn source(ddl: &str) -> (tempfile::TempDir, SqliteSource) {
+        let dir = tempfile::tempdir().unwrap();
+        let src = SqliteSource::open(&dir.path().join("s.db")).unwrap();
+        src.conn.execute_batch(ddl).unwrap();
+        (dir, src)
+    }
+
+    #[test]
+    fn install_is_idempotent_and_reinstalls_on_column_change() {
+        let (_d, mut src) = source("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT)");
+        let spec = src.describe(&table("t", None)).unwrap();
+        let p = src.install(std::slice::from_ref(&spec)).unwrap();
+        assert_eq!(p.notes, vec!["t: installed"]);
+        let p = src.install(std::slice::from_ref(&spec)).unwrap();
+        assert_eq!(p.notes, vec!["t: up to date"]);
+        src.conn
+            .execute_batch("INSERT INTO t VALUES (1, 'x'); ALTER TABLE t ADD COLUMN b REAL")
+            .unwrap();
+        let spec = src.describe(&table("t", None)).unwrap();
+        let p = src.install(std::slice::from_ref(&spec)).unwrap();
+        assert_eq!(p.notes, vec!["t: re-installed (columns or key changed)"]);
+        src.conn
+            .execute_batch("INSERT INTO t VALUES (2, 'y', 2.5)")
+            .unwrap();
+        // Both layouts are read back with their own column lists.
+        let ch = src.read_pending(10).unwrap();
+        assert_eq!(ch.len(), 2);
+        assert_eq!(src.layout(ch[0].layout).unwrap().columns, ["id", "a"]);
+        assert_eq!(ch[0].row, [Value::Integer(1), Value::Text("x".into())]);
+        assert_eq!(src.layout(ch[1].layout).unwrap().columns, ["id", "a", "b"]);
+        assert_eq!(
+            ch[1].row,
+            [Value::Integer(2), Value::Text("y".into()), Value::Real(2.5)]
+        );
+    }
+
+    #[test]
+    fn tables_without_key_need_one_in_the_config() {
+        let (_d, src) = source("CREATE TABLE log(at TEXT, msg TEXT)");
+        let e = src.describe(&table("log", None)).unwrap_err().to_string();
+        assert!(
+            e.contains("has no primary key") && e.contains("key = "),
+            "{e}"
+        );
+        let spec = src.describe(&table("log", Some(vec!["at"]))).unwrap();
+        assert_eq!(spec.key, [0]);
+        let e = src
+            .describe(&table("log", Some(vec!["nope"])))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no column \"nope\""), "{e}");
+        let e = src
+            .describe(&table("missing", None))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn update_captures_old_key_and_delete_only_the_key() {
+        let (_d, mut src) = source("CREATE TABLE t(a INTEGER, b TEXT, v BLOB, PRIMARY KEY (a, b))");
+        let spec = src.describe(&table("t", None)).unwrap();
+        src.install(&[spec]).unwrap();
+        src.conn
+            .execute_batch(
+                "INSERT INTO t VALUES (1, 'k', x'00'); UPDATE t SET a = 2 WHERE a = 1; \
+                 DELETE FROM t WHERE a = 2",
+            )
+            .unwrap();
+        let ch = src.read_pending(10).unwrap();
+        let ops: Vec<Op> = ch.iter().map(|c| c.op).collect();
+        assert_eq!(ops, [Op::Insert, Op::Update, Op::Delete]);
+        assert_eq!(ch[1].old_key, [Value::Integer(1), Value::Text("k".into())]);
+        assert_eq!(ch[1].row[0], Value::Integer(2));
+        assert_eq!(ch[2].old_key, [Value::Integer(2), Value::Text("k".into())]);
+        assert!(ch[2].row.is_empty() && ch[0].old_key.is_empty());
+    }
+
+    /// Invariant 3: pending means "not in a batch", not "above a high-water mark": a
+    /// change whose id is lower than ids already carried by a batch is still read.
+    #[test]
+    fn a_lower_id_committed_late_is_still_pending() {
+        let (_d, mut src) = source("CREATE TABLE t(id INTEGER PRIMARY KEY)");
+        let spec = src.describe(&table("t", None)).unwrap();
+        src.install(&[spec]).unwrap();
+        src.conn
+            .execute_batch("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)")
+            .unwrap();
+        let ch = src.read_pending(10).unwrap();
+        let rec = BatchRecord {
+            seq: 1,
+            kind: "changes".into(),
+            file: "n-00000000000000000001.sql".into(),
+            size: 0,
+            sha256: String::new(),
+            statements: 2,
+            first_id: Some(ch[0].id),
+            last_id: Some(ch[1].id),
+            state: BatchState::Ready,
+            attempts: 0,
+            reason: None,
+            created: now(),
+        };
+        let ids: Vec<i64> = ch.iter().map(|c| c.id).collect();
+        src.commit_batches(&[rec], &[ids], None).unwrap();
+        assert!(src.read_pending(10).unwrap().is_empty());
+        // Simulate a transaction that took id 0 earlier but committed only now.
+        src.conn
+            .execute_batch(
+                "INSERT INTO _gapsync_changes(id, tbl, op, layout, c0) VALUES (0, 't', 'I', 1, 9)",
+            )
+            .unwrap();
+        let late = src.read_pending(10).unwrap();
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].row, [Value::Integer(9)]);
+        assert_eq!(src.next_seq().unwrap(), 2);
+    }
+}

@@ -297,3 +297,139 @@ impl SqliteTarget {
 fn needs_match(stmt: &str) -> bool {
     stmt.starts_with("UPDATE ") || (stmt.starts_with("DELETE ") && stmt.contains(" WHERE "))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::batch::{BatchHeader, BatchKind, BatchWriter};
+
+    fn write(dir: &Path, seq: u64, stmts: &[&str]) -> (PathBuf, String) {
+        let h = BatchHeader {
+            node: "n1".into(),
+            seq,
+            created: batch::format_created(chrono::Utc::now()),
+            dialect: "sqlite".into(),
+            kind: BatchKind::Changes,
+            changes: Some((1, 1)),
+            statements: stmts.len() as u64,
+        };
+        let mut w = BatchWriter::create(dir, h, false, 3).unwrap();
+        for s in stmts {
+            w.push(s).unwrap();
+        }
+        let done = w.finish().unwrap();
+        (done.path, hex::encode(done.content_sha256))
+    }
+
+    use std::path::PathBuf;
+
+    fn rows(t: &SqliteTarget) -> Vec<(i64, String)> {
+        let mut s = t.conn.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap()
+    }
+
+    fn setup() -> (tempfile::TempDir, SqliteTarget) {
+        let d = tempfile::tempdir().unwrap();
+        let t = SqliteTarget::open(&d.path().join("t.db"), Duration::from_millis(200)).unwrap();
+        t.conn
+            .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+            .unwrap();
+        (d, t)
+    }
+
+    /// Invariant 2: statements and ledger row commit together; a repeat is not executed.
+    #[test]
+    fn apply_once_with_ledger_and_skip_repeats() {
+        let (d, mut t) = setup();
+        let (p, sha) = write(
+            d.path(),
+            1,
+            &[
+                "INSERT INTO t VALUES (1, 'a');",
+                "INSERT INTO t VALUES (2, 'b');",
+            ],
+        );
+        let lim = ReadLimits::default();
+        assert_eq!(
+            t.apply(&p, "n1", 1, &sha, &lim).unwrap(),
+            ApplyOutcome::Applied { statements: 2 }
+        );
+        assert_eq!(
+            t.apply(&p, "n1", 1, &sha, &lim).unwrap(),
+            ApplyOutcome::AlreadyApplied
+        );
+        assert_eq!(rows(&t).len(), 2);
+        assert_eq!(t.next_expected("n1").unwrap(), 2);
+        assert_eq!(t.next_expected("other").unwrap(), 1);
+        // Same seq, different content: refused, not silently skipped.
+        let e = t.apply(&p, "n1", 1, "00", &lim).unwrap_err();
+        assert!(matches!(e, ApplyError::Deterministic(ref m) if m.contains("different content")));
+    }
+
+    #[test]
+    fn a_failing_statement_rolls_back_the_whole_batch() {
+        let (d, mut t) = setup();
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &[
+                    "INSERT INTO t VALUES (1, 'a');",
+                    "INSERT INTO nope VALUES (1);",
+                ],
+                "line 10",
+            ),
+            (
+                &[
+                    "INSERT INTO t VALUES (1, 'a');",
+                    "INSERT INTO t VALUES (1, 'dup');",
+                ],
+                "UNIQUE",
+            ),
+            (
+                &[
+                    "INSERT INTO t VALUES (1, 'a');",
+                    "UPDATE t SET v = 'x' WHERE id = 7;",
+                ],
+                "matched no row",
+            ),
+            (
+                &[
+                    "INSERT INTO t VALUES (1, 'a');",
+                    "DELETE FROM t WHERE id = 7;",
+                ],
+                "matched no row",
+            ),
+            (&["INSERT INTO t VALUES (1, 'a'); DROP TABLE t;"], "ultiple"),
+        ];
+        for (i, (stmts, want)) in cases.iter().enumerate() {
+            let (p, sha) = write(d.path(), 100 + i as u64, stmts);
+            let e = t
+                .apply(&p, "n1", 100 + i as u64, &sha, &ReadLimits::default())
+                .unwrap_err();
+            match e {
+                ApplyError::Deterministic(m) => assert!(m.contains(want), "{m:?} lacks {want:?}"),
+                other => panic!("case {i}: expected a deterministic failure, got {other:?}"),
+            }
+            assert!(rows(&t).is_empty(), "case {i} left rows behind");
+            assert!(t.applied_sha("n1", 100 + i as u64).unwrap().is_none());
+        }
+    }
+
+    /// Invariant 7: a locked target is a transient failure, not a failed batch.
+    #[test]
+    fn a_locked_target_is_transient() {
+        let (d, mut t) = setup();
+        let (p, sha) = write(d.path(), 1, &["INSERT INTO t VALUES (1, 'a');"]);
+        let other = Connection::open(d.path().join("t.db")).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let e = t
+            .apply(&p, "n1", 1, &sha, &ReadLimits::default())
+            .unwrap_err();
+        assert!(matches!(e, ApplyError::Transient(_)), "{e:?}");
+        other.execute_batch("COMMIT").unwrap();
+        assert!(t.apply(&p, "n1", 1, &sha, &ReadLimits::default()).is_ok());
+    }
+}
