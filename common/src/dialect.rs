@@ -9,7 +9,7 @@
 //! | NULL             | `NULL`                                   |
 //! | integer          | `-9223372036854775808` (decimal)         |
 //! | real             | shortest round-trip form, always with `.` or `e` (`0.1`, `1e-300`, `1.0`); ±inf as `9e999`/`-9e999`; NaN as `NULL` (SQLite stores NaN as NULL) |
-//! | text             | `'it''s'`; with CR/LF/NUL: `CAST(X'..' AS TEXT)` |
+//! | text             | `'it''s'`; with CR/LF/NUL, or not valid UTF-8: `CAST(X'..' AS TEXT)` |
 //! | blob             | `X'00FF'`                                |
 //!
 //! Only `sqlite` is implemented so far; the other names are recognised so that a config
@@ -100,6 +100,11 @@ impl Dialect {
                     }
                     out.push('\'');
                 }
+            }
+            Value::RawText(b) => {
+                out.push_str("CAST(");
+                push_hex_blob(b, out);
+                out.push_str(" AS TEXT)");
             }
             Value::Blob(b) => push_hex_blob(b, out),
         }
@@ -291,6 +296,7 @@ mod tests {
             Value::Text("中文名称 电厂 🚀".into()),
             Value::Text("NUL\0inside".into()),
             Value::Text("x\\'); DROP TABLE t; --".into()),
+            Value::RawText(vec![0xC4, 0xE3, 0xBA, 0xC3, 0xFF]),
             Value::Blob(vec![]),
             Value::Blob(all_bytes),
         ];

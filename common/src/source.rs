@@ -4,7 +4,7 @@
 //!
 //! - `_gapsync_changes`: the tracking table. One row per captured change:
 //!   `id INTEGER PRIMARY KEY AUTOINCREMENT` (ids are never reused), `tbl`, `op`
-//!   (`I`/`U`/`D`), `layout` (which column list the values follow), `at` (UTC capture
+//!   (`I`/`U`/`D`, and `R`: see below), `layout` (which column list the values follow), `at` (UTC capture
 //!   time), `batch` (seq of the batch carrying it; NULL while pending), then `k0..kK`
 //!   (old key values: updates and deletes) and `c0..cN` (new row values: inserts and
 //!   updates). The value columns have no declared type, so SQLite stores every value in
@@ -15,7 +15,14 @@
 //!   kept in the same database as the tracking rows so a batch's rows are marked and
 //!   its record written in ONE transaction.
 //! - `_gapsync_requests`: queued snapshot requests.
-//! - three triggers per table: `_gapsync_<table>_ins`, `_upd`, `_del`.
+//! - three triggers per table: `_gapsync_<table>_ins`, `_upd`, `_del`; and for tables
+//!   with a primary key or unique index, `_gapsync_<table>_rep`: SQLite's REPLACE
+//!   conflict resolution (`INSERT OR REPLACE`, `REPLACE INTO`) deletes conflicting rows
+//!   without firing delete triggers, so a BEFORE INSERT trigger records, for every row the
+//!   new row conflicts with on a unique constraint, an `R` row (old key in `k*`, the new
+//!   row in `c*`). The sender turns an `R` into a DELETE only when the very next change
+//!   is the INSERT of that same new row (the REPLACE happened); otherwise the insert was
+//!   ignored (`OR IGNORE`), failed or became an upsert's UPDATE, and the `R` is dropped.
 //!
 //! Pending changes are the rows with `batch IS NULL`, read in id order. No high-water
 //! mark is kept: a change that commits late with a lower id is still pending and is
@@ -80,6 +87,9 @@ pub struct TableSpec {
     pub columns: Vec<ColumnSpec>,
     /// Indices into `columns` of the key columns.
     pub key: Vec<usize>,
+    /// Column sets (indices into `columns`) of every unique constraint of the source
+    /// table: its primary key and each non-partial unique index on plain columns.
+    pub unique: Vec<Vec<usize>>,
 }
 
 impl TableSpec {
@@ -92,6 +102,24 @@ impl TableSpec {
     fn column_names(&self) -> Vec<String> {
         self.columns.iter().map(|c| c.source.clone()).collect()
     }
+    fn unique_names(&self) -> Vec<Vec<String>> {
+        self.unique
+            .iter()
+            .map(|set| {
+                set.iter()
+                    .map(|&i| self.columns[i].source.clone())
+                    .collect()
+            })
+            .collect()
+    }
+    /// The triggers capture needs on this table.
+    fn trigger_kinds(&self) -> &'static [&'static str] {
+        if self.unique.is_empty() {
+            &["ins", "upd", "del"]
+        } else {
+            &["ins", "upd", "del", "rep"]
+        }
+    }
 }
 
 /// The column list a tracking row's values follow.
@@ -101,6 +129,8 @@ pub struct Layout {
     pub table: String,
     pub columns: Vec<String>,
     pub key: Vec<String>,
+    /// Unique constraints the `rep` trigger watches (column names).
+    pub unique: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +138,9 @@ pub enum Op {
     Insert,
     Update,
     Delete,
+    /// A row an INSERT may displace through REPLACE conflict resolution (`R`): its key
+    /// is in `old_key`, the inserted row in `row`.
+    Displaced,
 }
 
 /// One captured change.
@@ -200,7 +233,7 @@ CREATE TABLE IF NOT EXISTS _gapsync_changes(
   batch INTEGER);
 CREATE TABLE IF NOT EXISTS _gapsync_layouts(
   layout INTEGER PRIMARY KEY, tbl TEXT NOT NULL, columns TEXT NOT NULL, key TEXT NOT NULL,
-  installed_at TEXT NOT NULL);
+  uniques TEXT NOT NULL DEFAULT '[]', installed_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS _gapsync_batches(
   seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, file TEXT NOT NULL, size INTEGER NOT NULL,
   sha256 TEXT NOT NULL, statements INTEGER NOT NULL, first_id INTEGER, last_id INTEGER,
@@ -325,11 +358,13 @@ impl SqliteSource {
                 pk.into_iter().map(|(_, i)| i).collect()
             }
         };
+        let unique = unique_sets(&self.conn, &cfg.source, &columns)?;
         Ok(TableSpec {
             source: cfg.source.clone(),
             target: cfg.target.clone(),
             columns,
             key,
+            unique,
         })
     }
 
@@ -362,7 +397,7 @@ impl SqliteSource {
     pub fn uninstall(&mut self, tables: &[String], purge: bool) -> Result<Vec<String>> {
         let mut ddl = Vec::new();
         for t in tables {
-            for k in ["ins", "upd", "del"] {
+            for k in ["ins", "upd", "del", "rep"] {
                 ddl.push(format!(
                     "DROP TRIGGER IF EXISTS {}",
                     quote(&trigger_name(t, k))
@@ -451,13 +486,46 @@ impl SqliteSource {
             table,
             columns: from_json(&c)?,
             key: from_json(&k)?,
+            unique: Vec::new(),
         };
         self.layouts.insert(id, l.clone());
         Ok(l)
     }
 
-    /// Up to `limit` pending changes, in id order.
-    pub fn read_pending(&mut self, limit: u64) -> Result<Vec<Change>> {
+    /// The highest tracking id now (0 when none): `cut` bounds take it first so that
+    /// changes arriving during a cut wait for the next one.
+    pub fn max_change_id(&self) -> Result<i64> {
+        self.require_installed()?;
+        Ok(self.conn.query_row(
+            "SELECT coalesce(max(id), 0) FROM _gapsync_changes",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Up to `limit` pending changes with ids up to `up_to`, in id order. A REPLACE's
+    /// `R` rows and its INSERT are never split: when the last row read is an `R`, the
+    /// read goes on up to the first change that is not one (so a batch may exceed
+    /// `limit` by the few rows of one REPLACE).
+    pub fn read_pending(&mut self, limit: u64, up_to: i64) -> Result<Vec<Change>> {
+        let mut out = self.read_pending_after(i64::MIN, limit, up_to)?;
+        while let Some(last) = out.last().filter(|c| c.op == Op::Displaced) {
+            let more = self.read_pending_after(last.id, 16, i64::MAX)?;
+            let Some(end) = more.iter().position(|c| c.op != Op::Displaced) else {
+                let done = more.len() < 16;
+                out.extend(more);
+                if done {
+                    break;
+                }
+                continue;
+            };
+            out.extend(more.into_iter().take(end + 1));
+            break;
+        }
+        Ok(out)
+    }
+
+    fn read_pending_after(&mut self, after: i64, limit: u64, up_to: i64) -> Result<Vec<Change>> {
         self.require_installed()?;
         if self.width == (0, 0) {
             self.width = tracking_width(&self.conn)?;
@@ -470,16 +538,21 @@ impl SqliteSource {
         for i in 0..cw {
             let _ = write!(sql, ", c{i}");
         }
-        sql.push_str(" FROM _gapsync_changes WHERE batch IS NULL ORDER BY id LIMIT ?1");
+        sql.push_str(
+            " FROM _gapsync_changes WHERE batch IS NULL AND id > ?2 AND id <= ?3 ORDER BY id LIMIT ?1",
+        );
         let raw: Vec<(i64, String, String, i64, Vec<Value>)> = {
             let mut stmt = self.conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                let mut vals = Vec::with_capacity(kw + cw);
-                for i in 0..kw + cw {
-                    vals.push(Value::from(r.get_ref(4 + i)?));
-                }
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, vals))
-            })?;
+            let rows = stmt.query_map(
+                [i64::try_from(limit).unwrap_or(i64::MAX), after, up_to],
+                |r| {
+                    let mut vals = Vec::with_capacity(kw + cw);
+                    for i in 0..kw + cw {
+                        vals.push(Value::from(r.get_ref(4 + i)?));
+                    }
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, vals))
+                },
+            )?;
             rows.collect::<std::result::Result<_, _>>()?
         };
         let mut out = Vec::with_capacity(raw.len());
@@ -489,6 +562,7 @@ impl SqliteSource {
                 "I" => Op::Insert,
                 "U" => Op::Update,
                 "D" => Op::Delete,
+                "R" => Op::Displaced,
                 other => {
                     return Err(SourceError::Corrupt(format!(
                         "change {id} has op {other:?}"
@@ -789,7 +863,7 @@ fn current_layout(conn: &Connection, table: &str) -> Result<Option<Layout>> {
         return Ok(None);
     }
     conn.query_row(
-        "SELECT layout, columns, key FROM _gapsync_layouts WHERE tbl=?1 \
+        "SELECT layout, columns, key, uniques FROM _gapsync_layouts WHERE tbl=?1 \
              ORDER BY layout DESC LIMIT 1",
         [table],
         |r| {
@@ -797,33 +871,93 @@ fn current_layout(conn: &Connection, table: &str) -> Result<Option<Layout>> {
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
             ))
         },
     )
     .optional()?
-    .map(|(id, c, k)| {
+    .map(|(id, c, k, u)| {
         Ok(Layout {
             id,
             table: table.to_owned(),
             columns: from_json(&c)?,
             key: from_json(&k)?,
+            unique: serde_json::from_str(&u)
+                .map_err(|e| SourceError::Corrupt(format!("layout uniques {u:?}: {e}")))?,
         })
     })
     .transpose()
 }
 
-fn trigger_count(conn: &Connection, table: &str) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type='trigger' AND tbl_name=?1 \
-         AND name IN (?2, ?3, ?4)",
-        params![
-            table,
-            trigger_name(table, "ins"),
-            trigger_name(table, "upd"),
-            trigger_name(table, "del")
-        ],
-        |r| r.get(0),
-    )?)
+/// Column sets of the table's unique constraints: the primary key, then every unique
+/// index that is not partial and has no expression columns.
+fn unique_sets(conn: &Connection, table: &str, columns: &[ColumnSpec]) -> Result<Vec<Vec<usize>>> {
+    let pos = |name: &str| columns.iter().position(|c| c.source == name);
+    let mut sets: Vec<Vec<usize>> = Vec::new();
+    let mut pk: Vec<(i64, usize)> = Vec::new();
+    {
+        let mut stmt = conn.prepare("SELECT name, pk FROM pragma_table_info(?1)")?;
+        let rows = stmt.query_map([table], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (name, k) = row?;
+            if k > 0
+                && let Some(i) = pos(&name)
+            {
+                pk.push((k, i));
+            }
+        }
+    }
+    pk.sort();
+    if !pk.is_empty() {
+        sets.push(pk.into_iter().map(|(_, i)| i).collect());
+    }
+    let indexes: Vec<String> = {
+        let mut stmt = conn.prepare(
+            "SELECT name FROM pragma_index_list(?1) WHERE \"unique\" = 1 AND partial = 0",
+        )?;
+        let rows = stmt.query_map([table], |r| r.get(0))?;
+        rows.collect::<std::result::Result<_, _>>()?
+    };
+    for index in indexes {
+        let mut stmt = conn.prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")?;
+        let names: Vec<Option<String>> = stmt
+            .query_map([&index], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        let set: Option<Vec<usize>> = names.iter().map(|n| n.as_deref().and_then(pos)).collect();
+        if let Some(mut set) = set.filter(|s| !s.is_empty()) {
+            let mut sorted = set.clone();
+            sorted.sort();
+            if !sets.iter().any(|s| {
+                let mut t = s.clone();
+                t.sort();
+                t == sorted
+            }) {
+                sets.push(std::mem::take(&mut set));
+            }
+        }
+    }
+    Ok(sets)
+}
+
+/// Whether exactly the triggers `spec` needs are present.
+fn triggers_present(conn: &Connection, spec: &TableSpec) -> Result<bool> {
+    let present: Vec<String> = {
+        let mut stmt = conn.prepare(
+            "SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name=?1 \
+             AND name LIKE '\\_gapsync\\_%' ESCAPE '\\' ORDER BY name",
+        )?;
+        let rows = stmt.query_map([&spec.source], |r| r.get(0))?;
+        rows.collect::<std::result::Result<_, _>>()?
+    };
+    let mut want: Vec<String> = spec
+        .trigger_kinds()
+        .iter()
+        .map(|k| trigger_name(&spec.source, k))
+        .collect();
+    want.sort();
+    Ok(present == want)
 }
 
 fn tracking_width(conn: &Connection) -> Result<(usize, usize)> {
@@ -862,11 +996,12 @@ fn plan(conn: &Connection, specs: &[TableSpec]) -> Result<InstallPlan> {
     for spec in specs {
         let cols = spec.column_names();
         let key = spec.key_names();
+        let unique = spec.unique_names();
         let current = current_layout(conn, &spec.source)?;
         let same = current
             .as_ref()
-            .is_some_and(|l| l.columns == cols && l.key == key);
-        if same && trigger_count(conn, &spec.source)? == 3 {
+            .is_some_and(|l| l.columns == cols && l.key == key && l.unique == unique);
+        if same && triggers_present(conn, spec)? {
             notes.push(format!("{}: up to date", spec.source));
             continue;
         }
@@ -876,7 +1011,7 @@ fn plan(conn: &Connection, specs: &[TableSpec]) -> Result<InstallPlan> {
             match current {
                 None => "installed",
                 Some(_) if same => "triggers restored",
-                Some(_) => "re-installed (columns or key changed)",
+                Some(_) => "re-installed (columns, key or unique constraints changed)",
             }
         ));
         while kw < key.len() {
@@ -890,11 +1025,12 @@ fn plan(conn: &Connection, specs: &[TableSpec]) -> Result<InstallPlan> {
         let layout = next_layout;
         next_layout += 1;
         ddl.push(format!(
-            "INSERT INTO _gapsync_layouts(layout, tbl, columns, key, installed_at) \
-             VALUES ({layout}, {}, {}, {}, {})",
+            "INSERT INTO _gapsync_layouts(layout, tbl, columns, key, uniques, installed_at) \
+             VALUES ({layout}, {}, {}, {}, {}, {})",
             quote_lit(&spec.source),
             quote_lit(&to_json(&cols)),
             quote_lit(&to_json(&key)),
+            quote_lit(&serde_json::Value::from(unique.clone()).to_string()),
             quote_lit(&now())
         ));
         ddl.extend(trigger_ddl(spec, layout));
@@ -924,7 +1060,7 @@ fn trigger_ddl(spec: &TableSpec, layout: i64) -> Vec<String> {
         .map(|&i| format!("OLD.{}", quote(&spec.columns[i].source)))
         .collect();
     let mut out = Vec::new();
-    for kind in ["ins", "upd", "del"] {
+    for kind in ["ins", "upd", "del", "rep"] {
         out.push(format!(
             "DROP TRIGGER IF EXISTS {}",
             quote(&trigger_name(&spec.source, kind))
@@ -953,6 +1089,39 @@ fn trigger_ddl(spec: &TableSpec, layout: i64) -> Vec<String> {
         knames.join(", "),
         old_keys.join(", ")
     ));
+    if !spec.unique.is_empty() {
+        // For every existing row the new row conflicts with on a unique constraint:
+        // its key, and the new row (see the module docs on REPLACE).
+        let cur_keys: Vec<String> = spec
+            .key
+            .iter()
+            .map(|&i| format!("{t}.{}", quote(&spec.columns[i].source)))
+            .collect();
+        let conflicts: Vec<String> = spec
+            .unique
+            .iter()
+            .map(|set| {
+                let terms: Vec<String> = set
+                    .iter()
+                    .map(|&i| {
+                        let c = quote(&spec.columns[i].source);
+                        format!("{t}.{c} = NEW.{c}")
+                    })
+                    .collect();
+                format!("({})", terms.join(" AND "))
+            })
+            .collect();
+        out.push(format!(
+            "CREATE TRIGGER {} BEFORE INSERT ON {t} BEGIN INSERT INTO _gapsync_changes(tbl, op, layout, {}, {}) \
+             SELECT {tl}, 'R', {layout}, {}, {} FROM {t} WHERE {}; END",
+            quote(&trigger_name(&spec.source, "rep")),
+            knames.join(", "),
+            cnames.join(", "),
+            cur_keys.join(", "),
+            new_vals.join(", "),
+            conflicts.join(" OR ")
+        ));
+    }
     out
 }
 
@@ -991,12 +1160,12 @@ mod tests {
             .unwrap();
         let spec = src.describe(&table("t", None)).unwrap();
         let p = src.install(std::slice::from_ref(&spec)).unwrap();
-        assert_eq!(p.notes, vec!["t: re-installed (columns or key changed)"]);
+        assert_eq!(p.notes, vec!["t: re-installed (columns, key or unique constraints changed)"]);
         src.conn
             .execute_batch("INSERT INTO t VALUES (2, 'y', 2.5)")
             .unwrap();
         // Both layouts are read back with their own column lists.
-        let ch = src.read_pending(10).unwrap();
+        let ch = src.read_pending(10, i64::MAX).unwrap();
         assert_eq!(ch.len(), 2);
         assert_eq!(src.layout(ch[0].layout).unwrap().columns, ["id", "a"]);
         assert_eq!(ch[0].row, [Value::Integer(1), Value::Text("x".into())]);
@@ -1040,7 +1209,7 @@ mod tests {
                  DELETE FROM t WHERE a = 2",
             )
             .unwrap();
-        let ch = src.read_pending(10).unwrap();
+        let ch = src.read_pending(10, i64::MAX).unwrap();
         let ops: Vec<Op> = ch.iter().map(|c| c.op).collect();
         assert_eq!(ops, [Op::Insert, Op::Update, Op::Delete]);
         assert_eq!(ch[1].old_key, [Value::Integer(1), Value::Text("k".into())]);
@@ -1059,7 +1228,7 @@ mod tests {
         src.conn
             .execute_batch("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)")
             .unwrap();
-        let ch = src.read_pending(10).unwrap();
+        let ch = src.read_pending(10, i64::MAX).unwrap();
         let rec = BatchRecord {
             seq: 1,
             kind: "changes".into(),
@@ -1076,16 +1245,69 @@ mod tests {
         };
         let ids: Vec<i64> = ch.iter().map(|c| c.id).collect();
         src.commit_batches(&[rec], &[ids], None).unwrap();
-        assert!(src.read_pending(10).unwrap().is_empty());
+        assert!(src.read_pending(10, i64::MAX).unwrap().is_empty());
         // Simulate a transaction that took id 0 earlier but committed only now.
         src.conn
             .execute_batch(
                 "INSERT INTO _gapsync_changes(id, tbl, op, layout, c0) VALUES (0, 't', 'I', 1, 9)",
             )
             .unwrap();
-        let late = src.read_pending(10).unwrap();
+        let late = src.read_pending(10, i64::MAX).unwrap();
         assert_eq!(late.len(), 1);
         assert_eq!(late[0].row, [Value::Integer(9)]);
         assert_eq!(src.next_seq().unwrap(), 2);
+    }
+}
+
+#[cfg(test)]
+mod replace_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// SQLite's REPLACE deletes conflicting rows without firing delete triggers; the
+    /// `rep` trigger records them (`R`), for the primary key and for unique indexes,
+    /// while OR IGNORE / upserts leave `R` rows that are not followed by their INSERT.
+    #[test]
+    fn replace_records_displaced_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut src = SqliteSource::open(&dir.path().join("s.db")).unwrap();
+        src.conn
+            .execute_batch(
+                "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, tag TEXT UNIQUE, n INTEGER);
+                 CREATE UNIQUE INDEX t_n ON t(n) WHERE n > 0;
+                 INSERT INTO t VALUES (1, 'a', 'x', 1), (2, 'b', 'y', 2);",
+            )
+            .unwrap();
+        let cfg = TableConfig {
+            source: "t".into(),
+            target: "t".into(),
+            key: None,
+            rename: Default::default(),
+        };
+        let spec = src.describe(&cfg).unwrap();
+        // The primary key and the unique column; the partial index is left out.
+        assert_eq!(spec.unique, vec![vec![0], vec![2]]);
+        src.install(&[spec]).unwrap();
+        src.conn
+            .execute_batch(
+                "REPLACE INTO t VALUES (3, 'c', 'y', 3);
+                 INSERT OR IGNORE INTO t VALUES (1, 'ignored', 'z', 4);
+                 INSERT INTO t VALUES (1, 'up', 'q', 5) ON CONFLICT(id) DO UPDATE SET v = 'up';",
+            )
+            .unwrap();
+        let ch = src.read_pending(100, i64::MAX).unwrap();
+        let ops: Vec<(Op, Vec<Value>)> = ch.iter().map(|c| (c.op, c.old_key.clone())).collect();
+        assert_eq!(
+            ops,
+            vec![
+                (Op::Displaced, vec![Value::Integer(2)]),
+                (Op::Insert, vec![]),
+                (Op::Displaced, vec![Value::Integer(1)]),
+                (Op::Displaced, vec![Value::Integer(1)]),
+                (Op::Update, vec![Value::Integer(1)]),
+            ]
+        );
+        // A read that would end on an `R` row goes on to its INSERT.
+        assert_eq!(src.read_pending(1, i64::MAX).unwrap().len(), 2);
     }
 }

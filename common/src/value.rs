@@ -9,6 +9,9 @@ pub enum Value {
     Integer(i64),
     Real(f64),
     Text(String),
+    /// TEXT whose bytes are not valid UTF-8 (legacy applications write GBK into TEXT
+    /// columns): kept byte for byte, never replaced by U+FFFD.
+    RawText(Vec<u8>),
     Blob(Vec<u8>),
 }
 
@@ -27,7 +30,7 @@ impl Value {
             Value::Null => "null",
             Value::Integer(_) => "integer",
             Value::Real(_) => "real",
-            Value::Text(_) => "text",
+            Value::Text(_) | Value::RawText(_) => "text",
             Value::Blob(_) => "blob",
         }
     }
@@ -40,7 +43,10 @@ impl From<rusqlite::types::ValueRef<'_>> for Value {
             ValueRef::Null => Value::Null,
             ValueRef::Integer(i) => Value::Integer(i),
             ValueRef::Real(f) => Value::Real(f),
-            ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+            ValueRef::Text(t) => match std::str::from_utf8(t) {
+                Ok(s) => Value::Text(s.to_owned()),
+                Err(_) => Value::RawText(t.to_vec()),
+            },
             ValueRef::Blob(b) => Value::Blob(b.to_vec()),
         }
     }
@@ -53,6 +59,7 @@ impl fmt::Display for Value {
             Value::Integer(i) => write!(f, "{i}"),
             Value::Real(r) => write!(f, "{r:?}"),
             Value::Text(t) => write!(f, "{t:?}"),
+            Value::RawText(b) => write!(f, "text x'{}'", hex::encode(b)),
             Value::Blob(b) => write!(f, "x'{}'", hex::encode(b)),
         }
     }

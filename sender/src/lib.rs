@@ -26,6 +26,7 @@ use gapsync_common::config::{DbUrl, OnSecondFailure, SenderConfig, Strategy};
 use gapsync_common::source::{
     BatchRecord, BatchState, Change, Op, SnapshotEvent, SqliteSource, TableSpec,
 };
+use gapsync_common::value::Value;
 use gapsync_protocol::{Backoff, LinkClient, LinkError, LinkOptions, ResultAnswer};
 use tracing::{error, info, warn};
 
@@ -233,7 +234,7 @@ impl Sender {
         match c.op {
             Op::Insert => d.render_insert(&r.target, &cols, &c.row, out),
             Op::Update => d.render_update(&r.target, &cols, &c.row, &key, &c.old_key, out),
-            Op::Delete => d.render_delete(&r.target, &key, &c.old_key, out),
+            Op::Delete | Op::Displaced => d.render_delete(&r.target, &key, &c.old_key, out),
         }
         Ok(())
     }
@@ -289,19 +290,69 @@ impl Sender {
         }
     }
 
-    /// Cut one batch of up to `limit` pending changes. Returns its seq, or None when
-    /// nothing is pending.
-    pub fn cut_batch(&mut self, limit: u64) -> Result<Option<u64>> {
-        let changes = self.source.read_pending(limit)?;
+    /// Render changes into statements: `text` holds them back to back, `ends[i]` is
+    /// where statement `i` ends. `R` rows (rows a REPLACE displaced) become a DELETE
+    /// only when the next change is the INSERT of the very row they recorded; otherwise
+    /// the insert was ignored, failed or turned into an upsert's UPDATE, and they are
+    /// dropped (see `gapsync_common::source`).
+    fn render_changes(&mut self, changes: &[Change]) -> Result<(String, Vec<usize>)> {
+        let mut text = String::new();
+        let mut ends = Vec::with_capacity(changes.len());
+        let mut buf = String::new();
+        let mut i = 0;
+        while i < changes.len() {
+            let c = &changes[i];
+            if c.op != Op::Displaced {
+                self.render_change(c, &mut buf)?;
+                text.push_str(&buf);
+                ends.push(text.len());
+                i += 1;
+                continue;
+            }
+            let j = changes[i..]
+                .iter()
+                .position(|d| d.op != Op::Displaced)
+                .map_or(changes.len(), |p| i + p);
+            if let Some(ins) = changes
+                .get(j)
+                .filter(|n| n.op == Op::Insert && n.table == c.table)
+            {
+                let mut deleted: Vec<&[Value]> = Vec::new();
+                for d in &changes[i..j] {
+                    let replaced = d.table == ins.table && same_row(&d.row, &ins.row);
+                    if replaced && !deleted.iter().any(|k| same_row(k, &d.old_key)) {
+                        deleted.push(&d.old_key);
+                        let r = self.render_info(d.layout)?;
+                        let key: Vec<&str> = r.key.iter().map(String::as_str).collect();
+                        buf.clear();
+                        self.cfg
+                            .dialect
+                            .render_delete(&r.target, &key, &d.old_key, &mut buf);
+                        text.push_str(&buf);
+                        ends.push(text.len());
+                    }
+                }
+            }
+            i = j;
+        }
+        Ok((text, ends))
+    }
+
+    /// Cut one batch of up to `limit` pending changes with ids up to `up_to`. Returns
+    /// its seq, or None when nothing is pending.
+    pub fn cut_batch(&mut self, limit: u64, up_to: i64) -> Result<Option<u64>> {
+        let changes = self.source.read_pending(limit, up_to)?;
         let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
             return Ok(None);
         };
+        let (first, last) = (first.id, last.id);
+        let (text, ends) = self.render_changes(&changes)?;
         let seq = self.source.next_seq()?;
         let header = self.header(
             seq,
             BatchKind::Changes,
-            Some((first.id, last.id)),
-            changes.len() as u64,
+            Some((first, last)),
+            ends.len() as u64,
         );
         let mut w = BatchWriter::create(
             &self.dir("outbox"),
@@ -309,10 +360,10 @@ impl Sender {
             self.cfg.batch.compress,
             3,
         )?;
-        let mut buf = String::new();
-        for c in &changes {
-            self.render_change(c, &mut buf)?;
-            w.push(&buf)?;
+        let mut start = 0;
+        for end in ends {
+            w.push(&text[start..end])?;
+            start = end;
         }
         let written = w.finish()?;
         let rec = self.record(&written, &header);
@@ -324,10 +375,12 @@ impl Sender {
         Ok(Some(seq))
     }
 
-    /// Cut every pending change into batches of at most `max_rows`.
+    /// Cut every change pending now into batches of at most `max_rows`; changes that
+    /// arrive meanwhile wait for the next cut.
     pub fn cut_pending(&mut self) -> Result<Vec<u64>> {
+        let up_to = self.source.max_change_id()?;
         let mut seqs = Vec::new();
-        while let Some(seq) = self.cut_batch(self.cfg.batch.max_rows)? {
+        while let Some(seq) = self.cut_batch(self.cfg.batch.max_rows, up_to)? {
             seqs.push(seq);
         }
         Ok(seqs)
@@ -709,7 +762,7 @@ impl Sender {
             }
             Strategy::Count(n) => {
                 while self.source.pending_at_least(n)? {
-                    self.cut_batch(n)?;
+                    self.cut_batch(n, i64::MAX)?;
                 }
             }
             Strategy::Idle(d) => {
@@ -720,6 +773,11 @@ impl Sender {
         }
         Ok(())
     }
+}
+
+/// Two rows (or keys) hold exactly the same values (floats by bit pattern).
+fn same_row(a: &[Value], b: &[Value]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same(y))
 }
 
 /// Timing state of the batch strategies.
