@@ -196,6 +196,8 @@ pub struct BatchRecord {
     /// Hex SHA-256 of the file as written (compressed if compressed).
     pub sha256: String,
     pub statements: u64,
+    /// Tracking rows the batch carries (for a snapshot: pending changes it contains).
+    pub changes: u64,
     pub first_id: Option<i64>,
     pub last_id: Option<i64>,
     pub state: BatchState,
@@ -236,7 +238,7 @@ CREATE TABLE IF NOT EXISTS _gapsync_layouts(
   uniques TEXT NOT NULL DEFAULT '[]', installed_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS _gapsync_batches(
   seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, file TEXT NOT NULL, size INTEGER NOT NULL,
-  sha256 TEXT NOT NULL, statements INTEGER NOT NULL, first_id INTEGER, last_id INTEGER,
+  sha256 TEXT NOT NULL, statements INTEGER NOT NULL, changes INTEGER NOT NULL, first_id INTEGER, last_id INTEGER,
   state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, reason TEXT,
   created TEXT NOT NULL, updated TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS _gapsync_state(key TEXT PRIMARY KEY, value);
@@ -614,8 +616,8 @@ impl SqliteSource {
         {
             let mut ins = tx.prepare_cached(
                 "INSERT INTO _gapsync_batches(seq, kind, file, size, sha256, statements, \
-                 first_id, last_id, state, attempts, reason, created, updated) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                 changes, first_id, last_id, state, attempts, reason, created, updated) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?13, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
             )?;
             let mut mark = tx.prepare_cached(
                 "UPDATE _gapsync_changes SET batch=?1 WHERE id=?2 AND batch IS NULL",
@@ -633,7 +635,8 @@ impl SqliteSource {
                     r.state.as_str(),
                     r.attempts,
                     r.reason,
-                    r.created
+                    r.created,
+                    r.changes as i64
                 ])?;
                 for id in carried.get(i).map(Vec::as_slice).unwrap_or_default() {
                     if mark.execute(params![r.seq as i64, id])? != 1 {
@@ -644,9 +647,13 @@ impl SqliteSource {
                 }
             }
             if let (Some((table, max_id)), Some(last)) = (absorbed, records.last()) {
-                tx.execute(
+                let n = tx.execute(
                     "UPDATE _gapsync_changes SET batch=?1 WHERE tbl=?2 AND id<=?3 AND batch IS NULL",
                     params![last.seq as i64, table, max_id],
+                )?;
+                tx.execute(
+                    "UPDATE _gapsync_batches SET changes = changes + ?2 WHERE seq=?1",
+                    params![last.seq as i64, n as i64],
                 )?;
             }
             if let Some(last) = records.last() {
@@ -666,7 +673,7 @@ impl SqliteSource {
         self.require_installed()?;
         let mut stmt = self.conn.prepare(
             "SELECT seq, kind, file, size, sha256, statements, first_id, last_id, state, \
-             attempts, reason, created FROM _gapsync_batches \
+             attempts, reason, created, changes FROM _gapsync_batches \
              WHERE ?1 IS NULL OR state=?1 ORDER BY seq",
         )?;
         let rows = stmt.query_map([state.map(BatchState::as_str)], |r| {
@@ -683,6 +690,7 @@ impl SqliteSource {
                 r.get::<_, u32>(9)?,
                 r.get::<_, Option<String>>(10)?,
                 r.get::<_, String>(11)?,
+                r.get::<_, i64>(12)?,
             ))
         })?;
         let mut out = Vec::new();
@@ -700,6 +708,7 @@ impl SqliteSource {
                 attempts,
                 reason,
                 created,
+                changes,
             ) = row?;
             out.push(BatchRecord {
                 seq: seq as u64,
@@ -708,6 +717,7 @@ impl SqliteSource {
                 size: size as u64,
                 sha256,
                 statements: statements as u64,
+                changes: changes as u64,
                 first_id,
                 last_id,
                 state: BatchState::parse(&st)?,
@@ -1160,7 +1170,10 @@ mod tests {
             .unwrap();
         let spec = src.describe(&table("t", None)).unwrap();
         let p = src.install(std::slice::from_ref(&spec)).unwrap();
-        assert_eq!(p.notes, vec!["t: re-installed (columns, key or unique constraints changed)"]);
+        assert_eq!(
+            p.notes,
+            vec!["t: re-installed (columns, key or unique constraints changed)"]
+        );
         src.conn
             .execute_batch("INSERT INTO t VALUES (2, 'y', 2.5)")
             .unwrap();
@@ -1236,6 +1249,7 @@ mod tests {
             size: 0,
             sha256: String::new(),
             statements: 2,
+            changes: 2,
             first_id: Some(ch[0].id),
             last_id: Some(ch[1].id),
             state: BatchState::Ready,

@@ -265,6 +265,7 @@ impl Sender {
             size: w.size,
             sha256: hex::encode(w.file_sha256),
             statements: h.statements,
+            changes: 0,
             first_id: h.changes.map(|c| c.0),
             last_id: h.changes.map(|c| c.1),
             state: BatchState::Ready,
@@ -366,7 +367,8 @@ impl Sender {
             start = end;
         }
         let written = w.finish()?;
-        let rec = self.record(&written, &header);
+        let mut rec = self.record(&written, &header);
+        rec.changes = changes.len() as u64;
         let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
         self.source
             .commit_batches(std::slice::from_ref(&rec), &[ids], None)?;
