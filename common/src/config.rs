@@ -58,6 +58,8 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 pub enum DbUrl {
     /// `sqlite:<path>`
     Sqlite(PathBuf),
+    /// `odbc:<connection string>`, e.g. `odbc:Driver={PostgreSQL Unicode};Server=...`
+    Odbc(String),
 }
 
 impl DbUrl {
@@ -68,11 +70,16 @@ impl DbUrl {
             }
             return Ok(DbUrl::Sqlite(base.join(p)));
         }
-        if s.starts_with("odbc:") {
-            return Err("odbc: URLs are not supported yet (use sqlite:<path>)".into());
+        if let Some(cs) = s.strip_prefix("odbc:") {
+            if cs.trim().is_empty() {
+                return Err(
+                    "odbc URL has no connection string (write odbc:Driver={...};Server=...)".into(),
+                );
+            }
+            return Ok(DbUrl::Odbc(cs.to_owned()));
         }
         Err(format!(
-            "unsupported URL {s:?} (write sqlite:/path/to/file.db)"
+            "unsupported URL {s:?} (write sqlite:/path/to/file.db or odbc:<connection string>)"
         ))
     }
 }
@@ -81,6 +88,22 @@ impl std::fmt::Display for DbUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DbUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            // Connection strings may hold passwords: show only the driver part.
+            DbUrl::Odbc(cs) => {
+                let shown: Vec<&str> = cs
+                    .split(';')
+                    .filter(|kv| {
+                        let k = kv
+                            .split('=')
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .to_ascii_lowercase();
+                        !matches!(k.as_str(), "pwd" | "password")
+                    })
+                    .collect();
+                write!(f, "odbc:{}", shown.join(";"))
+            }
         }
     }
 }
@@ -172,6 +195,7 @@ struct RawReceiver {
 #[serde(deny_unknown_fields)]
 struct RawReceiverTarget {
     url: String,
+    dialect: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -276,6 +300,8 @@ pub struct ReceiverConfig {
     pub file: PathBuf,
     pub insecure: bool,
     pub target: DbUrl,
+    /// The target's dialect, when not detected from the ODBC driver.
+    pub target_dialect: Option<String>,
     pub link: ReceiverLinkConfig,
     pub work_dir: PathBuf,
     /// Pause between attempts when the target is unavailable (transient failure).
@@ -547,12 +573,24 @@ impl SenderConfig {
 }
 
 impl ReceiverConfig {
+    /// Options for opening the target database.
+    pub fn target_options(&self) -> crate::target::TargetOptions {
+        crate::target::TargetOptions {
+            busy_timeout: self.busy_timeout,
+            dialect: self.target_dialect.clone(),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<ReceiverConfig, ConfigError> {
         let text = read(path)?;
         let raw: RawReceiver = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
         let base = base_dir(path);
         let target = DbUrl::parse(&raw.target.url, &base)
             .map_err(|m| invalid(path, format!("[target] url: {m}")))?;
+        if let Some(d) = &raw.target.dialect {
+            d.parse::<Dialect>()
+                .map_err(|e| invalid(path, format!("[target] dialect: {e}")))?;
+        }
         let l = raw.link;
         if l.listen.trim().is_empty() {
             return Err(invalid(path, "[link] listen is empty (write host:port)"));
@@ -584,6 +622,7 @@ impl ReceiverConfig {
             file: path.to_owned(),
             insecure: raw.insecure,
             target,
+            target_dialect: raw.target.dialect,
             link,
             work_dir: base.join(raw.work.dir),
             retry_interval: duration(

@@ -16,6 +16,8 @@ pub mod batch;
 pub mod config;
 pub mod dialect;
 pub mod logging;
+#[cfg(feature = "odbc")]
+pub mod odbc;
 pub mod source;
 pub mod target;
 pub mod value;

@@ -65,6 +65,8 @@ pub enum SourceError {
     NotInstalled,
     #[error("source database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("tracking data is inconsistent: {0}")]
     Corrupt(String),
 }

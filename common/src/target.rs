@@ -1,4 +1,4 @@
-//! Applying batch files on a SQLite target, exactly once.
+//! Applying batch files on a target database, exactly once.
 //!
 //! The target database holds gapsync's two bookkeeping tables:
 //!
@@ -10,8 +10,9 @@
 //! - `_gapsync_quarantine(node, seq, sha256, file, reason, at)`: batches that failed
 //!   deterministically twice and were dropped; the per-node order skips them.
 //!
-//! Statements are executed one by one with prepared statements (never `execute_batch` on
-//! a whole file, which is quadratic in SQLite), streaming the file from disk.
+//! [`Target`] holds this logic once, over a [`Backend`]: SQLite (rusqlite, here) or ODBC
+//! (`crate::odbc`, with the `odbc` feature). Statements are executed one by one (never
+//! `execute_batch` on a whole file, which is quadratic in SQLite), streaming the file.
 //!
 //! Failures are classified: [`ApplyError::Transient`] (the target is locked, busy,
 //! unreachable, out of disk: retry later, never counts as a failure) or
@@ -21,9 +22,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode};
 
 use crate::batch::{self, ReadLimits};
+use crate::config::DbUrl;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -36,6 +38,56 @@ pub enum ApplyError {
 }
 
 type Result<T> = std::result::Result<T, ApplyError>;
+
+/// An error of a backend, already classified.
+#[derive(Debug)]
+pub struct DbError {
+    pub transient: bool,
+    pub message: String,
+}
+
+impl DbError {
+    fn context(self, ctx: &str) -> ApplyError {
+        let msg = format!("{ctx}: {}", self.message);
+        if self.transient {
+            ApplyError::Transient(msg)
+        } else {
+            ApplyError::Deterministic(msg)
+        }
+    }
+}
+
+/// A query parameter.
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// What a target database must offer. Parameters are written `?` in SQL.
+pub trait Backend: Send + std::fmt::Debug {
+    /// Begin a transaction (autocommit off until commit/rollback).
+    fn begin(&mut self) -> std::result::Result<(), DbError>;
+    fn commit(&mut self) -> std::result::Result<(), DbError>;
+    /// Roll back; errors are ignored (a dead connection rolls back by itself).
+    fn rollback(&mut self);
+    /// Execute one statement of a batch; returns the number of rows it changed.
+    fn execute(&mut self, sql: &str) -> std::result::Result<u64, DbError>;
+    /// Execute with parameters; returns the number of rows changed.
+    fn execute_params(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> std::result::Result<u64, DbError>;
+    /// Run a query; every value as text (NULL as None).
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> std::result::Result<Vec<Vec<Option<String>>>, DbError>;
+    /// DDL for the ledger and quarantine tables, created if absent.
+    fn ledger_ddl(&self) -> Vec<String>;
+}
 
 /// Whether a SQLite error is worth retrying.
 pub fn is_transient(e: &rusqlite::Error) -> bool {
@@ -56,11 +108,10 @@ pub fn is_transient(e: &rusqlite::Error) -> bool {
     }
 }
 
-fn classify(e: rusqlite::Error, context: &str) -> ApplyError {
-    if is_transient(&e) {
-        ApplyError::Transient(format!("{context}: {e}"))
-    } else {
-        ApplyError::Deterministic(format!("{context}: {e}"))
+fn sqlite_err(e: rusqlite::Error) -> DbError {
+    DbError {
+        transient: is_transient(&e),
+        message: e.to_string(),
     }
 }
 
@@ -83,116 +134,242 @@ pub struct NodeProgress {
     pub quarantined: Vec<u64>,
 }
 
-/// A SQLite target database.
-#[derive(Debug)]
-pub struct SqliteTarget {
-    conn: Connection,
-}
-
-const LEDGER_DDL: &str = "
-CREATE TABLE IF NOT EXISTS _gapsync_ledger(
-  node TEXT NOT NULL, seq INTEGER NOT NULL, sha256 TEXT NOT NULL, file TEXT NOT NULL,
-  statements INTEGER NOT NULL, applied_at TEXT NOT NULL, PRIMARY KEY(node, seq));
-CREATE TABLE IF NOT EXISTS _gapsync_quarantine(
-  node TEXT NOT NULL, seq INTEGER NOT NULL, sha256 TEXT NOT NULL, file TEXT NOT NULL,
-  reason TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY(node, seq));";
+/// Portable ledger DDL (SQLite, PostgreSQL, MySQL/MariaDB).
+pub const LEDGER_DDL: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS _gapsync_ledger(node VARCHAR(32) NOT NULL, seq BIGINT NOT NULL, \
+     sha256 VARCHAR(64) NOT NULL, file VARCHAR(255) NOT NULL, statements BIGINT NOT NULL, \
+     applied_at VARCHAR(32) NOT NULL, PRIMARY KEY (node, seq))",
+    "CREATE TABLE IF NOT EXISTS _gapsync_quarantine(node VARCHAR(32) NOT NULL, seq BIGINT NOT NULL, \
+     sha256 VARCHAR(64) NOT NULL, file VARCHAR(255) NOT NULL, reason TEXT NOT NULL, \
+     at VARCHAR(32) NOT NULL, PRIMARY KEY (node, seq))",
+];
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-impl SqliteTarget {
-    /// Open the target and create the ledger tables if needed. `synchronous=FULL`: an
-    /// "applied" answer promises durability.
-    pub fn open(path: &Path, busy_timeout: Duration) -> Result<SqliteTarget> {
-        let ctx = format!("target database {}", path.display());
-        let conn = Connection::open(path).map_err(|e| classify(e, &ctx))?;
-        conn.busy_timeout(busy_timeout)
-            .map_err(|e| classify(e, &ctx))?;
+/// The SQLite backend. `synchronous=FULL`: an "applied" answer promises durability.
+#[derive(Debug)]
+pub struct SqliteBackend {
+    conn: Connection,
+}
+
+impl SqliteBackend {
+    pub fn open(
+        path: &Path,
+        busy_timeout: Duration,
+    ) -> std::result::Result<SqliteBackend, DbError> {
+        let conn = Connection::open(path).map_err(sqlite_err)?;
+        conn.busy_timeout(busy_timeout).map_err(sqlite_err)?;
         conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(|e| classify(e, &ctx))?;
-        conn.execute_batch(LEDGER_DDL)
-            .map_err(|e| classify(e, &ctx))?;
-        Ok(SqliteTarget { conn })
+            .map_err(sqlite_err)?;
+        Ok(SqliteBackend { conn })
+    }
+}
+
+fn sqlite_params(params: &[Param<'_>]) -> Vec<rusqlite::types::Value> {
+    params
+        .iter()
+        .map(|p| match p {
+            Param::Text(t) => rusqlite::types::Value::Text((*t).to_owned()),
+            Param::Int(i) => rusqlite::types::Value::Integer(*i),
+        })
+        .collect()
+}
+
+impl Backend for SqliteBackend {
+    fn begin(&mut self) -> std::result::Result<(), DbError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(sqlite_err)
+    }
+    fn commit(&mut self) -> std::result::Result<(), DbError> {
+        self.conn.execute_batch("COMMIT").map_err(sqlite_err)
+    }
+    fn rollback(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+    fn execute(&mut self, sql: &str) -> std::result::Result<u64, DbError> {
+        let mut stmt = self.conn.prepare(sql).map_err(sqlite_err)?;
+        Ok(stmt.raw_execute().map_err(sqlite_err)? as u64)
+    }
+    fn execute_params(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> std::result::Result<u64, DbError> {
+        let vals = sqlite_params(params);
+        let mut stmt = self.conn.prepare_cached(sql).map_err(sqlite_err)?;
+        Ok(stmt
+            .execute(rusqlite::params_from_iter(vals.iter()))
+            .map_err(sqlite_err)? as u64)
+    }
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> std::result::Result<Vec<Vec<Option<String>>>, DbError> {
+        let vals = sqlite_params(params);
+        let mut stmt = self.conn.prepare_cached(sql).map_err(sqlite_err)?;
+        let n = stmt.column_count();
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(vals.iter()))
+            .map_err(sqlite_err)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(sqlite_err)? {
+            let mut row = Vec::with_capacity(n);
+            for i in 0..n {
+                use rusqlite::types::ValueRef;
+                row.push(match r.get_ref(i).map_err(sqlite_err)? {
+                    ValueRef::Null => None,
+                    ValueRef::Integer(v) => Some(v.to_string()),
+                    ValueRef::Real(v) => Some(v.to_string()),
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        Some(String::from_utf8_lossy(t).into_owned())
+                    }
+                });
+            }
+            out.push(row);
+        }
+        Ok(out)
+    }
+    fn ledger_ddl(&self) -> Vec<String> {
+        LEDGER_DDL.iter().map(|s| (*s).to_owned()).collect()
+    }
+}
+
+/// Options for opening a target.
+#[derive(Debug, Clone)]
+pub struct TargetOptions {
+    /// SQLite: how long a statement waits for a lock.
+    pub busy_timeout: Duration,
+    /// ODBC: the target's dialect when it should not be detected from the driver.
+    pub dialect: Option<String>,
+}
+
+/// A target database with gapsync's ledger.
+#[derive(Debug)]
+pub struct Target {
+    db: Box<dyn Backend>,
+}
+
+fn parse_u64(v: &Option<String>) -> u64 {
+    v.as_deref()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .map_or(0, |n| n.max(0) as u64)
+}
+
+impl Target {
+    /// Open the target named by `url` and create the ledger tables if needed.
+    pub fn open(url: &DbUrl, opts: &TargetOptions) -> Result<Target> {
+        let ctx = format!("target database {url}");
+        let db: Box<dyn Backend> = match url {
+            DbUrl::Sqlite(p) => {
+                Box::new(SqliteBackend::open(p, opts.busy_timeout).map_err(|e| e.context(&ctx))?)
+            }
+            #[cfg(feature = "odbc")]
+            DbUrl::Odbc(cs) => Box::new(
+                crate::odbc::OdbcBackend::connect(cs, opts.dialect.as_deref())
+                    .map_err(|e| e.context(&ctx))?,
+            ),
+            #[cfg(not(feature = "odbc"))]
+            DbUrl::Odbc(_) => {
+                return Err(ApplyError::Deterministic(format!(
+                    "{ctx}: this build has no ODBC support (build with --features odbc)"
+                )));
+            }
+        };
+        Self::with_backend(db)
     }
 
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// Wrap a backend and create the ledger tables if needed.
+    pub fn with_backend(mut db: Box<dyn Backend>) -> Result<Target> {
+        for ddl in db.ledger_ddl() {
+            db.execute(&ddl)
+                .map_err(|e| e.context("creating the ledger tables"))?;
+        }
+        Ok(Target { db })
     }
 
     /// The sha256 recorded for an applied (node, seq), if any.
-    pub fn applied_sha(&self, node: &str, seq: u64) -> Result<Option<String>> {
-        self.conn
-            .query_row(
-                "SELECT sha256 FROM _gapsync_ledger WHERE node=?1 AND seq=?2",
-                params![node, seq as i64],
-                |r| r.get(0),
+    pub fn applied_sha(&mut self, node: &str, seq: u64) -> Result<Option<String>> {
+        let rows = self
+            .db
+            .query(
+                "SELECT sha256 FROM _gapsync_ledger WHERE node = ? AND seq = ?",
+                &[Param::Text(node), Param::Int(seq as i64)],
             )
-            .optional()
-            .map_err(|e| classify(e, "reading the ledger"))
+            .map_err(|e| e.context("reading the ledger"))?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten()))
     }
 
     /// The reason a (node, seq) was quarantined, if it was.
-    pub fn quarantine_reason(&self, node: &str, seq: u64) -> Result<Option<String>> {
-        self.conn
-            .query_row(
-                "SELECT reason FROM _gapsync_quarantine WHERE node=?1 AND seq=?2",
-                params![node, seq as i64],
-                |r| r.get(0),
+    pub fn quarantine_reason(&mut self, node: &str, seq: u64) -> Result<Option<String>> {
+        let rows = self
+            .db
+            .query(
+                "SELECT reason FROM _gapsync_quarantine WHERE node = ? AND seq = ?",
+                &[Param::Text(node), Param::Int(seq as i64)],
             )
-            .optional()
-            .map_err(|e| classify(e, "reading the quarantine table"))
+            .map_err(|e| e.context("reading the quarantine table"))?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten()))
     }
 
     /// The seq that node's next batch must have: one past the highest applied or
     /// quarantined seq (1 for a node never seen).
-    pub fn next_expected(&self, node: &str) -> Result<u64> {
-        let max: i64 = self
-            .conn
-            .query_row(
-                "SELECT max(coalesce((SELECT max(seq) FROM _gapsync_ledger WHERE node=?1), 0), \
-                 coalesce((SELECT max(seq) FROM _gapsync_quarantine WHERE node=?1), 0))",
-                [node],
-                |r| r.get(0),
-            )
-            .map_err(|e| classify(e, "reading the ledger"))?;
-        Ok(max.max(0) as u64 + 1)
+    pub fn next_expected(&mut self, node: &str) -> Result<u64> {
+        let mut max = 0;
+        for table in ["_gapsync_ledger", "_gapsync_quarantine"] {
+            let rows = self
+                .db
+                .query(
+                    &format!("SELECT max(seq) FROM {table} WHERE node = ?"),
+                    &[Param::Text(node)],
+                )
+                .map_err(|e| e.context("reading the ledger"))?;
+            if let Some(v) = rows.first().and_then(|r| r.first()) {
+                max = max.max(parse_u64(v));
+            }
+        }
+        Ok(max + 1)
     }
 
     /// Progress of every node the target has seen.
-    pub fn progress(&self) -> Result<Vec<NodeProgress>> {
-        let mut out: Vec<NodeProgress> = Vec::new();
-        let q = |e| classify(e, "reading the ledger");
-        let mut stmt = self
-            .conn
-            .prepare(
+    pub fn progress(&mut self) -> Result<Vec<NodeProgress>> {
+        let q = |e: DbError| e.context("reading the ledger");
+        let mut out: Vec<NodeProgress> = self
+            .db
+            .query(
                 "SELECT node, max(seq), count(*) FROM _gapsync_ledger GROUP BY node ORDER BY node",
+                &[],
+            )
+            .map_err(q)?
+            .into_iter()
+            .map(|r| NodeProgress {
+                node: r.first().cloned().flatten().unwrap_or_default(),
+                last_applied: r.get(1).map_or(0, parse_u64),
+                applied_batches: r.get(2).map_or(0, parse_u64),
+                quarantined: Vec::new(),
+            })
+            .collect();
+        let rows = self
+            .db
+            .query(
+                "SELECT node, seq FROM _gapsync_quarantine ORDER BY node, seq",
+                &[],
             )
             .map_err(q)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(NodeProgress {
-                    node: r.get(0)?,
-                    last_applied: r.get::<_, i64>(1)? as u64,
-                    applied_batches: r.get::<_, i64>(2)? as u64,
-                    quarantined: Vec::new(),
-                })
-            })
-            .map_err(q)?;
         for r in rows {
-            out.push(r.map_err(q)?);
-        }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT node, seq FROM _gapsync_quarantine ORDER BY node, seq")
-            .map_err(q)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-            })
-            .map_err(q)?;
-        for r in rows {
-            let (node, seq) = r.map_err(q)?;
+            let node = r.first().cloned().flatten().unwrap_or_default();
+            let seq = r.get(1).map_or(0, parse_u64);
             match out.iter_mut().find(|p| p.node == node) {
                 Some(p) => p.quarantined.push(seq),
                 None => out.push(NodeProgress {
@@ -219,23 +396,37 @@ impl SqliteTarget {
         sha256: &str,
         limits: &ReadLimits,
     ) -> Result<ApplyOutcome> {
+        self.db
+            .begin()
+            .map_err(|e| e.context("beginning the apply transaction"))?;
+        let r = self.apply_in_txn(path, node, seq, sha256, limits);
+        match r {
+            Ok(ApplyOutcome::Applied { statements }) => {
+                self.db
+                    .commit()
+                    .map_err(|e| e.context("committing the apply transaction"))?;
+                Ok(ApplyOutcome::Applied { statements })
+            }
+            other => {
+                self.db.rollback();
+                other
+            }
+        }
+    }
+
+    fn apply_in_txn(
+        &mut self,
+        path: &Path,
+        node: &str,
+        seq: u64,
+        sha256: &str,
+        limits: &ReadLimits,
+    ) -> Result<ApplyOutcome> {
         let file = path
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| classify(e, "beginning the apply transaction"))?;
-        let done: Option<String> = tx
-            .query_row(
-                "SELECT sha256 FROM _gapsync_ledger WHERE node=?1 AND seq=?2",
-                params![node, seq as i64],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| classify(e, "reading the ledger"))?;
-        if let Some(prev) = done {
+        if let Some(prev) = self.applied_sha(node, seq)? {
             if prev != sha256 {
                 return Err(ApplyError::Deterministic(format!(
                     "seq {seq} of node {node} was already applied with different content \
@@ -252,25 +443,31 @@ impl SqliteTarget {
             .next_statement(&mut buf)
             .map_err(|e| ApplyError::Deterministic(format!("{e}")))?
         {
-            let ctx = || format!("{file} line {line}");
-            let mut stmt = tx.prepare(&buf).map_err(|e| classify(e, &ctx()))?;
-            let changed = stmt.raw_execute().map_err(|e| classify(e, &ctx()))?;
+            let changed = self
+                .db
+                .execute(&buf)
+                .map_err(|e| e.context(&format!("{file} line {line}")))?;
             if changed == 0 && needs_match(&buf) {
                 return Err(ApplyError::Deterministic(format!(
-                    "{} matched no row on the target (the target has diverged from the source)",
-                    ctx()
+                    "{file} line {line} matched no row on the target (the target has diverged from the source)"
                 )));
             }
             count += 1;
         }
-        tx.execute(
-            "INSERT INTO _gapsync_ledger(node, seq, sha256, file, statements, applied_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![node, seq as i64, sha256, file, count as i64, now()],
-        )
-        .map_err(|e| classify(e, "writing the ledger row"))?;
-        tx.commit()
-            .map_err(|e| classify(e, "committing the apply transaction"))?;
+        self.db
+            .execute_params(
+                "INSERT INTO _gapsync_ledger(node, seq, sha256, file, statements, applied_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+                &[
+                    Param::Text(node),
+                    Param::Int(seq as i64),
+                    Param::Text(sha256),
+                    Param::Text(&file),
+                    Param::Int(count as i64),
+                    Param::Text(&now()),
+                ],
+            )
+            .map_err(|e| e.context("writing the ledger row"))?;
         Ok(ApplyOutcome::Applied { statements: count })
     }
 
@@ -283,13 +480,23 @@ impl SqliteTarget {
         file: &str,
         reason: &str,
     ) -> Result<()> {
-        self.conn
-            .execute(
+        if self.quarantine_reason(node, seq)?.is_some() {
+            return Ok(());
+        }
+        self.db
+            .execute_params(
                 "INSERT INTO _gapsync_quarantine(node, seq, sha256, file, reason, at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(node, seq) DO NOTHING",
-                params![node, seq as i64, sha256, file, reason, now()],
+                 VALUES (?, ?, ?, ?, ?, ?)",
+                &[
+                    Param::Text(node),
+                    Param::Int(seq as i64),
+                    Param::Text(sha256),
+                    Param::Text(file),
+                    Param::Text(reason),
+                    Param::Text(&now()),
+                ],
             )
-            .map_err(|e| classify(e, "writing the quarantine record"))?;
+            .map_err(|e| e.context("writing the quarantine record"))?;
         Ok(())
     }
 }
@@ -324,20 +531,27 @@ mod tests {
 
     use std::path::PathBuf;
 
-    fn rows(t: &SqliteTarget) -> Vec<(i64, String)> {
-        let mut s = t.conn.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
+    fn rows(db: &Path) -> Vec<(i64, String)> {
+        let c = Connection::open(db).unwrap();
+        let mut s = c.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
         s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .collect::<std::result::Result<_, _>>()
             .unwrap()
     }
 
-    fn setup() -> (tempfile::TempDir, SqliteTarget) {
+    fn setup() -> (tempfile::TempDir, Target) {
         let d = tempfile::tempdir().unwrap();
-        let t = SqliteTarget::open(&d.path().join("t.db"), Duration::from_millis(200)).unwrap();
-        t.conn
+        let db = d.path().join("t.db");
+        Connection::open(&db)
+            .unwrap()
             .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
             .unwrap();
+        let opts = TargetOptions {
+            busy_timeout: Duration::from_millis(200),
+            dialect: None,
+        };
+        let t = Target::open(&DbUrl::Sqlite(db), &opts).unwrap();
         (d, t)
     }
 
@@ -362,7 +576,7 @@ mod tests {
             t.apply(&p, "n1", 1, &sha, &lim).unwrap(),
             ApplyOutcome::AlreadyApplied
         );
-        assert_eq!(rows(&t).len(), 2);
+        assert_eq!(rows(&d.path().join("t.db")).len(), 2);
         assert_eq!(t.next_expected("n1").unwrap(), 2);
         assert_eq!(t.next_expected("other").unwrap(), 1);
         // Same seq, different content: refused, not silently skipped.
@@ -413,7 +627,10 @@ mod tests {
                 ApplyError::Deterministic(m) => assert!(m.contains(want), "{m:?} lacks {want:?}"),
                 other => panic!("case {i}: expected a deterministic failure, got {other:?}"),
             }
-            assert!(rows(&t).is_empty(), "case {i} left rows behind");
+            assert!(
+                rows(&d.path().join("t.db")).is_empty(),
+                "case {i} left rows behind"
+            );
             assert!(t.applied_sha("n1", 100 + i as u64).unwrap().is_none());
         }
     }

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use gapsync_common::audit::{Audit, AuditEvent};
 use gapsync_common::batch::{self, ReadLimits};
-use gapsync_common::config::{DbUrl, ReceiverConfig};
-use gapsync_common::target::{ApplyError, ApplyOutcome, SqliteTarget};
+use gapsync_common::config::ReceiverConfig;
+use gapsync_common::target::{ApplyError, ApplyOutcome, Target};
 use gapsync_protocol::{EndInfo, FrameHandler, ServerOptions, serve_connection};
 use tracing::{debug, error, info, warn};
 
@@ -149,10 +149,8 @@ impl Shared {
         }
     }
 
-    pub fn open_target(&self) -> std::result::Result<SqliteTarget, ApplyError> {
-        match &self.cfg.target {
-            DbUrl::Sqlite(p) => SqliteTarget::open(p, self.cfg.busy_timeout),
-        }
+    pub fn open_target(&self) -> std::result::Result<Target, ApplyError> {
+        Target::open(&self.cfg.target, &self.cfg.target_options())
     }
 }
 
@@ -247,7 +245,7 @@ impl Receiver {
     /// The applier: apply spooled batches in seq order per node until `stop`.
     pub fn apply_loop(&self, stop: &AtomicBool) {
         let sh = &self.shared;
-        let mut target: Option<SqliteTarget> = None;
+        let mut target: Option<Target> = None;
         let mut waiting_logged: HashMap<String, u64> = HashMap::new();
         while !stop.load(Ordering::SeqCst) {
             let t = match target.as_mut() {
@@ -276,7 +274,7 @@ impl Receiver {
     /// One pass over the spool. Ok(true): something was done. Err: transient failure.
     fn apply_spooled(
         &self,
-        t: &mut SqliteTarget,
+        t: &mut Target,
         waiting_logged: &mut HashMap<String, u64>,
     ) -> std::result::Result<bool, ApplyError> {
         let sh = &self.shared;
@@ -318,7 +316,7 @@ impl Receiver {
 
     fn apply_file(
         &self,
-        t: &mut SqliteTarget,
+        t: &mut Target,
         node: &str,
         seq: u64,
         path: &Path,
@@ -364,7 +362,7 @@ impl Receiver {
     /// quarantine.
     fn failed(
         &self,
-        t: &mut SqliteTarget,
+        t: &mut Target,
         node: &str,
         seq: u64,
         path: &Path,
@@ -477,7 +475,7 @@ struct Conn {
     /// The batch being received: (seq, file, bytes so far).
     part: Option<(u64, File, u64)>,
     /// A target connection for ledger look-ups (opened lazily).
-    target: Option<SqliteTarget>,
+    target: Option<Target>,
 }
 
 impl Conn {
@@ -492,7 +490,7 @@ impl Conn {
         if self.target.is_none() {
             self.target = self.shared.open_target().ok();
         }
-        let t = self.target.as_ref()?;
+        let t = self.target.as_mut()?;
         let r = (|| -> std::result::Result<Option<bool>, ApplyError> {
             if t.applied_sha(&self.node, seq)?.is_some() {
                 return Ok(Some(true));
@@ -564,9 +562,11 @@ impl Conn {
             return Err("sha256 of the received file does not match END".into());
         }
         let dest = self.shared.spool().join(&info.name);
+        // Pending before the file is visible to the applier: set after, it could
+        // overwrite the outcome of an apply that finished in between.
+        self.shared.set(&self.node, seq, Outcome::Pending);
         fs::rename(&part, &dest).map_err(|e| e.to_string())?;
         sync_dir(&self.shared.spool()).map_err(|e| e.to_string())?;
-        self.shared.set(&self.node, seq, Outcome::Pending);
         let sha_hex = hex::encode(sha);
         self.shared.audit(AuditEvent::new(
             "received", &self.node, seq, &info.name, info.size, &sha_hex,
@@ -618,8 +618,13 @@ impl FrameHandler for Conn {
             }
             Some(Outcome::Failed) => Some(false),
             Some(Outcome::Pending) => {
-                info!(%node, seq, "apply not finished within result_wait; closing so the sender asks again");
-                None
+                // The ledger is the last word (e.g. a resent copy marked Pending after
+                // the first copy had been applied).
+                let known = self.recorded(seq);
+                if known.is_none() {
+                    info!(%node, seq, "apply not finished within result_wait; closing so the sender asks again");
+                }
+                known
             }
             None => self.recorded(seq),
         }
@@ -638,9 +643,7 @@ pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String
     }
     sorted.sort();
     let audit = Audit::new(&cfg.work_dir, "receiver");
-    let mut t = match &cfg.target {
-        DbUrl::Sqlite(p) => SqliteTarget::open(p, cfg.busy_timeout)?,
-    };
+    let mut t = Target::open(&cfg.target, &cfg.target_options())?;
     let mut out = Vec::new();
     for (node, seq, path) in sorted {
         let name = file_name(&path);

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use gapsync_common::config::{DbUrl, ReceiverConfig};
-use gapsync_common::target::SqliteTarget;
+use gapsync_common::config::ReceiverConfig;
+use gapsync_common::target::Target;
 use gapsync_receiver::{Receiver, apply_files, status};
 use tracing::{info, warn};
 
@@ -60,10 +60,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn open_target(cfg: &ReceiverConfig) -> Result<SqliteTarget> {
-    Ok(match &cfg.target {
-        DbUrl::Sqlite(p) => SqliteTarget::open(p, cfg.busy_timeout)?,
-    })
+fn open_target(cfg: &ReceiverConfig) -> Result<Target> {
+    Ok(Target::open(&cfg.target, &cfg.target_options())?)
 }
 
 fn real_main(cli: Cli) -> Result<()> {
@@ -105,8 +103,8 @@ fn real_main(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Status { json } => {
-            let t = open_target(&cfg)?;
-            let st = status::status(&t, &cfg.work_dir)?;
+            let mut t = open_target(&cfg)?;
+            let st = status::status(&mut t, &cfg.work_dir)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&st)?);
             } else {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use gapsync_common::target::{NodeProgress, SqliteTarget};
+use gapsync_common::target::{NodeProgress, Target};
 
 /// The receiver's status.
 #[derive(Debug, Serialize)]
@@ -31,7 +31,7 @@ fn list(dir: &Path, keep: impl Fn(&str) -> Option<String>) -> Vec<String> {
 }
 
 pub fn status(
-    target: &SqliteTarget,
+    target: &mut Target,
     work_dir: &Path,
 ) -> Result<ReceiverStatus, gapsync_common::target::ApplyError> {
     let spool = work_dir.join("spool");

@@ -100,6 +100,12 @@ impl Sender {
     pub fn open(cfg: SenderConfig, exclusive: bool) -> Result<Sender> {
         let source = match &cfg.source {
             DbUrl::Sqlite(p) => SqliteSource::open(p)?,
+            DbUrl::Odbc(_) => {
+                return Err(gapsync_common::source::SourceError::Unsupported(
+                    "[source] url: ODBC sources are not supported yet (use sqlite:<path>)".into(),
+                )
+                .into());
+            }
         };
         let audit = Audit::new(&cfg.work_dir, "sender");
         let mut s = Sender {

@@ -46,11 +46,12 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::net::SocketAddr;
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -320,6 +321,12 @@ impl SenderConfig {
 
     pub fn connect(mut self, addr: &str) -> SenderConfig {
         self.connect = addr.to_owned();
+        self
+    }
+
+    /// `[batch] on_second_failure`: `"drop"` or `"halt"`.
+    pub fn on_second_failure(mut self, what: &str) -> SenderConfig {
+        self.on_second_failure = what.to_owned();
         self
     }
 
@@ -806,6 +813,9 @@ pub struct BatchRow {
     pub kind: String,
     pub file: String,
     pub statements: u64,
+    /// Tracking rows the batch carries (a REPLACE's displaced-row markers make this
+    /// differ from `statements`).
+    pub changes: u64,
     pub first_id: Option<i64>,
     pub last_id: Option<i64>,
     /// `ready`, `applied` or `quarantined`.
@@ -974,8 +984,8 @@ impl SenderNode {
         let c = self.source();
         let mut st = c
             .prepare(
-                "SELECT seq, kind, file, statements, first_id, last_id, state, attempts, created \
-                 FROM _gapsync_batches ORDER BY seq",
+                "SELECT seq, kind, file, statements, first_id, last_id, state, attempts, created, \
+                 changes FROM _gapsync_batches ORDER BY seq",
             )
             .expect("prepare batches query");
         st.query_map([], |r| {
@@ -989,6 +999,7 @@ impl SenderNode {
                 state: r.get(6)?,
                 attempts: r.get(7)?,
                 created: r.get(8)?,
+                changes: r.get::<_, i64>(9)? as u64,
             })
         })
         .and_then(Iterator::collect)
@@ -1605,6 +1616,340 @@ impl Drop for BackgroundWriter {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+// ------------------------------------------------------------------------ audit record
+
+/// Every line of the audit record under a work directory (`<work>/audit/audit-*.jsonl`,
+/// files in name order, i.e. by month), parsed. Empty if there is none yet; panics on a
+/// line that is not a JSON object.
+pub fn read_audit(work_dir: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for f in sorted_files(&work_dir.join("audit")) {
+        let name = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if !(name.starts_with("audit-") && name.ends_with(".jsonl")) {
+            continue;
+        }
+        let text = fs::read_to_string(&f).unwrap_or_else(|e| panic!("read {}: {e}", f.display()));
+        for (i, line) in text.lines().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+                panic!("{} line {}: not JSON ({e}): {line}", f.display(), i + 1)
+            });
+            assert!(
+                v.is_object(),
+                "{} line {}: not an object: {line}",
+                f.display(),
+                i + 1
+            );
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// The `event` fields of the audit lines about `seq` (any node), in record order.
+pub fn audit_events_of(lines: &[serde_json::Value], seq: u64) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l["seq"].as_u64() == Some(seq))
+        .filter_map(|l| l["event"].as_str().map(str::to_owned))
+        .collect()
+}
+
+impl SenderNode {
+    /// The sender's audit record ([`read_audit`] of its work directory).
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        read_audit(&self.work_dir)
+    }
+
+    /// Tracking rows (`_gapsync_changes`) that batch `seq` carries.
+    pub fn tracking_rows_of(&self, seq: u64) -> u64 {
+        self.source()
+            .query_row(
+                "SELECT count(*) FROM _gapsync_changes WHERE batch = ?1",
+                [seq as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .expect("counting tracking rows") as u64
+    }
+
+    /// Every change captured so far (the AUTOINCREMENT counter of `_gapsync_changes`;
+    /// tracking rows of applied batches are deleted, the counter is not).
+    pub fn captured_changes(&self) -> u64 {
+        self.source()
+            .query_row(
+                "SELECT coalesce((SELECT seq FROM sqlite_sequence \
+                 WHERE name = '_gapsync_changes'), 0)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .expect("reading sqlite_sequence") as u64
+    }
+
+    /// The batch row of `seq` (panics if there is none).
+    pub fn batch(&self, seq: u64) -> BatchRow {
+        self.batches()
+            .into_iter()
+            .find(|b| b.seq == seq)
+            .unwrap_or_else(|| panic!("node {} has no batch {seq}", self.cfg.node))
+    }
+}
+
+impl ReceiverNode {
+    /// The receiver's audit record ([`read_audit`] of its work directory).
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        read_audit(&self.work_dir)
+    }
+}
+
+// ------------------------------------------------------------------------ fake receiver
+
+/// Frame layout facts a fake receiver needs (see `protocol/src/lib.rs`).
+pub mod frame {
+    /// Length of the fixed frame header.
+    pub const HEADER_LEN: usize = 74;
+    pub const HELLO: u8 = 1;
+    pub const HEARTBEAT: u8 = 2;
+    pub const DATA: u8 = 3;
+    pub const END: u8 = 4;
+    pub const RESULT: u8 = 5;
+
+    /// Upper-case name of a frame type code.
+    pub fn name(kind: u8) -> &'static str {
+        match kind {
+            HELLO => "HELLO",
+            HEARTBEAT => "HEARTBEAT",
+            DATA => "DATA",
+            END => "END",
+            RESULT => "RESULT",
+            _ => "?",
+        }
+    }
+}
+
+/// A frame as a [`FakeReceiver`] read it (header fields only; the checksums are not
+/// checked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeFrame {
+    /// Connection number (0, 1, ... in accept order).
+    pub conn: u64,
+    /// Frame number within its connection (0 is the HELLO).
+    pub index: u64,
+    /// Type code (byte 4), see [`frame`].
+    pub kind: u8,
+    pub seq: u64,
+    pub offset: u64,
+    pub payload_len: u32,
+}
+
+/// The answer function of a [`FakeReceiver`]: gets the frame and, when proxying, the
+/// real receiver's answer byte (None: no answer, it closed or timed out); returns the
+/// bytes to write back (empty: no answer, the connection stays open) or None to close
+/// the connection.
+pub type FakeAnswer = dyn Fn(&FakeFrame, Option<u8>) -> Option<Vec<u8>> + Send + Sync;
+
+/// A misbehaving receiver for link tests: a `TcpListener` on `127.0.0.1:0` whose
+/// connection threads read whole frames (74-byte header, payload length at bytes
+/// 54..58, big-endian) and write whatever the answer function returns for each frame:
+/// any bytes (a real answer, garbage, a flood), nothing at all (the connection stays
+/// open and reading: the sender sees a timeout), or close the connection. Every frame
+/// read is recorded.
+///
+/// [`FakeReceiver::proxy`] puts it in front of a real receiver (a gap that garbles
+/// answers): each frame is forwarded, the real answer byte read, and the answer
+/// function decides what the sender gets.
+///
+/// Dropping it closes the listener and every connection.
+#[derive(Debug)]
+pub struct FakeReceiver {
+    addr: String,
+    stop: Arc<AtomicBool>,
+    frames: Arc<Mutex<Vec<FakeFrame>>>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl FakeReceiver {
+    /// Listen and serve until dropped; `answer(frame)`: the bytes written after each
+    /// frame (empty: no answer), None: close the connection.
+    pub fn start<F>(answer: F) -> FakeReceiver
+    where
+        F: Fn(&FakeFrame) -> Option<Vec<u8>> + Send + Sync + 'static,
+    {
+        Self::serve(
+            None,
+            Arc::new(move |f: &FakeFrame, _: Option<u8>| answer(f)),
+        )
+    }
+
+    /// Forward every connection to the real receiver at `upstream`; `answer(frame,
+    /// real answer)` decides what the sender gets (see [`FakeAnswer`]).
+    pub fn proxy<F>(upstream: &str, answer: F) -> FakeReceiver
+    where
+        F: Fn(&FakeFrame, Option<u8>) -> Option<Vec<u8>> + Send + Sync + 'static,
+    {
+        Self::serve(Some(upstream.to_owned()), Arc::new(answer))
+    }
+
+    fn serve(upstream: Option<String>, answer: Arc<FakeAnswer>) -> FakeReceiver {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("fake receiver: bind");
+        let addr = listener
+            .local_addr()
+            .expect("fake receiver: local_addr")
+            .to_string();
+        listener
+            .set_nonblocking(true)
+            .expect("fake receiver: set_nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let accept = {
+            let (stop, frames, conns) =
+                (Arc::clone(&stop), Arc::clone(&frames), Arc::clone(&conns));
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok((stream, _)) = listener.accept() else {
+                        std::thread::sleep(ms(10));
+                        continue;
+                    };
+                    let _ = stream.set_nonblocking(false);
+                    let up = match &upstream {
+                        None => None,
+                        Some(a) => match TcpStream::connect(a) {
+                            Ok(u) => Some(u),
+                            Err(_) => continue, // receiver down: the sender sees a close
+                        },
+                    };
+                    if let Ok(mut all) = conns.lock() {
+                        all.extend(stream.try_clone().ok());
+                        all.extend(up.as_ref().and_then(|u| u.try_clone().ok()));
+                    }
+                    let (frames, answer) = (Arc::clone(&frames), Arc::clone(&answer));
+                    let conn = n;
+                    n += 1;
+                    std::thread::spawn(move || {
+                        fake_serve(stream, up, conn, &frames, answer.as_ref());
+                    });
+                }
+            })
+        };
+        FakeReceiver {
+            addr,
+            stop,
+            frames,
+            conns,
+            accept: Some(accept),
+        }
+    }
+
+    /// `host:port` to put in the sender's `[link] connect`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Every frame read so far, in arrival order.
+    pub fn frames(&self) -> Vec<FakeFrame> {
+        self.frames.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// How many frames of type `kind` were read.
+    pub fn count(&self, kind: u8) -> usize {
+        self.frames().iter().filter(|f| f.kind == kind).count()
+    }
+
+    /// The frames read, as `conn:TYPE(seq)` words, for messages.
+    pub fn describe(&self) -> String {
+        self.frames()
+            .iter()
+            .map(|f| format!("{}:{}({})", f.conn, frame::name(f.kind), f.seq))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn fake_serve(
+    mut stream: TcpStream,
+    mut upstream: Option<TcpStream>,
+    conn: u64,
+    frames: &Mutex<Vec<FakeFrame>>,
+    answer: &FakeAnswer,
+) {
+    let mut index = 0u64;
+    let mut header = [0u8; frame::HEADER_LEN];
+    loop {
+        if stream.read_exact(&mut header).is_err() {
+            break;
+        }
+        let be = |r: std::ops::Range<usize>| {
+            header[r]
+                .iter()
+                .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+        };
+        let len = be(54..58);
+        if len > 64 << 20 {
+            break; // not a gapsync frame
+        }
+        let mut payload = vec![0u8; len as usize];
+        if stream.read_exact(&mut payload).is_err() {
+            break;
+        }
+        let f = FakeFrame {
+            conn,
+            index,
+            kind: header[4],
+            seq: be(38..46),
+            offset: be(46..54),
+            payload_len: len as u32,
+        };
+        index += 1;
+        if let Ok(mut all) = frames.lock() {
+            all.push(f.clone());
+        }
+        let real = upstream.as_mut().and_then(|u| {
+            let mut b = [0u8; 1];
+            let ok = u.write_all(&header).is_ok()
+                && u.write_all(&payload).is_ok()
+                && u.set_read_timeout(Some(secs(300))).is_ok()
+                && u.read_exact(&mut b).is_ok();
+            ok.then_some(b[0])
+        });
+        match answer(&f, real) {
+            None => break,
+            Some(reply) => {
+                if !reply.is_empty()
+                    && stream
+                        .write_all(&reply)
+                        .and_then(|()| stream.flush())
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+    if let Some(u) = upstream {
+        let _ = u.shutdown(Shutdown::Both);
+    }
+}
+
+impl Drop for FakeReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Ok(all) = self.conns.lock() {
+            for s in all.iter() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+        if let Some(h) = self.accept.take() {
             let _ = h.join();
         }
     }

@@ -13,6 +13,9 @@ use gapsync_tests::*;
 use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 
+#[path = "e2e/faults.rs"]
+mod faults;
+
 // ------------------------------------------------------------------------ helpers
 
 /// Count statement lines of the given kind (`INSERT INTO "t"`, `UPDATE "t"`, ...)
@@ -195,13 +198,13 @@ fn all_operations_on_three_tables() {
     ws.wait_synced(&tx, &rx, secs(5));
     assert_synced(&tx, &rx);
     let batches = tx.change_batches();
-    let total: u64 = batches.iter().map(|b| b.statements).sum();
+    let total: u64 = batches.iter().map(|b| b.changes).sum();
     assert!(total >= 150, "the workload produced only {total} changes");
     assert_eq!(
         batches.len() as u64,
         total.div_ceil(40),
         "max_rows = 40: {total} changes must be cut into full batches of 40: {:?}",
-        batches.iter().map(|b| b.statements).collect::<Vec<_>>()
+        batches.iter().map(|b| b.changes).collect::<Vec<_>>()
     );
     assert!(
         batches
