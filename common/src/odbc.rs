@@ -9,7 +9,7 @@
 //! | DBMS | session set-up |
 //! |---|---|
 //! | PostgreSQL | `standard_conforming_strings = on`, `TIME ZONE 'UTC'`, `client_encoding = 'UTF8'` |
-//! | MySQL / MariaDB | `sql_mode` + `NO_BACKSLASH_ESCAPES,ANSI_QUOTES`, `time_zone = '+00:00'`, `NAMES utf8mb4` |
+//! | MySQL / MariaDB | `sql_mode` + `NO_BACKSLASH_ESCAPES,ANSI_QUOTES`, `time_zone = '+00:00'` (the character set comes from the Unicode driver; MariaDB's connector refuses `SET NAMES`) |
 //!
 //! With `NO_BACKSLASH_ESCAPES` a value like `x\'); DROP TABLE t; --` stays one string.
 //!
@@ -117,7 +117,6 @@ impl OdbcBackend {
             Dbms::Mysql => &[
                 "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES,ANSI_QUOTES')",
                 "SET time_zone = '+00:00'",
-                "SET NAMES utf8mb4",
             ],
             Dbms::Other => &[],
         };
