@@ -54,7 +54,10 @@ fn main() -> ExitCode {
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gapsync-receiver: error: {e:#}");
+            eprintln!(
+                "gapsync-receiver: error: {}",
+                gapsync_common::logging::error_line(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

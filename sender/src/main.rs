@@ -66,7 +66,10 @@ fn main() -> ExitCode {
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("gapsync-sender: error: {e:#}");
+            eprintln!(
+                "gapsync-sender: error: {}",
+                gapsync_common::logging::error_line(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }
