@@ -19,5 +19,6 @@ pub mod logging;
 #[cfg(feature = "odbc")]
 pub mod odbc;
 pub mod source;
+pub mod stop;
 pub mod target;
 pub mod value;

@@ -295,32 +295,21 @@ impl Target {
 
     /// The sha256 recorded for an applied (node, seq), if any.
     pub fn applied_sha(&mut self, node: &str, seq: u64) -> Result<Option<String>> {
-        let rows = self
-            .db
-            .query(
-                "SELECT sha256 FROM _gapsync_ledger WHERE node = ? AND seq = ?",
-                &[Param::Text(node), Param::Int(seq as i64)],
-            )
-            .map_err(|e| e.context("reading the ledger"))?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next().flatten()))
+        self.lookup("SELECT sha256 FROM _gapsync_ledger WHERE node = ? AND seq = ?", node, seq)
     }
 
     /// The reason a (node, seq) was quarantined, if it was.
     pub fn quarantine_reason(&mut self, node: &str, seq: u64) -> Result<Option<String>> {
+        self.lookup("SELECT reason FROM _gapsync_quarantine WHERE node = ? AND seq = ?", node, seq)
+    }
+
+    /// The first column of the first row of a (node, seq) look-up.
+    fn lookup(&mut self, sql: &str, node: &str, seq: u64) -> Result<Option<String>> {
         let rows = self
             .db
-            .query(
-                "SELECT reason FROM _gapsync_quarantine WHERE node = ? AND seq = ?",
-                &[Param::Text(node), Param::Int(seq as i64)],
-            )
-            .map_err(|e| e.context("reading the quarantine table"))?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next().flatten()))
+            .query(sql, &[Param::Text(node), Param::Int(seq as i64)])
+            .map_err(|e| e.context("reading the ledger"))?;
+        Ok(rows.into_iter().next().and_then(|r| r.into_iter().next().flatten()))
     }
 
     /// The seq that node's next batch must have: one past the highest applied or

@@ -28,6 +28,7 @@ use gapsync_common::batch::{self, ReadLimits};
 use gapsync_common::config::ReceiverConfig;
 use gapsync_common::target::{ApplyError, ApplyOutcome, Target};
 use gapsync_protocol::{EndInfo, FrameHandler, ServerOptions, serve_connection};
+pub use gapsync_common::stop::sleep_unless;
 use tracing::{debug, error, info, warn};
 
 pub mod status;
@@ -438,17 +439,6 @@ fn spooled_files(spool: &Path) -> BTreeMap<String, BTreeMap<u64, PathBuf>> {
     out
 }
 
-/// Sleep `d`, waking early when `stop` is set.
-pub fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let end = Instant::now() + d;
-    while !stop.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
-        std::thread::sleep((end - now).min(Duration::from_millis(50)));
-    }
-}
 
 fn serve(shared: &Arc<Shared>, stream: TcpStream, peer: String) {
     let opts = ServerOptions {
