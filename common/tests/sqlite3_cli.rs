@@ -45,7 +45,8 @@ fn batch_file_runs_unchanged_in_the_sqlite3_shell() {
     let d = Dialect::Sqlite;
     let mut stmts = Vec::new();
     let mut s = String::new();
-    d.render_create_table("t", &[("id", "INTEGER"), ("v", "")], &["id"], &mut s);
+    d.render_create_table("t", &[("id", "INTEGER"), ("v", "")], &["id"], &mut s)
+        .unwrap();
     stmts.push(std::mem::take(&mut s));
     for (i, v) in values.iter().enumerate() {
         d.render_insert(
@@ -53,7 +54,8 @@ fn batch_file_runs_unchanged_in_the_sqlite3_shell() {
             &["id", "v"],
             &[Value::Integer(i as i64), v.clone()],
             &mut s,
-        );
+        )
+        .unwrap();
         stmts.push(std::mem::take(&mut s));
     }
     let dir = tempfile::tempdir().unwrap();

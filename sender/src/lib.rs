@@ -26,6 +26,7 @@ use gapsync_common::config::{DbUrl, OnSecondFailure, SenderConfig, Strategy};
 use gapsync_common::source::{
     BatchRecord, BatchState, Change, Op, SnapshotEvent, SqliteSource, TableSpec,
 };
+pub use gapsync_common::stop::sleep_unless;
 use gapsync_common::value::Value;
 use gapsync_protocol::{Backoff, LinkClient, LinkError, LinkOptions, ResultAnswer};
 use tracing::{error, info, warn};
@@ -39,6 +40,8 @@ pub enum SenderError {
     Source(#[from] gapsync_common::source::SourceError),
     #[error(transparent)]
     Batch(#[from] gapsync_common::batch::BatchError),
+    #[error(transparent)]
+    Render(#[from] gapsync_common::dialect::RenderError),
     #[error("work directory {path}: {source}")]
     Work {
         path: PathBuf,
@@ -238,9 +241,9 @@ impl Sender {
         let key: Vec<&str> = r.key.iter().map(String::as_str).collect();
         out.clear();
         match c.op {
-            Op::Insert => d.render_insert(&r.target, &cols, &c.row, out),
-            Op::Update => d.render_update(&r.target, &cols, &c.row, &key, &c.old_key, out),
-            Op::Delete | Op::Displaced => d.render_delete(&r.target, &key, &c.old_key, out),
+            Op::Insert => d.render_insert(&r.target, &cols, &c.row, out)?,
+            Op::Update => d.render_update(&r.target, &cols, &c.row, &key, &c.old_key, out)?,
+            Op::Delete | Op::Displaced => d.render_delete(&r.target, &key, &c.old_key, out)?,
         }
         Ok(())
     }
@@ -334,7 +337,7 @@ impl Sender {
                         buf.clear();
                         self.cfg
                             .dialect
-                            .render_delete(&r.target, &key, &d.old_key, &mut buf);
+                            .render_delete(&r.target, &key, &d.old_key, &mut buf)?;
                         text.push_str(&buf);
                         ends.push(text.len());
                     }
@@ -438,18 +441,19 @@ impl Sender {
         let typed: Vec<(&str, String)> = spec
             .columns
             .iter()
-            .map(|c| {
-                (
+            .enumerate()
+            .map(|(i, c)| {
+                Ok((
                     c.target.as_str(),
-                    d.map_type(&c.decl_type).unwrap_or_default(),
-                )
+                    d.map_type(&c.source, &c.decl_type, spec.key.contains(&i))?,
+                ))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let typed: Vec<(&str, &str)> = typed.iter().map(|(c, t)| (*c, t.as_str())).collect();
         let mut create = String::new();
-        d.render_create_table(&spec.target, &typed, &key, &mut create);
+        d.render_create_table(&spec.target, &typed, &key, &mut create)?;
         let mut clear = String::new();
-        d.render_clear(&spec.target, &mut clear);
+        d.render_clear(&spec.target, &mut clear)?;
         let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
 
         let per = self.cfg.batch.max_rows.max(1);
@@ -512,7 +516,7 @@ impl Sender {
                 .as_mut()
                 .ok_or(SenderError::Link(LinkError::Broken))?;
             buf.clear();
-            d.render_insert(&spec.target, &cols, row, &mut buf);
+            d.render_insert(&spec.target, &cols, row, &mut buf)?;
             w.push(&buf)?;
             in_batch += 1;
             Ok(())
@@ -804,17 +808,5 @@ impl StrategyClock {
             last_activity: now,
             last_id,
         }
-    }
-}
-
-/// Sleep `d`, waking early when `stop` is set.
-pub fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let end = Instant::now() + d;
-    while !stop.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
-        std::thread::sleep((end - now).min(Duration::from_millis(50)));
     }
 }

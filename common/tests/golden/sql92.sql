@@ -1,0 +1,262 @@
+-- gapsync golden file: dialect sql92 (SQL92), rendered by gapsync_common::dialect.
+-- Regenerate: GAPSYNC_BLESS=1 cargo test -p gapsync-common --test golden
+
+-- map_type(declared) -> column type | as a key column
+-- "" -> error: column "c" has no declared type: a typeless SQLite column may hold values of any storage class, so no SQL92 column type stores them exactly; give it one in the source schema (INTEGER, REAL, TEXT, BLOB, NUMERIC, ...) | error: column "c" has no declared type: a typeless SQLite column may hold values of any storage class, so no SQL92 column type stores them exactly; give it one in the source schema (INTEGER, REAL, TEXT, BLOB, NUMERIC, ...)
+-- "INTEGER" -> "BIGINT" | "BIGINT"
+-- "unsigned big int" -> "BIGINT" | "BIGINT"
+-- "VARCHAR(20)" -> "CLOB" | "VARCHAR(255)"
+-- "TEXT" -> "CLOB" | "VARCHAR(255)"
+-- "CLOB" -> "CLOB" | "VARCHAR(255)"
+-- "BLOB" -> "BLOB" | "VARBINARY(255)"
+-- "REAL" -> "DOUBLE PRECISION" | "DOUBLE PRECISION"
+-- "DOUBLE PRECISION" -> "DOUBLE PRECISION" | "DOUBLE PRECISION"
+-- "FLOAT" -> "DOUBLE PRECISION" | "DOUBLE PRECISION"
+-- "NUMERIC" -> "NUMERIC" | "NUMERIC"
+-- "JSON" -> "NUMERIC" | "NUMERIC"
+-- "DECIMAL(10,2)" -> "NUMERIC(10,2)" | "NUMERIC(10,2)"
+-- "NUMBER(5)" -> "NUMERIC(5)" | "NUMERIC(5)"
+-- "DECIMAL(40,2)" -> "NUMERIC(40,2)" | "NUMERIC(40,2)"
+-- "DECIMAL(70,35)" -> "NUMERIC(70,35)" | "NUMERIC(70,35)"
+-- "DATE" -> "DATE" | "DATE"
+-- "TIME" -> "TIME(9)" | "TIME(9)"
+-- "TIME(3)" -> "TIME(3)" | "TIME(3)"
+-- "DATETIME" -> "TIMESTAMP(9)" | "TIMESTAMP(9)"
+-- "TIMESTAMP(9)" -> "TIMESTAMP(9)" | "TIMESTAMP(9)"
+-- "TIMESTAMP WITH TIME ZONE" -> "TIMESTAMP(9) WITH TIME ZONE" | "TIMESTAMP(9) WITH TIME ZONE"
+-- "TIMESTAMPTZ(3)" -> "TIMESTAMP(3) WITH TIME ZONE" | "TIMESTAMP(3) WITH TIME ZONE"
+-- "BOOLEAN" -> "BOOLEAN" | "BOOLEAN"
+-- "\"quoted\" type" -> "NUMERIC" | "NUMERIC"
+
+-- snapshot and change statements
+CREATE TABLE IF NOT EXISTS "plant ""A"" [main]" ("id" BIGINT, "name" VARCHAR(255), "value" DOUBLE PRECISION, "raw" BLOB, "amount" NUMERIC(12,4), "day" DATE, "at" TIMESTAMP(9), "flag" BOOLEAN, PRIMARY KEY ("id", "name"));
+DELETE FROM "plant ""A"" [main]";
+INSERT INTO "plant ""A"" [main]" ("id", "name", "value", "raw", "amount", "day", "at", "flag") VALUES (1, '1号主变', 230.5, X'DEAD', 1234.5600, DATE '2026-01-02', TIMESTAMP '2026-01-02 03:04:05.250', TRUE);
+UPDATE "plant ""A"" [main]" SET "id" = 2, "name" = '2号主变', "value" = 230.5, "raw" = X'DEAD', "amount" = 1234.5600, "day" = DATE '2026-01-02', "at" = TIMESTAMP '2026-01-02 03:04:05.250', "flag" = TRUE WHERE "id" = 1 AND "name" = '1号主变';
+UPDATE "plant ""A"" [main]" SET "id" = 3, "name" = 'x', "value" = 230.5, "raw" = X'DEAD', "amount" = 1234.5600, "day" = DATE '2026-01-02', "at" = TIMESTAMP '2026-01-02 03:04:05.250', "flag" = TRUE WHERE "id" = 2 AND "name" IS NULL;
+DELETE FROM "plant ""A"" [main]" WHERE "id" = 3 AND "name" = 'x';
+-- error: SQL92: identifier "a\nb" holds a line break or NUL, which cannot be written on one line
+
+-- values: INSERT, UPDATE changing the key, DELETE by the value
+-- null: NULL
+INSERT INTO "t" ("id", "v") VALUES (1, NULL);
+UPDATE "t" SET "id" = 1001, "v" = NULL WHERE "id" = 1;
+DELETE FROM "t" WHERE "v" IS NULL;
+-- integer 0: 0
+INSERT INTO "t" ("id", "v") VALUES (2, 0);
+UPDATE "t" SET "id" = 1002, "v" = 0 WHERE "id" = 2;
+DELETE FROM "t" WHERE "v" = 0;
+-- integer -1: -1
+INSERT INTO "t" ("id", "v") VALUES (3, -1);
+UPDATE "t" SET "id" = 1003, "v" = -1 WHERE "id" = 3;
+DELETE FROM "t" WHERE "v" = -1;
+-- i64 min: -9223372036854775808
+INSERT INTO "t" ("id", "v") VALUES (4, -9223372036854775808);
+UPDATE "t" SET "id" = 1004, "v" = -9223372036854775808 WHERE "id" = 4;
+DELETE FROM "t" WHERE "v" = -9223372036854775808;
+-- i64 max: 9223372036854775807
+INSERT INTO "t" ("id", "v") VALUES (5, 9223372036854775807);
+UPDATE "t" SET "id" = 1005, "v" = 9223372036854775807 WHERE "id" = 5;
+DELETE FROM "t" WHERE "v" = 9223372036854775807;
+-- real 0.1: 0.1
+INSERT INTO "t" ("id", "v") VALUES (6, 0.1);
+UPDATE "t" SET "id" = 1006, "v" = 0.1 WHERE "id" = 6;
+DELETE FROM "t" WHERE "v" = 0.1;
+-- real -2.5: -2.5
+INSERT INTO "t" ("id", "v") VALUES (7, -2.5);
+UPDATE "t" SET "id" = 1007, "v" = -2.5 WHERE "id" = 7;
+DELETE FROM "t" WHERE "v" = -2.5;
+-- real 1.0: 1.0
+INSERT INTO "t" ("id", "v") VALUES (8, 1.0);
+UPDATE "t" SET "id" = 1008, "v" = 1.0 WHERE "id" = 8;
+DELETE FROM "t" WHERE "v" = 1.0;
+-- real 0.0: 0.0
+INSERT INTO "t" ("id", "v") VALUES (9, 0.0);
+UPDATE "t" SET "id" = 1009, "v" = 0.0 WHERE "id" = 9;
+DELETE FROM "t" WHERE "v" = 0.0;
+-- real -0.0: -0.0
+INSERT INTO "t" ("id", "v") VALUES (10, -0e0);
+UPDATE "t" SET "id" = 1010, "v" = -0e0 WHERE "id" = 10;
+DELETE FROM "t" WHERE "v" = -0e0;
+-- real 1e-300: 1e-300
+INSERT INTO "t" ("id", "v") VALUES (11, 1e-300);
+UPDATE "t" SET "id" = 1011, "v" = 1e-300 WHERE "id" = 11;
+DELETE FROM "t" WHERE "v" = 1e-300;
+-- real min subnormal: 5e-324
+INSERT INTO "t" ("id", "v") VALUES (12, 5e-324);
+UPDATE "t" SET "id" = 1012, "v" = 5e-324 WHERE "id" = 12;
+DELETE FROM "t" WHERE "v" = 5e-324;
+-- real f64 max: 1.7976931348623157e308
+INSERT INTO "t" ("id", "v") VALUES (13, 1.7976931348623157e308);
+UPDATE "t" SET "id" = 1013, "v" = 1.7976931348623157e308 WHERE "id" = 13;
+DELETE FROM "t" WHERE "v" = 1.7976931348623157e308;
+-- real f64 -max: -1.7976931348623157e308
+INSERT INTO "t" ("id", "v") VALUES (14, -1.7976931348623157e308);
+UPDATE "t" SET "id" = 1014, "v" = -1.7976931348623157e308 WHERE "id" = 14;
+DELETE FROM "t" WHERE "v" = -1.7976931348623157e308;
+-- real 1e16: 1e16
+INSERT INTO "t" ("id", "v") VALUES (15, 1e16);
+UPDATE "t" SET "id" = 1015, "v" = 1e16 WHERE "id" = 15;
+DELETE FROM "t" WHERE "v" = 1e16;
+-- real 123456789.12345679: 123456789.12345679
+INSERT INTO "t" ("id", "v") VALUES (16, 123456789.12345679);
+UPDATE "t" SET "id" = 1016, "v" = 123456789.12345679 WHERE "id" = 16;
+DELETE FROM "t" WHERE "v" = 123456789.12345679;
+-- real +inf: inf
+-- error: SQL92 cannot store this real value: SQL92 floats have no infinity
+-- real -inf: -inf
+-- error: SQL92 cannot store this real value: SQL92 floats have no infinity
+-- real NaN: NaN
+-- error: SQL92 cannot store this real value: SQL92 floats have no NaN
+-- empty text: ""
+INSERT INTO "t" ("id", "v") VALUES (20, '');
+UPDATE "t" SET "id" = 1020, "v" = '' WHERE "id" = 20;
+DELETE FROM "t" WHERE "v" = '';
+-- plain text: "plain"
+INSERT INTO "t" ("id", "v") VALUES (21, 'plain');
+UPDATE "t" SET "id" = 1021, "v" = 'plain' WHERE "id" = 21;
+DELETE FROM "t" WHERE "v" = 'plain';
+-- single quote: "it's"
+INSERT INTO "t" ("id", "v") VALUES (22, 'it''s');
+UPDATE "t" SET "id" = 1022, "v" = 'it''s' WHERE "id" = 22;
+DELETE FROM "t" WHERE "v" = 'it''s';
+-- double quotes: "\"double\" quotes"
+INSERT INTO "t" ("id", "v") VALUES (23, '"double" quotes');
+UPDATE "t" SET "id" = 1023, "v" = '"double" quotes' WHERE "id" = 23;
+DELETE FROM "t" WHERE "v" = '"double" quotes';
+-- backslashes: "back\\slash \\\\ end\\"
+INSERT INTO "t" ("id", "v") VALUES (24, 'back\slash \\ end\');
+UPDATE "t" SET "id" = 1024, "v" = 'back\slash \\ end\' WHERE "id" = 24;
+DELETE FROM "t" WHERE "v" = 'back\slash \\ end\';
+-- hostile: "x\\'); DROP TABLE t; --"
+INSERT INTO "t" ("id", "v") VALUES (25, 'x\''); DROP TABLE t; --');
+UPDATE "t" SET "id" = 1025, "v" = 'x\''); DROP TABLE t; --' WHERE "id" = 25;
+DELETE FROM "t" WHERE "v" = 'x\''); DROP TABLE t; --';
+-- LF: "line1\nline2"
+INSERT INTO "t" ("id", "v") VALUES (26, U&'line1\000Aline2');
+UPDATE "t" SET "id" = 1026, "v" = U&'line1\000Aline2' WHERE "id" = 26;
+DELETE FROM "t" WHERE "v" = U&'line1\000Aline2';
+-- CR and CRLF: "cr\rcrlf\r\n"
+INSERT INTO "t" ("id", "v") VALUES (27, U&'cr\000Dcrlf\000D\000A');
+UPDATE "t" SET "id" = 1027, "v" = U&'cr\000Dcrlf\000D\000A' WHERE "id" = 27;
+DELETE FROM "t" WHERE "v" = U&'cr\000Dcrlf\000D\000A';
+-- shell variables: "tab\t$(var) &name"
+INSERT INTO "t" ("id", "v") VALUES (28, 'tab	$(var) &name');
+UPDATE "t" SET "id" = 1028, "v" = 'tab	$(var) &name' WHERE "id" = 28;
+DELETE FROM "t" WHERE "v" = 'tab	$(var) &name';
+-- Chinese: "1号主变 高压侧"
+INSERT INTO "t" ("id", "v") VALUES (29, '1号主变 高压侧');
+UPDATE "t" SET "id" = 1029, "v" = '1号主变 高压侧' WHERE "id" = 29;
+DELETE FROM "t" WHERE "v" = '1号主变 高压侧';
+-- emoji: "emoji 🚀👍🏽"
+INSERT INTO "t" ("id", "v") VALUES (30, 'emoji 🚀👍🏽');
+UPDATE "t" SET "id" = 1030, "v" = 'emoji 🚀👍🏽' WHERE "id" = 30;
+DELETE FROM "t" WHERE "v" = 'emoji 🚀👍🏽';
+-- NUL: "NUL\0inside"
+INSERT INTO "t" ("id", "v") VALUES (31, U&'NUL\0000inside');
+UPDATE "t" SET "id" = 1031, "v" = U&'NUL\0000inside' WHERE "id" = 31;
+DELETE FROM "t" WHERE "v" = U&'NUL\0000inside';
+-- quote and LF: "it's\n\\"
+INSERT INTO "t" ("id", "v") VALUES (32, U&'it''s\000A\\');
+UPDATE "t" SET "id" = 1032, "v" = U&'it''s\000A\\' WHERE "id" = 32;
+DELETE FROM "t" WHERE "v" = U&'it''s\000A\\';
+-- GBK bytes (not UTF-8): text x'c4e3bac3'
+-- error: SQL92 cannot store this text value: SQL92 has no literal for text bytes that are not valid UTF-8
+-- empty blob: x''
+INSERT INTO "t" ("id", "v") VALUES (34, X'');
+UPDATE "t" SET "id" = 1034, "v" = X'' WHERE "id" = 34;
+DELETE FROM "t" WHERE "v" = X'';
+-- blob like SQL: x'27293b202d2d0a000d'
+INSERT INTO "t" ("id", "v") VALUES (35, X'27293B202D2D0A000D');
+UPDATE "t" SET "id" = 1035, "v" = X'27293B202D2D0A000D' WHERE "id" = 35;
+DELETE FROM "t" WHERE "v" = X'27293B202D2D0A000D';
+-- all 256 bytes: x'000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9fa0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff'
+INSERT INTO "t" ("id", "v") VALUES (36, X'000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F202122232425262728292A2B2C2D2E2F303132333435363738393A3B3C3D3E3F404142434445464748494A4B4C4D4E4F505152535455565758595A5B5C5D5E5F606162636465666768696A6B6C6D6E6F707172737475767778797A7B7C7D7E7F808182838485868788898A8B8C8D8E8F909192939495969798999A9B9C9D9E9FA0A1A2A3A4A5A6A7A8A9AAABACADAEAFB0B1B2B3B4B5B6B7B8B9BABBBCBDBEBFC0C1C2C3C4C5C6C7C8C9CACBCCCDCECFD0D1D2D3D4D5D6D7D8D9DADBDCDDDEDFE0E1E2E3E4E5E6E7E8E9EAEBECEDEEEFF0F1F2F3F4F5F6F7F8F9FAFBFCFDFEFF');
+UPDATE "t" SET "id" = 1036, "v" = X'000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F202122232425262728292A2B2C2D2E2F303132333435363738393A3B3C3D3E3F404142434445464748494A4B4C4D4E4F505152535455565758595A5B5C5D5E5F606162636465666768696A6B6C6D6E6F707172737475767778797A7B7C7D7E7F808182838485868788898A8B8C8D8E8F909192939495969798999A9B9C9D9E9FA0A1A2A3A4A5A6A7A8A9AAABACADAEAFB0B1B2B3B4B5B6B7B8B9BABBBCBDBEBFC0C1C2C3C4C5C6C7C8C9CACBCCCDCECFD0D1D2D3D4D5D6D7D8D9DADBDCDDDEDFE0E1E2E3E4E5E6E7E8E9EAEBECEDEEEFF0F1F2F3F4F5F6F7F8F9FAFBFCFDFEFF' WHERE "id" = 36;
+DELETE FROM "t" WHERE "v" = X'000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F202122232425262728292A2B2C2D2E2F303132333435363738393A3B3C3D3E3F404142434445464748494A4B4C4D4E4F505152535455565758595A5B5C5D5E5F606162636465666768696A6B6C6D6E6F707172737475767778797A7B7C7D7E7F808182838485868788898A8B8C8D8E8F909192939495969798999A9B9C9D9E9FA0A1A2A3A4A5A6A7A8A9AAABACADAEAFB0B1B2B3B4B5B6B7B8B9BABBBCBDBEBFC0C1C2C3C4C5C6C7C8C9CACBCCCDCECFD0D1D2D3D4D5D6D7D8D9DADBDCDDDEDFE0E1E2E3E4E5E6E7E8E9EAEBECEDEEEFF0F1F2F3F4F5F6F7F8F9FAFBFCFDFEFF';
+-- decimal 0: decimal "0"
+INSERT INTO "t" ("id", "v") VALUES (37, 0);
+UPDATE "t" SET "id" = 1037, "v" = 0 WHERE "id" = 37;
+DELETE FROM "t" WHERE "v" = 0;
+-- decimal 1.10: decimal "1.10"
+INSERT INTO "t" ("id", "v") VALUES (38, 1.10);
+UPDATE "t" SET "id" = 1038, "v" = 1.10 WHERE "id" = 38;
+DELETE FROM "t" WHERE "v" = 1.10;
+-- decimal -0.5: decimal "-0.5"
+INSERT INTO "t" ("id", "v") VALUES (39, -0.5);
+UPDATE "t" SET "id" = 1039, "v" = -0.5 WHERE "id" = 39;
+DELETE FROM "t" WHERE "v" = -0.5;
+-- decimal, 38 digits: decimal "-12345678901234567890.123456789012345678"
+INSERT INTO "t" ("id", "v") VALUES (40, -12345678901234567890.123456789012345678);
+UPDATE "t" SET "id" = 1040, "v" = -12345678901234567890.123456789012345678 WHERE "id" = 40;
+DELETE FROM "t" WHERE "v" = -12345678901234567890.123456789012345678;
+-- decimal, 39 digits: decimal "123456789012345678901234567890.123456789"
+INSERT INTO "t" ("id", "v") VALUES (41, 123456789012345678901234567890.123456789);
+UPDATE "t" SET "id" = 1041, "v" = 123456789012345678901234567890.123456789 WHERE "id" = 41;
+DELETE FROM "t" WHERE "v" = 123456789012345678901234567890.123456789;
+-- decimal, 31 decimals: decimal "0.1234567890123456789012345678901"
+INSERT INTO "t" ("id", "v") VALUES (42, 0.1234567890123456789012345678901);
+UPDATE "t" SET "id" = 1042, "v" = 0.1234567890123456789012345678901 WHERE "id" = 42;
+DELETE FROM "t" WHERE "v" = 0.1234567890123456789012345678901;
+-- decimal, 70 digits: decimal "1111111111111111111111111111111111111111111111111111111111111111111111"
+INSERT INTO "t" ("id", "v") VALUES (43, 1111111111111111111111111111111111111111111111111111111111111111111111);
+UPDATE "t" SET "id" = 1043, "v" = 1111111111111111111111111111111111111111111111111111111111111111111111 WHERE "id" = 43;
+DELETE FROM "t" WHERE "v" = 1111111111111111111111111111111111111111111111111111111111111111111111;
+-- decimal, malformed: decimal "1e5"
+-- error: invalid decimal value "1e5": expected an optional '-', digits, and optionally '.' and more digits
+-- date: date "2026-01-02"
+INSERT INTO "t" ("id", "v") VALUES (45, DATE '2026-01-02');
+UPDATE "t" SET "id" = 1045, "v" = DATE '2026-01-02' WHERE "id" = 45;
+DELETE FROM "t" WHERE "v" = DATE '2026-01-02';
+-- date, year 1: date "0001-01-01"
+INSERT INTO "t" ("id", "v") VALUES (46, DATE '0001-01-01');
+UPDATE "t" SET "id" = 1046, "v" = DATE '0001-01-01' WHERE "id" = 46;
+DELETE FROM "t" WHERE "v" = DATE '0001-01-01';
+-- date, malformed: date "2026-02-30"
+-- error: invalid date value "2026-02-30": not a calendar day between 0001-01-01 and 9999-12-31
+-- time: time "00:00:00"
+INSERT INTO "t" ("id", "v") VALUES (48, TIME '00:00:00');
+UPDATE "t" SET "id" = 1048, "v" = TIME '00:00:00' WHERE "id" = 48;
+DELETE FROM "t" WHERE "v" = TIME '00:00:00';
+-- time, micros: time "23:59:59.123456"
+INSERT INTO "t" ("id", "v") VALUES (49, TIME '23:59:59.123456');
+UPDATE "t" SET "id" = 1049, "v" = TIME '23:59:59.123456' WHERE "id" = 49;
+DELETE FROM "t" WHERE "v" = TIME '23:59:59.123456';
+-- time, nanos: time "12:34:56.123456789"
+INSERT INTO "t" ("id", "v") VALUES (50, TIME '12:34:56.123456789');
+UPDATE "t" SET "id" = 1050, "v" = TIME '12:34:56.123456789' WHERE "id" = 50;
+DELETE FROM "t" WHERE "v" = TIME '12:34:56.123456789';
+-- time, 7 digits and zeros: time "12:34:56.123456700"
+INSERT INTO "t" ("id", "v") VALUES (51, TIME '12:34:56.123456700');
+UPDATE "t" SET "id" = 1051, "v" = TIME '12:34:56.123456700' WHERE "id" = 51;
+DELETE FROM "t" WHERE "v" = TIME '12:34:56.123456700';
+-- timestamp: timestamp "2026-01-02 03:04:05"
+INSERT INTO "t" ("id", "v") VALUES (52, TIMESTAMP '2026-01-02 03:04:05');
+UPDATE "t" SET "id" = 1052, "v" = TIMESTAMP '2026-01-02 03:04:05' WHERE "id" = 52;
+DELETE FROM "t" WHERE "v" = TIMESTAMP '2026-01-02 03:04:05';
+-- timestamp, .5: timestamp "2026-01-02 03:04:05.5"
+INSERT INTO "t" ("id", "v") VALUES (53, TIMESTAMP '2026-01-02 03:04:05.5');
+UPDATE "t" SET "id" = 1053, "v" = TIMESTAMP '2026-01-02 03:04:05.5' WHERE "id" = 53;
+DELETE FROM "t" WHERE "v" = TIMESTAMP '2026-01-02 03:04:05.5';
+-- timestamp, nanos: timestamp "1999-12-31 23:59:59.999999999"
+INSERT INTO "t" ("id", "v") VALUES (54, TIMESTAMP '1999-12-31 23:59:59.999999999');
+UPDATE "t" SET "id" = 1054, "v" = TIMESTAMP '1999-12-31 23:59:59.999999999' WHERE "id" = 54;
+DELETE FROM "t" WHERE "v" = TIMESTAMP '1999-12-31 23:59:59.999999999';
+-- timestamptz: timestamptz "2026-01-02 03:04:05+00:00"
+INSERT INTO "t" ("id", "v") VALUES (55, TIMESTAMP '2026-01-02 03:04:05+00:00');
+UPDATE "t" SET "id" = 1055, "v" = TIMESTAMP '2026-01-02 03:04:05+00:00' WHERE "id" = 55;
+DELETE FROM "t" WHERE "v" = TIMESTAMP '2026-01-02 03:04:05+00:00';
+-- timestamptz, micros: timestamptz "2026-01-02 03:04:05.123456+00:00"
+INSERT INTO "t" ("id", "v") VALUES (56, TIMESTAMP '2026-01-02 03:04:05.123456+00:00');
+UPDATE "t" SET "id" = 1056, "v" = TIMESTAMP '2026-01-02 03:04:05.123456+00:00' WHERE "id" = 56;
+DELETE FROM "t" WHERE "v" = TIMESTAMP '2026-01-02 03:04:05.123456+00:00';
+-- timestamptz, not UTC: timestamptz "2026-01-02 11:04:05+08:00"
+-- error: invalid timestamptz value "2026-01-02 11:04:05+08:00": expected YYYY-MM-DD HH:MM:SS[.fraction]+00:00 (normalised to UTC)
+-- boolean true: true
+INSERT INTO "t" ("id", "v") VALUES (58, TRUE);
+UPDATE "t" SET "id" = 1058, "v" = TRUE WHERE "id" = 58;
+DELETE FROM "t" WHERE "v" = TRUE;
+-- boolean false: false
+INSERT INTO "t" ("id", "v") VALUES (59, FALSE);
+UPDATE "t" SET "id" = 1059, "v" = FALSE WHERE "id" = 59;
+DELETE FROM "t" WHERE "v" = FALSE;
