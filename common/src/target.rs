@@ -295,12 +295,20 @@ impl Target {
 
     /// The sha256 recorded for an applied (node, seq), if any.
     pub fn applied_sha(&mut self, node: &str, seq: u64) -> Result<Option<String>> {
-        self.lookup("SELECT sha256 FROM _gapsync_ledger WHERE node = ? AND seq = ?", node, seq)
+        self.lookup(
+            "SELECT sha256 FROM _gapsync_ledger WHERE node = ? AND seq = ?",
+            node,
+            seq,
+        )
     }
 
     /// The reason a (node, seq) was quarantined, if it was.
     pub fn quarantine_reason(&mut self, node: &str, seq: u64) -> Result<Option<String>> {
-        self.lookup("SELECT reason FROM _gapsync_quarantine WHERE node = ? AND seq = ?", node, seq)
+        self.lookup(
+            "SELECT reason FROM _gapsync_quarantine WHERE node = ? AND seq = ?",
+            node,
+            seq,
+        )
     }
 
     /// The first column of the first row of a (node, seq) look-up.
@@ -309,7 +317,10 @@ impl Target {
             .db
             .query(sql, &[Param::Text(node), Param::Int(seq as i64)])
             .map_err(|e| e.context("reading the ledger"))?;
-        Ok(rows.into_iter().next().and_then(|r| r.into_iter().next().flatten()))
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten()))
     }
 
     /// The seq that node's next batch must have: one past the highest applied or

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use gapsync_common::audit::{Audit, AuditEvent};
 use gapsync_common::batch::{self, ReadLimits};
 use gapsync_common::config::ReceiverConfig;
+pub use gapsync_common::stop::sleep_unless;
 use gapsync_common::target::{ApplyError, ApplyOutcome, Target};
 use gapsync_protocol::{EndInfo, FrameHandler, ServerOptions, serve_connection};
-pub use gapsync_common::stop::sleep_unless;
 use tracing::{debug, error, info, warn};
 
 pub mod status;
@@ -438,7 +438,6 @@ fn spooled_files(spool: &Path) -> BTreeMap<String, BTreeMap<u64, PathBuf>> {
     }
     out
 }
-
 
 fn serve(shared: &Arc<Shared>, stream: TcpStream, peer: String) {
     let opts = ServerOptions {
