@@ -15,6 +15,8 @@
 //!   kept in the same database as the tracking rows so a batch's rows are marked and
 //!   its record written in ONE transaction.
 //! - `_gapsync_requests`: queued snapshot requests.
+//! - `_gapsync_rejected`: changes (and snapshots) the target's dialect cannot express,
+//!   with the reason; their tracking rows stay in `_gapsync_changes` with `batch = 0`.
 //! - three triggers per table: `_gapsync_<table>_ins`, `_upd`, `_del`; and for tables
 //!   with a primary key or unique index, `_gapsync_<table>_rep`: SQLite's REPLACE
 //!   conflict resolution (`INSERT OR REPLACE`, `REPLACE INTO`) deletes conflicting rows
@@ -246,7 +248,10 @@ CREATE TABLE IF NOT EXISTS _gapsync_batches(
 CREATE TABLE IF NOT EXISTS _gapsync_state(key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS _gapsync_requests(
   id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, tbl TEXT NOT NULL,
-  requested TEXT NOT NULL)";
+  requested TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _gapsync_rejected(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, change_id INTEGER, tbl TEXT NOT NULL,
+  what TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL)";
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -668,6 +673,42 @@ impl SqliteSource {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Record changes (or a snapshot, `change_id` None) the target's dialect cannot
+    /// express; their tracking rows are kept with `batch = 0`, never pending again.
+    pub fn reject(&mut self, rejected: &[(Option<i64>, String, String)]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO _gapsync_rejected(change_id, tbl, what, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut mark = tx.prepare_cached(
+                "UPDATE _gapsync_changes SET batch = 0 WHERE id = ?1 AND batch IS NULL",
+            )?;
+            for (id, tbl, reason) in rejected {
+                let what = if id.is_some() { "change" } else { "snapshot" };
+                ins.execute(params![id, tbl, what, reason, now()])?;
+                if let Some(id) = id {
+                    mark.execute([id])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// How many changes and snapshots were rejected so far.
+    pub fn rejected_count(&self) -> Result<u64> {
+        if !has_table(&self.conn, "_gapsync_rejected")? {
+            return Ok(0);
+        }
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM _gapsync_rejected", [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
     }
 
     /// Batch records, optionally only those in `state`, by seq.

@@ -305,17 +305,28 @@ impl Sender {
     /// only when the next change is the INSERT of the very row they recorded; otherwise
     /// the insert was ignored, failed or turned into an upsert's UPDATE, and they are
     /// dropped (see `gapsync_common::source`).
-    fn render_changes(&mut self, changes: &[Change]) -> Result<(String, Vec<usize>)> {
+    ///
+    /// A change the target's dialect cannot express (e.g. NUL in PostgreSQL text) is
+    /// returned in `rejected` with the reason instead of stopping the pipeline.
+    fn render_changes(&mut self, changes: &[Change]) -> Result<Rendered> {
         let mut text = String::new();
         let mut ends = Vec::with_capacity(changes.len());
+        let mut rejected = Vec::new();
         let mut buf = String::new();
         let mut i = 0;
         while i < changes.len() {
             let c = &changes[i];
             if c.op != Op::Displaced {
-                self.render_change(c, &mut buf)?;
-                text.push_str(&buf);
-                ends.push(text.len());
+                match self.render_change(c, &mut buf) {
+                    Ok(()) => {
+                        text.push_str(&buf);
+                        ends.push(text.len());
+                    }
+                    Err(SenderError::Render(e)) => {
+                        rejected.push((Some(c.id), c.table.clone(), e.to_string()));
+                    }
+                    Err(e) => return Err(e),
+                }
                 i += 1;
                 continue;
             }
@@ -345,7 +356,11 @@ impl Sender {
             }
             i = j;
         }
-        Ok((text, ends))
+        Ok(Rendered {
+            text,
+            ends,
+            rejected,
+        })
     }
 
     /// Cut one batch of up to `limit` pending changes with ids up to `up_to`. Returns
@@ -356,7 +371,17 @@ impl Sender {
             return Ok(None);
         };
         let (first, last) = (first.id, last.id);
-        let (text, ends) = self.render_changes(&changes)?;
+        let Rendered {
+            text,
+            ends,
+            rejected,
+        } = self.render_changes(&changes)?;
+        if !rejected.is_empty() {
+            for (id, table, reason) in &rejected {
+                error!(alarm = true, change = ?id, table, reason, "change rejected: the target dialect cannot express it; its tracking row is kept (status shows it)");
+            }
+            self.source.reject(&rejected)?;
+        }
         let seq = self.source.next_seq()?;
         let header = self.header(
             seq,
@@ -377,8 +402,12 @@ impl Sender {
         }
         let written = w.finish()?;
         let mut rec = self.record(&written, &header);
-        rec.changes = changes.len() as u64;
-        let ids: Vec<i64> = changes.iter().map(|c| c.id).collect();
+        let ids: Vec<i64> = changes
+            .iter()
+            .map(|c| c.id)
+            .filter(|id| !rejected.iter().any(|r| r.0 == Some(*id)))
+            .collect();
+        rec.changes = ids.len() as u64;
         self.source
             .commit_batches(std::slice::from_ref(&rec), &[ids], None)?;
         info!(seq, file = %rec.file, changes = changes.len(), size = rec.size, "batch cut");
@@ -417,7 +446,20 @@ impl Sender {
     pub fn cut_snapshots(&mut self) -> Result<Vec<u64>> {
         let mut seqs = Vec::new();
         for (req, table) in self.source.snapshot_requests()? {
-            seqs.extend(self.cut_snapshot(&table)?);
+            match self.cut_snapshot(&table) {
+                Ok(s) => seqs.extend(s),
+                Err(SenderError::Render(e)) => {
+                    let reason = e.to_string();
+                    error!(
+                        alarm = true,
+                        table,
+                        reason,
+                        "snapshot rejected: the target dialect cannot express a row of it"
+                    );
+                    self.source.reject(&[(None, table.clone(), reason)])?;
+                }
+                Err(e) => return Err(e),
+            }
             self.source.finish_request(req)?;
         }
         Ok(seqs)
@@ -520,7 +562,19 @@ impl Sender {
             w.push(&buf)?;
             in_batch += 1;
             Ok(())
-        })?;
+        });
+        let max_id = match max_id {
+            Ok(id) => id,
+            Err(e) => {
+                // Files of an abandoned snapshot have no record: remove them now, so
+                // their seqs are free for the next batch.
+                drop(writer.take());
+                for (w, _) in &finished {
+                    let _ = std::fs::remove_file(&w.path);
+                }
+                return Err(e);
+            }
+        };
         if let Some((w, h)) = writer.take() {
             finished.push((w.finish()?, h));
         }
@@ -785,6 +839,14 @@ impl Sender {
         }
         Ok(())
     }
+}
+
+/// Statements rendered back to back (`ends[i]`: where statement `i` ends) and the
+/// changes that could not be rendered: (change id, table, reason).
+struct Rendered {
+    text: String,
+    ends: Vec<usize>,
+    rejected: Vec<(Option<i64>, String, String)>,
 }
 
 /// Two rows (or keys) hold exactly the same values (floats by bit pattern).

@@ -27,6 +27,9 @@ pub struct SenderStatus {
     pub quarantined: Vec<Dropped>,
     /// Queued snapshot requests (table names).
     pub queued_snapshots: Vec<String>,
+    /// Changes and snapshots the target's dialect cannot express (kept in the source's
+    /// `_gapsync_rejected`, with the reason).
+    pub rejected: u64,
 }
 
 pub fn status(
@@ -63,6 +66,7 @@ pub fn status(
             .into_iter()
             .map(|(_, t)| t)
             .collect(),
+        rejected: src.rejected_count()?,
     })
 }
 
