@@ -219,12 +219,29 @@ pub struct InstallPlan {
     pub notes: Vec<String>,
 }
 
-/// What [`SqliteSource::snapshot_each`] reports.
+/// Which pending changes a snapshot contains (read in the same transaction as its rows):
+/// they are marked as carried by the snapshot instead of being shipped again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Absorbed {
+    /// Every pending change of the table with an id up to this one (sources with one
+    /// writer at a time, where ids are assigned in commit order).
+    UpTo(i64),
+    /// Exactly these changes (sources with concurrent writers, where a lower id can
+    /// commit later than the snapshot).
+    Ids(Vec<i64>),
+}
+
+/// Errors a snapshot consumer returns, carried through [`ChangeSource::snapshot_each`].
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The consumer of a snapshot's rows.
+pub type SnapshotSink<'a> = dyn FnMut(SnapshotEvent<'_>) -> std::result::Result<(), SinkError> + 'a;
+
+/// What [`ChangeSource::snapshot_each`] reports.
 #[derive(Debug)]
 pub enum SnapshotEvent<'a> {
-    /// Before the rows: the highest tracking id and the row count, read in the same
-    /// transaction as the rows.
-    Start { max_id: i64, rows: u64 },
+    /// Before the rows: the row count, read in the same transaction as the rows.
+    Start { rows: u64 },
     /// One row, in column order.
     Row(&'a [Value]),
 }
@@ -275,6 +292,65 @@ fn from_json(s: &str) -> Result<Vec<String>> {
     serde_json::from_str(s).map_err(|e| SourceError::Corrupt(format!("layout list {s:?}: {e}")))
 }
 
+/// A source database with gapsync's capture objects: SQLite ([`SqliteSource`]) or,
+/// with the `odbc` feature, PostgreSQL and MySQL/MariaDB (`crate::odbc_source`).
+pub trait ChangeSource: std::fmt::Debug {
+    /// Whether `install` has run on this database.
+    fn is_installed(&mut self) -> Result<bool>;
+    /// Resolve a configured table against the source schema.
+    fn describe(&mut self, cfg: &TableConfig) -> Result<TableSpec>;
+    /// The DDL that brings capture up to date for `specs` (for `--dry-run`).
+    fn plan_install(&mut self, specs: &[TableSpec]) -> Result<InstallPlan>;
+    /// Create or update capture for `specs`; idempotent.
+    fn install(&mut self, specs: &[TableSpec]) -> Result<InstallPlan>;
+    /// Drop the triggers of `tables`; with `purge`, also gapsync's tables.
+    fn uninstall(&mut self, tables: &[String], purge: bool) -> Result<Vec<String>>;
+    /// Number of captured changes not yet in a batch.
+    fn pending_count(&mut self) -> Result<u64>;
+    /// Whether at least `n` changes are pending.
+    fn pending_at_least(&mut self, n: u64) -> Result<bool>;
+    /// A cheap "did anything change" probe (grows with every captured change).
+    fn last_change_id(&mut self) -> Result<i64>;
+    /// The highest tracking id now: a cut takes changes up to it.
+    fn max_change_id(&mut self) -> Result<i64>;
+    /// The column list a layout id stands for.
+    fn layout(&mut self, id: i64) -> Result<Layout>;
+    /// Up to `limit` pending changes with ids up to `up_to`, in id order, never splitting
+    /// what must stay together (a REPLACE and its INSERT; a source transaction).
+    fn read_pending(&mut self, limit: u64, up_to: i64) -> Result<Vec<Change>>;
+    /// The sequence number the next batch gets.
+    fn next_seq(&mut self) -> Result<u64>;
+    /// Record written batch files and mark their tracking rows, in one transaction.
+    fn commit_batches(
+        &mut self,
+        records: &[BatchRecord],
+        carried: &[Vec<i64>],
+        absorbed: Option<(&str, &Absorbed)>,
+    ) -> Result<()>;
+    /// Record changes (or a snapshot) the target's dialect cannot express.
+    fn reject(&mut self, rejected: &[(Option<i64>, String, String)]) -> Result<()>;
+    fn rejected_count(&mut self) -> Result<u64>;
+    /// Batch records, optionally only those in `state`, by seq.
+    fn batches(&mut self, state: Option<BatchState>) -> Result<Vec<BatchRecord>>;
+    /// The receiver answered "applied": clear the tracking rows and record it.
+    fn mark_applied(&mut self, seq: u64) -> Result<()>;
+    /// Count a failed apply attempt; returns the new count.
+    fn record_failure(&mut self, seq: u64, reason: &str) -> Result<u32>;
+    /// Drop the batch into quarantine (its tracking rows are kept).
+    fn mark_quarantined(&mut self, seq: u64, reason: &str) -> Result<()>;
+    fn queue_snapshot(&mut self, table: &str) -> Result<()>;
+    /// Queued snapshot requests: (request id, table), oldest first.
+    fn snapshot_requests(&mut self) -> Result<Vec<(i64, String)>>;
+    fn finish_request(&mut self, id: i64) -> Result<()>;
+    /// Read every row of `spec`'s table in key order, streamed to `each`, in ONE read
+    /// transaction that also determines which pending changes the rows contain.
+    fn snapshot_each(
+        &mut self,
+        spec: &TableSpec,
+        each: &mut SnapshotSink<'_>,
+    ) -> std::result::Result<Absorbed, SinkError>;
+}
+
 /// A SQLite source database with gapsync's capture objects.
 #[derive(Debug)]
 pub struct SqliteSource {
@@ -302,13 +378,82 @@ impl SqliteSource {
         &self.conn
     }
 
+    fn require_installed(&self) -> Result<()> {
+        if has_table(&self.conn, "_gapsync_batches")? {
+            Ok(())
+        } else {
+            Err(SourceError::NotInstalled)
+        }
+    }
+
+    fn read_pending_after(&mut self, after: i64, limit: u64, up_to: i64) -> Result<Vec<Change>> {
+        self.require_installed()?;
+        if self.width == (0, 0) {
+            self.width = tracking_width(&self.conn)?;
+        }
+        let (kw, cw) = self.width;
+        let mut sql = String::from("SELECT id, tbl, op, layout");
+        for i in 0..kw {
+            let _ = write!(sql, ", k{i}");
+        }
+        for i in 0..cw {
+            let _ = write!(sql, ", c{i}");
+        }
+        sql.push_str(
+            " FROM _gapsync_changes WHERE batch IS NULL AND id > ?2 AND id <= ?3 ORDER BY id LIMIT ?1",
+        );
+        let raw: Vec<(i64, String, String, i64, Vec<Value>)> = {
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                [i64::try_from(limit).unwrap_or(i64::MAX), after, up_to],
+                |r| {
+                    let mut vals = Vec::with_capacity(kw + cw);
+                    for i in 0..kw + cw {
+                        vals.push(Value::from(r.get_ref(4 + i)?));
+                    }
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, vals))
+                },
+            )?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(raw.len());
+        for (id, table, op, layout_id, mut vals) in raw {
+            let layout = self.layout(layout_id)?;
+            let op = match op.as_str() {
+                "I" => Op::Insert,
+                "U" => Op::Update,
+                "D" => Op::Delete,
+                "R" => Op::Displaced,
+                other => {
+                    return Err(SourceError::Corrupt(format!(
+                        "change {id} has op {other:?}"
+                    )));
+                }
+            };
+            let mut row = vals.split_off(kw);
+            row.truncate(layout.columns.len());
+            vals.truncate(layout.key.len());
+            out.push(Change {
+                id,
+                table,
+                op,
+                layout: layout_id,
+                old_key: if op == Op::Insert { Vec::new() } else { vals },
+                row: if op == Op::Delete { Vec::new() } else { row },
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl ChangeSource for SqliteSource {
     /// Whether `install` has run on this database.
-    pub fn is_installed(&self) -> Result<bool> {
+    fn is_installed(&mut self) -> Result<bool> {
         has_table(&self.conn, "_gapsync_batches")
     }
 
     /// Resolve a configured table against the source schema.
-    pub fn describe(&self, cfg: &TableConfig) -> Result<TableSpec> {
+    fn describe(&mut self, cfg: &TableConfig) -> Result<TableSpec> {
         let mut stmt = self
             .conn
             .prepare("SELECT name, type, pk FROM pragma_table_info(?1) ORDER BY cid")?;
@@ -378,12 +523,12 @@ impl SqliteSource {
     }
 
     /// Compute the DDL that brings capture up to date for `specs` (for `--dry-run`).
-    pub fn plan_install(&self, specs: &[TableSpec]) -> Result<InstallPlan> {
+    fn plan_install(&mut self, specs: &[TableSpec]) -> Result<InstallPlan> {
         plan(&self.conn, specs)
     }
 
     /// Create or update capture for `specs` in one transaction; idempotent.
-    pub fn install(&mut self, specs: &[TableSpec]) -> Result<InstallPlan> {
+    fn install(&mut self, specs: &[TableSpec]) -> Result<InstallPlan> {
         // WAL lets the sender read (and snapshot) while the plant writes.
         self.conn
             .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
@@ -397,13 +542,13 @@ impl SqliteSource {
         }
         tx.commit()?;
         self.layouts.clear();
-        self.width = tracking_width(&self.conn)?;
+        self.width = tracking_width(&mut self.conn)?;
         Ok(plan)
     }
 
     /// Drop the triggers of `tables`; with `purge`, also every gapsync table (tracking
     /// rows, batch records and the sequence counter are lost).
-    pub fn uninstall(&mut self, tables: &[String], purge: bool) -> Result<Vec<String>> {
+    fn uninstall(&mut self, tables: &[String], purge: bool) -> Result<Vec<String>> {
         let mut ddl = Vec::new();
         for t in tables {
             for k in ["ins", "upd", "del", "rep"] {
@@ -434,16 +579,8 @@ impl SqliteSource {
         Ok(ddl)
     }
 
-    fn require_installed(&self) -> Result<()> {
-        if self.is_installed()? {
-            Ok(())
-        } else {
-            Err(SourceError::NotInstalled)
-        }
-    }
-
     /// Number of captured changes not yet in a batch.
-    pub fn pending_count(&self) -> Result<u64> {
+    fn pending_count(&mut self) -> Result<u64> {
         self.require_installed()?;
         let n: i64 = self.conn.query_row(
             "SELECT count(*) FROM _gapsync_changes WHERE batch IS NULL",
@@ -454,7 +591,7 @@ impl SqliteSource {
     }
 
     /// Whether at least `n` changes are pending (reads at most `n` rows).
-    pub fn pending_at_least(&self, n: u64) -> Result<bool> {
+    fn pending_at_least(&mut self, n: u64) -> Result<bool> {
         let c: i64 = self.conn.query_row(
             "SELECT count(*) FROM (SELECT 1 FROM _gapsync_changes WHERE batch IS NULL LIMIT ?1)",
             [i64::try_from(n).unwrap_or(i64::MAX)],
@@ -465,7 +602,7 @@ impl SqliteSource {
 
     /// The highest tracking id ever assigned (0 when none): a cheap "did anything
     /// change" probe for the idle strategy.
-    pub fn last_change_id(&self) -> Result<i64> {
+    fn last_change_id(&mut self) -> Result<i64> {
         Ok(self
             .conn
             .query_row(
@@ -477,7 +614,7 @@ impl SqliteSource {
             .unwrap_or(0))
     }
 
-    pub fn layout(&mut self, id: i64) -> Result<Layout> {
+    fn layout(&mut self, id: i64) -> Result<Layout> {
         if let Some(l) = self.layouts.get(&id) {
             return Ok(l.clone());
         }
@@ -503,7 +640,7 @@ impl SqliteSource {
 
     /// The highest tracking id now (0 when none): `cut` bounds take it first so that
     /// changes arriving during a cut wait for the next one.
-    pub fn max_change_id(&self) -> Result<i64> {
+    fn max_change_id(&mut self) -> Result<i64> {
         self.require_installed()?;
         Ok(self.conn.query_row(
             "SELECT coalesce(max(id), 0) FROM _gapsync_changes",
@@ -516,7 +653,7 @@ impl SqliteSource {
     /// `R` rows and its INSERT are never split: when the last row read is an `R`, the
     /// read goes on up to the first change that is not one (so a batch may exceed
     /// `limit` by the few rows of one REPLACE).
-    pub fn read_pending(&mut self, limit: u64, up_to: i64) -> Result<Vec<Change>> {
+    fn read_pending(&mut self, limit: u64, up_to: i64) -> Result<Vec<Change>> {
         let mut out = self.read_pending_after(i64::MIN, limit, up_to)?;
         while let Some(last) = out.last().filter(|c| c.op == Op::Displaced) {
             let more = self.read_pending_after(last.id, 16, i64::MAX)?;
@@ -534,67 +671,8 @@ impl SqliteSource {
         Ok(out)
     }
 
-    fn read_pending_after(&mut self, after: i64, limit: u64, up_to: i64) -> Result<Vec<Change>> {
-        self.require_installed()?;
-        if self.width == (0, 0) {
-            self.width = tracking_width(&self.conn)?;
-        }
-        let (kw, cw) = self.width;
-        let mut sql = String::from("SELECT id, tbl, op, layout");
-        for i in 0..kw {
-            let _ = write!(sql, ", k{i}");
-        }
-        for i in 0..cw {
-            let _ = write!(sql, ", c{i}");
-        }
-        sql.push_str(
-            " FROM _gapsync_changes WHERE batch IS NULL AND id > ?2 AND id <= ?3 ORDER BY id LIMIT ?1",
-        );
-        let raw: Vec<(i64, String, String, i64, Vec<Value>)> = {
-            let mut stmt = self.conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(
-                [i64::try_from(limit).unwrap_or(i64::MAX), after, up_to],
-                |r| {
-                    let mut vals = Vec::with_capacity(kw + cw);
-                    for i in 0..kw + cw {
-                        vals.push(Value::from(r.get_ref(4 + i)?));
-                    }
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, vals))
-                },
-            )?;
-            rows.collect::<std::result::Result<_, _>>()?
-        };
-        let mut out = Vec::with_capacity(raw.len());
-        for (id, table, op, layout_id, mut vals) in raw {
-            let layout = self.layout(layout_id)?;
-            let op = match op.as_str() {
-                "I" => Op::Insert,
-                "U" => Op::Update,
-                "D" => Op::Delete,
-                "R" => Op::Displaced,
-                other => {
-                    return Err(SourceError::Corrupt(format!(
-                        "change {id} has op {other:?}"
-                    )));
-                }
-            };
-            let mut row = vals.split_off(kw);
-            row.truncate(layout.columns.len());
-            vals.truncate(layout.key.len());
-            out.push(Change {
-                id,
-                table,
-                op,
-                layout: layout_id,
-                old_key: if op == Op::Insert { Vec::new() } else { vals },
-                row: if op == Op::Delete { Vec::new() } else { row },
-            });
-        }
-        Ok(out)
-    }
-
     /// The sequence number the next batch gets.
-    pub fn next_seq(&self) -> Result<u64> {
+    fn next_seq(&mut self) -> Result<u64> {
         self.require_installed()?;
         let v: Option<i64> = self
             .conn
@@ -611,11 +689,11 @@ impl SqliteSource {
     /// `carried[i]` are the change ids batch `records[i]` carries; `absorbed` are
     /// pending changes of `(table, up to id)` that a snapshot contains (marked with the
     /// last record's seq, so they are cleared when the snapshot is applied).
-    pub fn commit_batches(
+    fn commit_batches(
         &mut self,
         records: &[BatchRecord],
         carried: &[Vec<i64>],
-        absorbed: Option<(&str, i64)>,
+        absorbed: Option<(&str, &Absorbed)>,
     ) -> Result<()> {
         let tx = self
             .conn
@@ -653,11 +731,23 @@ impl SqliteSource {
                     }
                 }
             }
-            if let (Some((table, max_id)), Some(last)) = (absorbed, records.last()) {
-                let n = tx.execute(
-                    "UPDATE _gapsync_changes SET batch=?1 WHERE tbl=?2 AND id<=?3 AND batch IS NULL",
-                    params![last.seq as i64, table, max_id],
-                )?;
+            if let (Some((table, absorbed)), Some(last)) = (absorbed, records.last()) {
+                let n = match absorbed {
+                    Absorbed::UpTo(max_id) => tx.execute(
+                        "UPDATE _gapsync_changes SET batch=?1 WHERE tbl=?2 AND id<=?3 AND batch IS NULL",
+                        params![last.seq as i64, table, max_id],
+                    )?,
+                    Absorbed::Ids(ids) => {
+                        let mut n = 0;
+                        for id in ids {
+                            n += tx.execute(
+                                "UPDATE _gapsync_changes SET batch=?1 WHERE id=?2 AND batch IS NULL",
+                                params![last.seq as i64, id],
+                            )?;
+                        }
+                        n
+                    }
+                };
                 tx.execute(
                     "UPDATE _gapsync_batches SET changes = changes + ?2 WHERE seq=?1",
                     params![last.seq as i64, n as i64],
@@ -677,7 +767,7 @@ impl SqliteSource {
 
     /// Record changes (or a snapshot, `change_id` None) the target's dialect cannot
     /// express; their tracking rows are kept with `batch = 0`, never pending again.
-    pub fn reject(&mut self, rejected: &[(Option<i64>, String, String)]) -> Result<()> {
+    fn reject(&mut self, rejected: &[(Option<i64>, String, String)]) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -701,7 +791,7 @@ impl SqliteSource {
     }
 
     /// How many changes and snapshots were rejected so far.
-    pub fn rejected_count(&self) -> Result<u64> {
+    fn rejected_count(&mut self) -> Result<u64> {
         if !has_table(&self.conn, "_gapsync_rejected")? {
             return Ok(0);
         }
@@ -712,7 +802,7 @@ impl SqliteSource {
     }
 
     /// Batch records, optionally only those in `state`, by seq.
-    pub fn batches(&self, state: Option<BatchState>) -> Result<Vec<BatchRecord>> {
+    fn batches(&mut self, state: Option<BatchState>) -> Result<Vec<BatchRecord>> {
         self.require_installed()?;
         let mut stmt = self.conn.prepare(
             "SELECT seq, kind, file, size, sha256, statements, first_id, last_id, state, \
@@ -773,7 +863,7 @@ impl SqliteSource {
     }
 
     /// The receiver answered "applied": clear the batch's tracking rows and record it.
-    pub fn mark_applied(&mut self, seq: u64) -> Result<()> {
+    fn mark_applied(&mut self, seq: u64) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -787,7 +877,7 @@ impl SqliteSource {
     }
 
     /// Count a failed apply attempt; returns the new attempt count.
-    pub fn record_failure(&mut self, seq: u64, reason: &str) -> Result<u32> {
+    fn record_failure(&mut self, seq: u64, reason: &str) -> Result<u32> {
         self.conn.execute(
             "UPDATE _gapsync_batches SET attempts=attempts+1, reason=?2, updated=?3 WHERE seq=?1",
             params![seq as i64, reason, now()],
@@ -802,7 +892,7 @@ impl SqliteSource {
     /// Drop the batch into quarantine. Its tracking rows stay in `_gapsync_changes`
     /// (with `batch` = seq) as the record of the changes it carried; they are never
     /// pending again.
-    pub fn mark_quarantined(&mut self, seq: u64, reason: &str) -> Result<()> {
+    fn mark_quarantined(&mut self, seq: u64, reason: &str) -> Result<()> {
         self.conn.execute(
             "UPDATE _gapsync_batches SET state='quarantined', reason=?2, updated=?3 WHERE seq=?1",
             params![seq as i64, reason, now()],
@@ -811,7 +901,7 @@ impl SqliteSource {
     }
 
     /// Queue a snapshot of `table` (built by the next batch cut).
-    pub fn queue_snapshot(&mut self, table: &str) -> Result<()> {
+    fn queue_snapshot(&mut self, table: &str) -> Result<()> {
         self.require_installed()?;
         self.conn.execute(
             "INSERT INTO _gapsync_requests(kind, tbl, requested) VALUES ('snapshot', ?1, ?2)",
@@ -821,7 +911,7 @@ impl SqliteSource {
     }
 
     /// Queued snapshot requests: (request id, table), oldest first.
-    pub fn snapshot_requests(&self) -> Result<Vec<(i64, String)>> {
+    fn snapshot_requests(&mut self) -> Result<Vec<(i64, String)>> {
         self.require_installed()?;
         let mut stmt = self
             .conn
@@ -830,7 +920,7 @@ impl SqliteSource {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    pub fn finish_request(&mut self, id: i64) -> Result<()> {
+    fn finish_request(&mut self, id: i64) -> Result<()> {
         self.conn
             .execute("DELETE FROM _gapsync_requests WHERE id=?1", [id])?;
         Ok(())
@@ -841,14 +931,11 @@ impl SqliteSource {
     /// contained in the rows and must not be shipped again. `each` gets
     /// [`SnapshotEvent::Start`] first, then one [`SnapshotEvent::Row`] per row (streamed:
     /// memory stays bounded). Returns the highest tracking id.
-    pub fn snapshot_each<E>(
+    fn snapshot_each(
         &mut self,
         spec: &TableSpec,
-        mut each: impl FnMut(SnapshotEvent<'_>) -> std::result::Result<(), E>,
-    ) -> std::result::Result<i64, E>
-    where
-        E: From<SourceError>,
-    {
+        each: &mut SnapshotSink<'_>,
+    ) -> std::result::Result<Absorbed, SinkError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
@@ -868,7 +955,6 @@ impl SqliteSource {
             )
             .map_err(SourceError::from)?;
         each(SnapshotEvent::Start {
-            max_id,
             rows: count.max(0) as u64,
         })?;
         let cols: Vec<String> = spec.columns.iter().map(|c| quote(&c.source)).collect();
@@ -896,7 +982,9 @@ impl SqliteSource {
             }
         }
         tx.commit().map_err(SourceError::from)?;
-        Ok(max_id)
+        // SQLite has one writer at a time: every change with an id up to max_id was
+        // committed, and visible, when the rows were read.
+        Ok(Absorbed::UpTo(max_id))
     }
 }
 
@@ -1234,7 +1322,7 @@ mod tests {
 
     #[test]
     fn tables_without_key_need_one_in_the_config() {
-        let (_d, src) = source("CREATE TABLE log(at TEXT, msg TEXT)");
+        let (_d, mut src) = source("CREATE TABLE log(at TEXT, msg TEXT)");
         let e = src.describe(&table("log", None)).unwrap_err().to_string();
         assert!(
             e.contains("has no primary key") && e.contains("key = "),

@@ -24,7 +24,7 @@ use gapsync_common::audit::{Audit, AuditEvent};
 use gapsync_common::batch::{self, BatchHeader, BatchKind, BatchWriter};
 use gapsync_common::config::{DbUrl, OnSecondFailure, SenderConfig, Strategy};
 use gapsync_common::source::{
-    BatchRecord, BatchState, Change, Op, SnapshotEvent, SqliteSource, TableSpec,
+    BatchRecord, BatchState, Change, ChangeSource, Op, SnapshotEvent, SqliteSource, TableSpec,
 };
 pub use gapsync_common::stop::sleep_unless;
 use gapsync_common::value::Value;
@@ -89,7 +89,7 @@ pub struct ShipReport {
 #[derive(Debug)]
 pub struct Sender {
     pub cfg: SenderConfig,
-    source: SqliteSource,
+    source: Box<dyn ChangeSource>,
     renders: HashMap<i64, Render>,
     audit: Audit,
     link: Option<LinkClient>,
@@ -102,7 +102,7 @@ impl Sender {
     /// recover the outbox (needed by everything that cuts or ships).
     pub fn open(cfg: SenderConfig, exclusive: bool) -> Result<Sender> {
         let source = match &cfg.source {
-            DbUrl::Sqlite(p) => SqliteSource::open(p)?,
+            DbUrl::Sqlite(p) => Box::new(SqliteSource::open(p)?),
             DbUrl::Odbc(_) => {
                 return Err(gapsync_common::source::SourceError::Unsupported(
                     "[source] url: ODBC sources are not supported yet (use sqlite:<path>)".into(),
@@ -126,8 +126,8 @@ impl Sender {
         Ok(s)
     }
 
-    pub fn source(&mut self) -> &mut SqliteSource {
-        &mut self.source
+    pub fn source(&mut self) -> &mut dyn ChangeSource {
+        self.source.as_mut()
     }
 
     pub fn dir(&self, name: &str) -> PathBuf {
@@ -184,7 +184,7 @@ impl Sender {
     }
 
     /// Resolve every configured table against the source schema.
-    pub fn specs(&self) -> Result<Vec<TableSpec>> {
+    pub fn specs(&mut self) -> Result<Vec<TableSpec>> {
         Ok(self
             .cfg
             .tables
@@ -193,7 +193,7 @@ impl Sender {
             .collect::<std::result::Result<_, _>>()?)
     }
 
-    fn spec(&self, table: &str) -> Result<TableSpec> {
+    fn spec(&mut self, table: &str) -> Result<TableSpec> {
         let t = self
             .cfg
             .tables
@@ -531,7 +531,7 @@ impl Sender {
             Ok((w, header))
         };
         let mut finished: Vec<(batch::WrittenBatch, BatchHeader)> = Vec::new();
-        let max_id = self.source.snapshot_each(&spec, |ev| -> Result<()> {
+        let mut sink = |ev: SnapshotEvent<'_>| -> Result<()> {
             let row = match ev {
                 SnapshotEvent::Start { rows, .. } => {
                     total = rows;
@@ -554,18 +554,30 @@ impl Sender {
                 ))
                 .into());
             }
-            let (w, _) = writer
-                .as_mut()
-                .ok_or(SenderError::Link(LinkError::Broken))?;
+            let (w, _) = writer.as_mut().ok_or_else(|| {
+                gapsync_common::source::SourceError::Corrupt("snapshot row before start".into())
+            })?;
             buf.clear();
             d.render_insert(&spec.target, &cols, row, &mut buf)?;
             w.push(&buf)?;
             in_batch += 1;
             Ok(())
+        };
+        let absorbed = self.source.snapshot_each(&spec, &mut |ev| {
+            sink(ev).map_err(|e| -> gapsync_common::source::SinkError { Box::new(e) })
         });
-        let max_id = match max_id {
-            Ok(id) => id,
+        let absorbed = match absorbed {
+            Ok(a) => a,
             Err(e) => {
+                let e = match e.downcast::<SenderError>() {
+                    Ok(e) => *e,
+                    Err(e) => match e.downcast::<gapsync_common::source::SourceError>() {
+                        Ok(e) => SenderError::Source(*e),
+                        Err(e) => SenderError::Source(
+                            gapsync_common::source::SourceError::Corrupt(e.to_string()),
+                        ),
+                    },
+                };
                 // Files of an abandoned snapshot have no record: remove them now, so
                 // their seqs are free for the next batch.
                 drop(writer.take());
@@ -583,7 +595,7 @@ impl Sender {
         }
         let carried = vec![Vec::new(); records.len()];
         self.source
-            .commit_batches(&records, &carried, Some((table, max_id)))?;
+            .commit_batches(&records, &carried, Some((table, &absorbed)))?;
         for r in &records {
             self.audit("built", r, "ok", &format!("snapshot {table}"));
         }

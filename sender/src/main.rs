@@ -90,7 +90,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
     }
     match cli.cmd {
         Cmd::Check => {
-            let sender = Sender::open(cfg, false)?;
+            let mut sender = Sender::open(cfg, false)?;
             let specs = sender.specs()?;
             for s in &specs {
                 let key: Vec<&str> = s

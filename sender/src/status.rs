@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use gapsync_common::source::{BatchState, SqliteSource};
+use gapsync_common::source::{BatchState, ChangeSource};
 
 /// A quarantined batch as status shows it.
 #[derive(Debug, Serialize)]
@@ -34,7 +34,7 @@ pub struct SenderStatus {
 
 pub fn status(
     node: &str,
-    src: &SqliteSource,
+    src: &mut dyn ChangeSource,
 ) -> Result<SenderStatus, gapsync_common::source::SourceError> {
     let batches = src.batches(None)?;
     Ok(SenderStatus {

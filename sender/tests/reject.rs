@@ -44,9 +44,8 @@ fn unrenderable_change_is_rejected_not_fatal() {
         .unwrap();
     assert!(batch.contains("'fine'") && batch.contains("'also fine'"));
     assert!(!batch.contains("inside"));
-    let reason: String = s
-        .source()
-        .connection()
+    let reason: String = rusqlite::Connection::open(&db)
+        .unwrap()
         .query_row("SELECT reason FROM _gapsync_rejected", [], |r| r.get(0))
         .unwrap();
     assert!(reason.contains("NUL"), "{reason}");
