@@ -542,7 +542,7 @@ impl ChangeSource for SqliteSource {
         }
         tx.commit()?;
         self.layouts.clear();
-        self.width = tracking_width(&mut self.conn)?;
+        self.width = tracking_width(&self.conn)?;
         Ok(plan)
     }
 
