@@ -18,6 +18,8 @@ pub mod dialect;
 pub mod logging;
 #[cfg(feature = "odbc")]
 pub mod odbc;
+#[cfg(feature = "odbc")]
+pub mod odbc_source;
 pub mod source;
 pub mod stop;
 pub mod target;

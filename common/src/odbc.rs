@@ -143,6 +143,39 @@ fn to_params(params: &[Param<'_>]) -> Vec<Box<dyn InputParameter>> {
         .collect()
 }
 
+/// The consumer of [`OdbcBackend::query_each`]'s rows.
+pub type RowSink<'a> = dyn FnMut(&[Option<String>]) -> Result<(), crate::source::SinkError> + 'a;
+
+impl OdbcBackend {
+    /// Run a query and hand every row (values as text, NULL as None) to `f`, streaming:
+    /// memory stays bounded by one row. Errors of `f` end the query and come back as
+    /// they are.
+    pub fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        f: &mut RowSink<'_>,
+    ) -> Result<(), crate::source::SinkError> {
+        let p = to_params(params);
+        let Some(mut cursor) = self.conn.execute(sql, &p[..], None).map_err(odbc_err)? else {
+            return Ok(());
+        };
+        let cols = cursor.num_result_cols().map_err(odbc_err)?.max(0) as u16;
+        let mut buf = Vec::new();
+        let mut vals: Vec<Option<String>> = Vec::with_capacity(usize::from(cols));
+        while let Some(mut row) = cursor.next_row().map_err(odbc_err)? {
+            vals.clear();
+            for c in 1..=cols {
+                buf.clear();
+                let present = row.get_text(c, &mut buf).map_err(odbc_err)?;
+                vals.push(present.then(|| String::from_utf8_lossy(&buf).into_owned()));
+            }
+            f(&vals)?;
+        }
+        Ok(())
+    }
+}
+
 impl Backend for OdbcBackend {
     fn begin(&mut self) -> Result<(), DbError> {
         self.conn.set_autocommit(false).map_err(odbc_err)
@@ -174,22 +207,18 @@ impl Backend for OdbcBackend {
         sql: &str,
         params: &[Param<'_>],
     ) -> Result<Vec<Vec<Option<String>>>, DbError> {
-        let p = to_params(params);
         let mut out = Vec::new();
-        let Some(mut cursor) = self.conn.execute(sql, &p[..], None).map_err(odbc_err)? else {
-            return Ok(out);
-        };
-        let cols = cursor.num_result_cols().map_err(odbc_err)?;
-        let mut buf = Vec::new();
-        while let Some(mut row) = cursor.next_row().map_err(odbc_err)? {
-            let mut vals = Vec::with_capacity(cols.max(0) as usize);
-            for c in 1..=cols.max(0) as u16 {
-                buf.clear();
-                let present = row.get_text(c, &mut buf).map_err(odbc_err)?;
-                vals.push(present.then(|| String::from_utf8_lossy(&buf).into_owned()));
-            }
-            out.push(vals);
-        }
+        self.query_each(sql, params, &mut |row| {
+            out.push(row.to_vec());
+            Ok(())
+        })
+        .map_err(|e| match e.downcast::<DbError>() {
+            Ok(e) => *e,
+            Err(e) => DbError {
+                transient: false,
+                message: e.to_string(),
+            },
+        })?;
         Ok(out)
     }
 

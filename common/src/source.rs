@@ -270,7 +270,7 @@ CREATE TABLE IF NOT EXISTS _gapsync_rejected(
   id INTEGER PRIMARY KEY AUTOINCREMENT, change_id INTEGER, tbl TEXT NOT NULL,
   what TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL)";
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
@@ -280,15 +280,15 @@ fn quote(name: &str) -> String {
     s
 }
 
-fn quote_lit(s: &str) -> String {
+pub(crate) fn quote_lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-fn to_json(list: &[String]) -> String {
+pub(crate) fn to_json(list: &[String]) -> String {
     serde_json::Value::from(list.to_vec()).to_string()
 }
 
-fn from_json(s: &str) -> Result<Vec<String>> {
+pub(crate) fn from_json(s: &str) -> Result<Vec<String>> {
     serde_json::from_str(s).map_err(|e| SourceError::Corrupt(format!("layout list {s:?}: {e}")))
 }
 

@@ -40,7 +40,8 @@ pub enum ApplyError {
 type Result<T> = std::result::Result<T, ApplyError>;
 
 /// An error of a backend, already classified.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct DbError {
     pub transient: bool,
     pub message: String,

@@ -101,11 +101,15 @@ impl Sender {
     /// Open the source database. `exclusive`: also take the work directory lock and
     /// recover the outbox (needed by everything that cuts or ships).
     pub fn open(cfg: SenderConfig, exclusive: bool) -> Result<Sender> {
-        let source = match &cfg.source {
+        let source: Box<dyn ChangeSource> = match &cfg.source {
             DbUrl::Sqlite(p) => Box::new(SqliteSource::open(p)?),
+            #[cfg(feature = "odbc")]
+            DbUrl::Odbc(cs) => Box::new(gapsync_common::odbc_source::OdbcSource::connect(cs)?),
+            #[cfg(not(feature = "odbc"))]
             DbUrl::Odbc(_) => {
                 return Err(gapsync_common::source::SourceError::Unsupported(
-                    "[source] url: ODBC sources are not supported yet (use sqlite:<path>)".into(),
+                    "[source] url: this build has no ODBC support (build with --features odbc)"
+                        .into(),
                 )
                 .into());
             }

@@ -31,10 +31,17 @@ pub(super) fn map(
         let ok = declared
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '(' | ')' | ',' | '_'));
-        return Ok(if ok {
-            declared.trim().to_owned()
-        } else {
-            String::new()
+        if !ok {
+            return Ok(String::new());
+        }
+        // SQLite's type names end with the optional `(n)`: "TIMESTAMP(6) WITH TIME ZONE"
+        // (from a server source) becomes "TIMESTAMP WITH TIME ZONE".
+        let t = declared.trim();
+        return Ok(match (t.find('('), t.find(')')) {
+            (Some(open), Some(close)) if close + 1 < t.len() => {
+                format!("{}{}", t[..open].trim_end(), &t[close + 1..])
+            }
+            _ => t.to_owned(),
         });
     }
     if declared.trim().is_empty() {
