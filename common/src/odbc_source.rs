@@ -329,6 +329,8 @@ impl OdbcSource {
                 "CREATE TABLE IF NOT EXISTS _gapsync_changes(id {serial}, tbl VARCHAR(255) NOT NULL, \
                  op CHAR(1) NOT NULL, layout INTEGER NOT NULL, {at}, {txid}, batch BIGINT NULL){changes_tail}"
             ),
+            // Clearing an applied batch (`DELETE ... WHERE batch = ?`) must not scan.
+            "CREATE INDEX IF NOT EXISTS _gapsync_changes_batch ON _gapsync_changes(batch)".into(),
             "CREATE TABLE IF NOT EXISTS _gapsync_layouts(layout INTEGER PRIMARY KEY, tbl VARCHAR(255) NOT NULL, \
              cols TEXT NOT NULL, keycols TEXT NOT NULL, classes TEXT NOT NULL, installed_at VARCHAR(40) NOT NULL)"
                 .into(),
