@@ -9,7 +9,7 @@
 //! | DBMS | session set-up |
 //! |---|---|
 //! | PostgreSQL | `standard_conforming_strings = on`, `TIME ZONE 'UTC'`, `client_encoding = 'UTF8'` |
-//! | MySQL / MariaDB | `sql_mode` + `NO_BACKSLASH_ESCAPES,ANSI_QUOTES`, `time_zone = '+00:00'` (the character set comes from the Unicode driver; MariaDB's connector refuses `SET NAMES`) |
+//! | MySQL / MariaDB | `sql_mode` + `NO_BACKSLASH_ESCAPES,ANSI_QUOTES,STRICT_ALL_TABLES`, `time_zone = '+00:00'`, connector flag FOUND_ROWS (`Option=2`) (the character set comes from the Unicode driver; MariaDB's connector refuses `SET NAMES`) |
 //!
 //! With `NO_BACKSLASH_ESCAPES` a value like `x\'); DROP TABLE t; --` stays one string.
 //!
@@ -100,8 +100,9 @@ impl std::fmt::Debug for OdbcBackend {
 impl OdbcBackend {
     /// Connect with an ODBC connection string and set the session up.
     pub fn connect(conn_str: &str, dialect: Option<&str>) -> Result<OdbcBackend, DbError> {
+        let conn_str = with_found_rows(conn_str);
         let conn = env()?
-            .connect_with_connection_string(conn_str, ConnectionOptions::default())
+            .connect_with_connection_string(&conn_str, ConnectionOptions::default())
             .map_err(odbc_err)?;
         let dbms = match dialect {
             Some(d) => Dbms::from_name(d),
@@ -115,7 +116,7 @@ impl OdbcBackend {
                 "SET client_encoding = 'UTF8'",
             ],
             Dbms::Mysql => &[
-                "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES,ANSI_QUOTES')",
+                "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES,ANSI_QUOTES,STRICT_ALL_TABLES')",
                 "SET time_zone = '+00:00'",
             ],
             Dbms::Other => &[],
@@ -128,6 +129,56 @@ impl OdbcBackend {
 
     pub fn dbms(&self) -> Dbms {
         self.dbms
+    }
+}
+
+/// MySQL/MariaDB connectors report rows *changed* by an UPDATE unless asked for rows
+/// *matched* (the FOUND_ROWS client flag, bit 2 of `Option`): an UPDATE that writes the
+/// values a row already has must count as a match, or it would read as divergence.
+fn with_found_rows(conn_str: &str) -> String {
+    let lower = conn_str.to_ascii_lowercase();
+    let driver_is_mysql = lower.split(';').any(|kv| {
+        kv.trim_start().starts_with("driver") && (kv.contains("mariadb") || kv.contains("mysql"))
+    });
+    if !driver_is_mysql {
+        return conn_str.to_owned();
+    }
+    let mut parts: Vec<String> = conn_str
+        .split(';')
+        .filter(|kv| !kv.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    match parts
+        .iter_mut()
+        .find(|kv| kv.trim_start().to_ascii_lowercase().starts_with("option="))
+    {
+        Some(kv) => {
+            let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), "0"));
+            let n: u64 = v.trim().parse().unwrap_or(0);
+            *kv = format!("{k}={}", n | 2);
+        }
+        None => parts.push("Option=2".into()),
+    }
+    let mut out = parts.join(";");
+    out.push(';');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn found_rows_flag_is_added_for_mysql_drivers_only() {
+        use super::with_found_rows as f;
+        assert_eq!(
+            f("Driver={MariaDB Unicode};Server=127.0.0.1;Uid=root;Pwd=;"),
+            "Driver={MariaDB Unicode};Server=127.0.0.1;Uid=root;Pwd=;Option=2;"
+        );
+        assert_eq!(
+            f("DRIVER={MySQL ODBC 8.0};OPTION=8"),
+            "DRIVER={MySQL ODBC 8.0};OPTION=10;"
+        );
+        let pg = "Driver={PostgreSQL Unicode};Server=x;";
+        assert_eq!(f(pg), pg);
     }
 }
 

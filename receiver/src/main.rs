@@ -87,6 +87,15 @@ fn real_main(cli: Cli) -> Result<()> {
                 signal_hook::flag::register(sig, Arc::clone(&stop))
                     .context("installing signal handler")?;
             }
+            // A target that cannot work at all (no ODBC support, a malformed URL) stops
+            // the service; one that is merely unavailable now is retried by the applier.
+            match Target::open(&cfg.target, &cfg.target_options()) {
+                Err(e @ gapsync_common::target::ApplyError::Deterministic(_)) => {
+                    return Err(anyhow::Error::new(e).context("opening the target"));
+                }
+                Err(e) => warn!(error = %e, "target unavailable at start; the applier retries"),
+                Ok(_) => {}
+            }
             let rx = Receiver::new(cfg)?;
             let listener = rx.bind()?;
             let applier = {

@@ -29,6 +29,14 @@
 //! tx.stop(); rx.stop();
 //! ```
 //!
+//! # Real database servers (feature `odbc`)
+//!
+//! [`odbc`] runs the same pipeline into PostgreSQL and MariaDB through ODBC: a
+//! [`odbc::Server`] per server (skipped with a message when unreachable, a failure with
+//! `CI=true`), a fresh database per test ([`odbc::TestDb`], dropped afterwards), typed
+//! readers and a row-by-row comparison with the SQLite source. [`TcpProxy`] can stand
+//! between the receiver and a server to cut the connection (an outage) and restore it.
+//!
 //! # Rules the helpers follow
 //!
 //! - Every helper panics on failure with a message that says what was expected; the
@@ -57,6 +65,10 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use rusqlite::types::Value;
+
+// Real database servers through ODBC (PostgreSQL, MariaDB): see the module docs.
+#[cfg(feature = "odbc")]
+pub mod odbc;
 
 /// How often the `wait_*` helpers look.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -271,6 +283,9 @@ pub struct SenderConfig {
     pub once_connect_attempts: u32,
     /// `[link] max_frame` (None: the default, 1 MiB).
     pub max_frame: Option<u64>,
+    /// `[target] dialect` the statements are rendered in (`sqlite`, `postgres`,
+    /// `mysql`, ...).
+    pub dialect: String,
 }
 
 impl SenderConfig {
@@ -291,6 +306,7 @@ impl SenderConfig {
             heartbeat: secs(10),
             once_connect_attempts: 5,
             max_frame: None,
+            dialect: "sqlite".to_owned(),
         }
     }
 
@@ -324,6 +340,12 @@ impl SenderConfig {
         self
     }
 
+    /// `[target] dialect`: `"sqlite"` (the default), `"postgres"`, `"mysql"`, ...
+    pub fn dialect(mut self, dialect: &str) -> SenderConfig {
+        self.dialect = dialect.to_owned();
+        self
+    }
+
     /// `[batch] on_second_failure`: `"drop"` or `"halt"`.
     pub fn on_second_failure(mut self, what: &str) -> SenderConfig {
         self.on_second_failure = what.to_owned();
@@ -333,9 +355,10 @@ impl SenderConfig {
     /// Render `sender.toml` for a source database and work directory.
     pub fn toml(&self, source_db: &Path, work_dir: &Path) -> String {
         let mut s = format!(
-            "node = {}\ninsecure = true\n\n[source]\nurl = {}\n\n[target]\ndialect = \"sqlite\"\n\n",
+            "node = {}\ninsecure = true\n\n[source]\nurl = {}\n\n[target]\ndialect = {}\n\n",
             toml_str(&self.node),
-            sqlite_url(source_db)
+            sqlite_url(source_db),
+            toml_str(&self.dialect)
         );
         for t in &self.tables {
             s.push_str(&t.toml());
@@ -395,6 +418,11 @@ pub struct ReceiverConfig {
     pub busy_timeout: Duration,
     pub idle_timeout: Option<Duration>,
     pub max_connections: Option<u32>,
+    /// `[target] url` when the target is not the workspace's SQLite `replica.db`
+    /// (e.g. `odbc:Driver={PostgreSQL Unicode};...`).
+    pub target_url: Option<String>,
+    /// `[target] dialect` (None: detected from the ODBC driver).
+    pub target_dialect: Option<String>,
 }
 
 impl Default for ReceiverConfig {
@@ -406,15 +434,33 @@ impl Default for ReceiverConfig {
             busy_timeout: secs(5),
             idle_timeout: None,
             max_connections: None,
+            target_url: None,
+            target_dialect: None,
         }
     }
 }
 
 impl ReceiverConfig {
+    /// A receiver whose target is reached through ODBC with `conn_str`.
+    pub fn odbc(conn_str: &str) -> ReceiverConfig {
+        ReceiverConfig {
+            target_url: Some(format!("odbc:{conn_str}")),
+            ..ReceiverConfig::default()
+        }
+    }
+
     pub fn toml(&self, target_db: &Path, work_dir: &Path) -> String {
-        let mut s = format!(
-            "insecure = true\n\n[target]\nurl = {}\n\n[link]\nlisten = {}\nresult_wait = {}\n",
-            sqlite_url(target_db),
+        let url = match &self.target_url {
+            Some(u) => toml_str(u),
+            None => sqlite_url(target_db),
+        };
+        let mut s = format!("insecure = true\n\n[target]\nurl = {url}\n");
+        if let Some(d) = &self.target_dialect {
+            let _ = writeln!(s, "dialect = {}", toml_str(d));
+        }
+        let _ = write!(
+            s,
+            "\n[link]\nlisten = {}\nresult_wait = {}\n",
             toml_str(&self.listen),
             toml_dur(self.result_wait)
         );
@@ -1949,6 +1995,160 @@ impl Drop for FakeReceiver {
                 let _ = s.shutdown(Shutdown::Both);
             }
         }
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+// ------------------------------------------------------------------------ TCP proxy
+
+/// A plain TCP forwarder on `127.0.0.1:<port>` to an upstream address (e.g. a database
+/// server between the receiver and its target), with an outage switch:
+/// [`cut`](TcpProxy::cut) closes the listening socket (new connections are refused)
+/// and every forwarded connection (both ends see the connection end at once);
+/// [`restore`](TcpProxy::restore) listens on the same port again.
+///
+/// Dropping it cuts everything.
+#[derive(Debug)]
+pub struct TcpProxy {
+    addr: SocketAddr,
+    inner: Arc<ProxyInner>,
+    accept: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct ProxyInner {
+    upstream: String,
+    stop: AtomicBool,
+    listener: Mutex<Option<TcpListener>>,
+    conns: Mutex<Vec<TcpStream>>,
+    accepted: AtomicU64,
+}
+
+impl TcpProxy {
+    /// Listen on a free port of 127.0.0.1 and forward every connection to `upstream`.
+    pub fn start(upstream: &str) -> TcpProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy: bind");
+        let addr = listener.local_addr().expect("proxy: local_addr");
+        listener
+            .set_nonblocking(true)
+            .expect("proxy: set_nonblocking");
+        let inner = Arc::new(ProxyInner {
+            upstream: upstream.to_owned(),
+            stop: AtomicBool::new(false),
+            listener: Mutex::new(Some(listener)),
+            conns: Mutex::new(Vec::new()),
+            accepted: AtomicU64::new(0),
+        });
+        let accept = {
+            let inner = Arc::clone(&inner);
+            std::thread::spawn(move || proxy_accept_loop(&inner))
+        };
+        TcpProxy {
+            addr,
+            inner,
+            accept: Some(accept),
+        }
+    }
+
+    /// The port the proxy listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Connections accepted (and forwarded) so far.
+    pub fn accepted(&self) -> u64 {
+        self.inner.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Outage: stop listening (connection attempts are refused) and close every
+    /// forwarded connection, both ends.
+    pub fn cut(&self) {
+        if let Ok(mut l) = self.inner.listener.lock() {
+            l.take();
+        }
+        if let Ok(mut all) = self.inner.conns.lock() {
+            for s in all.drain(..) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// End of the outage: listen on the same port again.
+    pub fn restore(&self) {
+        let start = Instant::now();
+        let listener = loop {
+            match TcpListener::bind(self.addr) {
+                Ok(l) => break l,
+                Err(_) if start.elapsed() < secs(5) => std::thread::sleep(ms(50)),
+                Err(e) => panic!("proxy: cannot listen on {} again: {e}", self.addr),
+            }
+        };
+        listener
+            .set_nonblocking(true)
+            .expect("proxy: set_nonblocking");
+        if let Ok(mut l) = self.inner.listener.lock() {
+            *l = Some(listener);
+        }
+    }
+}
+
+fn proxy_accept_loop(inner: &ProxyInner) {
+    while !inner.stop.load(Ordering::SeqCst) {
+        let accepted = match inner.listener.lock() {
+            Ok(l) => l.as_ref().map(TcpListener::accept),
+            Err(_) => return,
+        };
+        let Some(Ok((client, _))) = accepted else {
+            std::thread::sleep(ms(5));
+            continue;
+        };
+        let _ = client.set_nonblocking(false);
+        let Ok(up) = inner
+            .upstream
+            .parse::<SocketAddr>()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|a| TcpStream::connect_timeout(&a, secs(5)))
+        else {
+            continue; // upstream down: the client sees its connection closed
+        };
+        let _ = client.set_nodelay(true);
+        let _ = up.set_nodelay(true);
+        let pairs = (
+            client.try_clone(),
+            up.try_clone(),
+            client.try_clone(),
+            up.try_clone(),
+        );
+        let (Ok(c_read), Ok(u_write), Ok(c_write), Ok(u_read)) = pairs else {
+            continue;
+        };
+        if let Ok(mut all) = inner.conns.lock() {
+            all.push(client);
+            all.push(up);
+        }
+        inner.accepted.fetch_add(1, Ordering::SeqCst);
+        std::thread::spawn(move || proxy_pump(c_read, u_write));
+        std::thread::spawn(move || proxy_pump(u_read, c_write));
+    }
+}
+
+fn proxy_pump(mut from: TcpStream, mut to: TcpStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        self.cut();
         if let Some(h) = self.accept.take() {
             let _ = h.join();
         }

@@ -16,6 +16,10 @@ use rusqlite::{Connection, params};
 #[path = "e2e/faults.rs"]
 mod faults;
 
+#[cfg(feature = "odbc")]
+#[path = "e2e/odbc.rs"]
+mod odbc;
+
 // ------------------------------------------------------------------------ helpers
 
 /// Count statement lines of the given kind (`INSERT INTO "t"`, `UPDATE "t"`, ...)
