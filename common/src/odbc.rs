@@ -164,24 +164,6 @@ fn with_found_rows(conn_str: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn found_rows_flag_is_added_for_mysql_drivers_only() {
-        use super::with_found_rows as f;
-        assert_eq!(
-            f("Driver={MariaDB Unicode};Server=127.0.0.1;Uid=root;Pwd=;"),
-            "Driver={MariaDB Unicode};Server=127.0.0.1;Uid=root;Pwd=;Option=2;"
-        );
-        assert_eq!(
-            f("DRIVER={MySQL ODBC 8.0};OPTION=8"),
-            "DRIVER={MySQL ODBC 8.0};OPTION=10;"
-        );
-        let pg = "Driver={PostgreSQL Unicode};Server=x;";
-        assert_eq!(f(pg), pg);
-    }
-}
-
 fn to_params(params: &[Param<'_>]) -> Vec<Box<dyn InputParameter>> {
     params
         .iter()
@@ -275,5 +257,23 @@ impl Backend for OdbcBackend {
 
     fn ledger_ddl(&self) -> Vec<String> {
         LEDGER_DDL.iter().map(|s| (*s).to_owned()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn found_rows_flag_is_added_for_mysql_drivers_only() {
+        use super::with_found_rows as f;
+        assert_eq!(
+            f("Driver={MariaDB Unicode};Server=127.0.0.1;Uid=root;Pwd=;"),
+            "Driver={MariaDB Unicode};Server=127.0.0.1;Uid=root;Pwd=;Option=2;"
+        );
+        assert_eq!(
+            f("DRIVER={MySQL ODBC 8.0};OPTION=8"),
+            "DRIVER={MySQL ODBC 8.0};OPTION=10;"
+        );
+        let pg = "Driver={PostgreSQL Unicode};Server=x;";
+        assert_eq!(f(pg), pg);
     }
 }
