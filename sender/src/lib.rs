@@ -42,6 +42,11 @@ pub enum SenderError {
     Batch(#[from] gapsync_common::batch::BatchError),
     #[error(transparent)]
     Render(#[from] gapsync_common::dialect::RenderError),
+    #[error("[[table]] {table}: {source}")]
+    Mapping {
+        table: String,
+        source: gapsync_common::dialect::RenderError,
+    },
     #[error("work directory {path}: {source}")]
     Work {
         path: PathBuf,
@@ -195,6 +200,24 @@ impl Sender {
             .iter()
             .map(|t| self.source.describe(t))
             .collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Resolve every configured table and check that each column's type can be created
+    /// on the target's dialect: an impossible mapping is a configuration error here, not
+    /// a surprise at snapshot time.
+    pub fn checked_specs(&mut self) -> Result<Vec<TableSpec>> {
+        let specs = self.specs()?;
+        let d = self.cfg.dialect;
+        for spec in &specs {
+            for (i, c) in spec.columns.iter().enumerate() {
+                d.map_type(&c.source, &c.decl_type, spec.key.contains(&i))
+                    .map_err(|e| SenderError::Mapping {
+                        table: spec.source.clone(),
+                        source: e,
+                    })?;
+            }
+        }
+        Ok(specs)
     }
 
     fn spec(&mut self, table: &str) -> Result<TableSpec> {

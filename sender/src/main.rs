@@ -91,7 +91,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Check => {
             let mut sender = Sender::open(cfg, false)?;
-            let specs = sender.specs()?;
+            let specs = sender.checked_specs()?;
             for s in &specs {
                 let key: Vec<&str> = s
                     .key
@@ -110,7 +110,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Install { dry_run } => {
             let mut sender = Sender::open(cfg, false)?;
-            let specs = sender.specs()?;
+            let specs = sender.checked_specs()?;
             let plan = if dry_run {
                 sender.source().plan_install(&specs)?
             } else {

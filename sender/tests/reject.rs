@@ -50,3 +50,28 @@ fn unrenderable_change_is_rejected_not_fatal() {
         .unwrap();
     assert!(reason.contains("NUL"), "{reason}");
 }
+
+#[test]
+fn impossible_type_mapping_is_a_config_error_at_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plant.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, anything)")
+        .unwrap();
+    let cfg_path = dir.path().join("sender.toml");
+    std::fs::write(
+        &cfg_path,
+        "node = \"n1\"\ninsecure = true\n[source]\nurl = \"sqlite:plant.db\"\n\
+         [target]\ndialect = \"postgres\"\n[[table]]\nsource = \"t\"\n\
+         [link]\nconnect = \"127.0.0.1:9\"\n[work]\ndir = \"work\"\n",
+    )
+    .unwrap();
+    let cfg = SenderConfig::load(&cfg_path).unwrap();
+    let mut s = Sender::open(cfg, false).unwrap();
+    let e = s.checked_specs().unwrap_err().to_string();
+    assert!(
+        e.contains("[[table]] t") && e.contains("anything"),
+        "the error must name the table and the column: {e}"
+    );
+}
