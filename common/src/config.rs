@@ -131,6 +131,8 @@ struct RawSender {
 #[serde(deny_unknown_fields)]
 struct RawDb {
     url: String,
+    /// ODBC sources: the source's dialect when the driver's DBMS name should not decide.
+    dialect: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -276,6 +278,8 @@ pub struct SenderConfig {
     pub node: String,
     pub insecure: bool,
     pub source: DbUrl,
+    /// ODBC sources: the source's dialect, when not detected from the driver.
+    pub source_dialect: Option<String>,
     pub dialect: Dialect,
     pub tables: Vec<TableConfig>,
     pub batch: BatchConfig,
@@ -402,6 +406,19 @@ impl SenderConfig {
         }
         let source = DbUrl::parse(&raw.source.url, &base)
             .map_err(|m| invalid(path, format!("[source] url: {m}")))?;
+        if let Some(d) = &raw.source.dialect {
+            match d.as_str() {
+                "postgres" | "mysql" => {}
+                other => {
+                    return Err(invalid(
+                        path,
+                        format!(
+                            "[source] dialect = {other:?}: sources can be postgres or mysql (SQLite is sqlite: URLs)"
+                        ),
+                    ));
+                }
+            }
+        }
         let dialect_name = raw.target.dialect.as_deref().unwrap_or("sqlite");
         let dialect: Dialect = dialect_name
             .parse()
@@ -563,6 +580,7 @@ impl SenderConfig {
             node: raw.node,
             insecure: raw.insecure,
             source,
+            source_dialect: raw.source.dialect,
             dialect,
             tables,
             batch,

@@ -239,8 +239,9 @@ pub struct OdbcSource {
 }
 
 impl OdbcSource {
-    pub fn connect(conn_str: &str) -> Result<OdbcSource> {
-        let db = OdbcBackend::connect(conn_str, None).map_err(db)?;
+    /// Connect; `dialect` (`postgres` or `mysql`) overrides the driver's DBMS name.
+    pub fn connect(conn_str: &str, dialect: Option<&str>) -> Result<OdbcSource> {
+        let db = OdbcBackend::connect(conn_str, dialect).map_err(db)?;
         let dbms = db.dbms();
         if dbms == Dbms::Other {
             return Err(SourceError::Unsupported(

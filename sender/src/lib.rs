@@ -109,7 +109,10 @@ impl Sender {
         let source: Box<dyn ChangeSource> = match &cfg.source {
             DbUrl::Sqlite(p) => Box::new(SqliteSource::open(p)?),
             #[cfg(feature = "odbc")]
-            DbUrl::Odbc(cs) => Box::new(gapsync_common::odbc_source::OdbcSource::connect(cs)?),
+            DbUrl::Odbc(cs) => Box::new(gapsync_common::odbc_source::OdbcSource::connect(
+                cs,
+                cfg.source_dialect.as_deref(),
+            )?),
             #[cfg(not(feature = "odbc"))]
             DbUrl::Odbc(_) => {
                 return Err(gapsync_common::source::SourceError::Unsupported(
