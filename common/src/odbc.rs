@@ -25,7 +25,8 @@ use odbc_api::{
     parameter::InputParameter,
 };
 
-use crate::target::{Backend, DbError, LEDGER_DDL, Param};
+use crate::dialect::Dialect;
+use crate::target::{Backend, DbError, Param};
 
 static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
 
@@ -60,6 +61,29 @@ impl Dbms {
     }
 }
 
+/// The dialect of a target from a dialect name or a driver's DBMS name (`SQL_DBMS_NAME`:
+/// "PostgreSQL", "MariaDB", "MySQL", "Microsoft SQL Server", "Oracle", "DM ..."); an
+/// unknown DBMS gets SQL92.
+pub fn detect_dialect(name: &str) -> Dialect {
+    if let Ok(d) = name.parse::<Dialect>() {
+        return d;
+    }
+    let n = name.to_ascii_lowercase();
+    if n.contains("postgres") {
+        Dialect::Postgres
+    } else if n.contains("mysql") || n.contains("mariadb") {
+        Dialect::Mysql
+    } else if n.contains("sql server") {
+        Dialect::SqlServer
+    } else if n.contains("oracle") {
+        Dialect::Oracle
+    } else if n == "dm" || n.starts_with("dm ") || n.contains("dameng") || n.contains("dmdbms") {
+        Dialect::Dm
+    } else {
+        Dialect::Sql92
+    }
+}
+
 /// Classify an ODBC error.
 pub fn odbc_err(e: odbc_api::Error) -> DbError {
     let transient = match &e {
@@ -87,6 +111,7 @@ pub fn odbc_err(e: odbc_api::Error) -> DbError {
 pub struct OdbcBackend {
     conn: Connection<'static>,
     dbms: Dbms,
+    dialect: Dialect,
 }
 
 impl std::fmt::Debug for OdbcBackend {
@@ -104,24 +129,18 @@ impl OdbcBackend {
         let conn = env()?
             .connect_with_connection_string(&conn_str, ConnectionOptions::default())
             .map_err(odbc_err)?;
-        let dbms = match dialect {
-            Some(d) => Dbms::from_name(d),
-            None => Dbms::from_name(&conn.database_management_system_name().map_err(odbc_err)?),
+        let name = match dialect {
+            Some(d) => d.to_owned(),
+            None => conn.database_management_system_name().map_err(odbc_err)?,
         };
-        let mut b = OdbcBackend { conn, dbms };
-        let setup: &[&str] = match dbms {
-            Dbms::Postgres => &[
-                "SET standard_conforming_strings = on",
-                "SET TIME ZONE 'UTC'",
-                "SET client_encoding = 'UTF8'",
-            ],
-            Dbms::Mysql => &[
-                "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES,ANSI_QUOTES,STRICT_ALL_TABLES')",
-                "SET time_zone = '+00:00'",
-            ],
-            Dbms::Other => &[],
+        let dbms = Dbms::from_name(&name);
+        let dialect = detect_dialect(&name);
+        let mut b = OdbcBackend {
+            conn,
+            dbms,
+            dialect,
         };
-        for s in setup {
+        for s in crate::target::session_setup(dialect) {
             b.execute(s)?;
         }
         Ok(b)
@@ -256,7 +275,7 @@ impl Backend for OdbcBackend {
     }
 
     fn ledger_ddl(&self) -> Vec<String> {
-        LEDGER_DDL.iter().map(|s| (*s).to_owned()).collect()
+        crate::target::ledger_ddl_for(self.dialect)
     }
 }
 

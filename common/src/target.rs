@@ -135,15 +135,87 @@ pub struct NodeProgress {
     pub quarantined: Vec<u64>,
 }
 
-/// Portable ledger DDL (SQLite, PostgreSQL, MySQL/MariaDB).
+/// Ledger DDL for SQLite, PostgreSQL, MySQL/MariaDB and SQL92 (`CREATE TABLE IF NOT EXISTS`).
 pub const LEDGER_DDL: [&str; 2] = [
-    "CREATE TABLE IF NOT EXISTS _gapsync_ledger(node VARCHAR(32) NOT NULL, seq BIGINT NOT NULL, \
-     sha256 VARCHAR(64) NOT NULL, file VARCHAR(255) NOT NULL, statements BIGINT NOT NULL, \
-     applied_at VARCHAR(32) NOT NULL, PRIMARY KEY (node, seq))",
-    "CREATE TABLE IF NOT EXISTS _gapsync_quarantine(node VARCHAR(32) NOT NULL, seq BIGINT NOT NULL, \
-     sha256 VARCHAR(64) NOT NULL, file VARCHAR(255) NOT NULL, reason TEXT NOT NULL, \
-     at VARCHAR(32) NOT NULL, PRIMARY KEY (node, seq))",
+    r#"CREATE TABLE IF NOT EXISTS "_gapsync_ledger"("node" VARCHAR(32) NOT NULL, "seq" BIGINT NOT NULL, "sha256" VARCHAR(64) NOT NULL, "file" VARCHAR(255) NOT NULL, "statements" BIGINT NOT NULL, "applied_at" VARCHAR(32) NOT NULL, PRIMARY KEY ("node", "seq"))"#,
+    r#"CREATE TABLE IF NOT EXISTS "_gapsync_quarantine"("node" VARCHAR(32) NOT NULL, "seq" BIGINT NOT NULL, "sha256" VARCHAR(64) NOT NULL, "file" VARCHAR(255) NOT NULL, "reason" TEXT NOT NULL, "at" VARCHAR(32) NOT NULL, PRIMARY KEY ("node", "seq"))"#,
 ];
+
+/// The ledger and quarantine tables for a target of dialect `d`, created if absent.
+/// SQL Server, Oracle and DM have no `CREATE TABLE IF NOT EXISTS` (Oracle only from 23ai):
+/// SQL Server tests `OBJECT_ID`, Oracle and DM run the CREATE in a PL/SQL block that
+/// ignores "name already used" (ORA-00955 / DM -2124). Those three have not yet run
+/// against a live server; `tests/golden/ledger.sql` pins what they get.
+pub fn ledger_ddl_for(d: crate::dialect::Dialect) -> Vec<String> {
+    use crate::dialect::Dialect;
+    // Every name quoted: Oracle refuses unquoted names that start with `_`, and `file`
+    // is reserved in Oracle and SQL Server.
+    let cols = |text: &str, big: &str, clob: &str| {
+        [
+            format!(
+                r#""_gapsync_ledger"("node" {text}(32) NOT NULL, "seq" {big} NOT NULL, "sha256" {text}(64) NOT NULL, "file" {text}(255) NOT NULL, "statements" {big} NOT NULL, "applied_at" {text}(32) NOT NULL, PRIMARY KEY ("node", "seq"))"#
+            ),
+            format!(
+                r#""_gapsync_quarantine"("node" {text}(32) NOT NULL, "seq" {big} NOT NULL, "sha256" {text}(64) NOT NULL, "file" {text}(255) NOT NULL, "reason" {clob} NOT NULL, "at" {text}(32) NOT NULL, PRIMARY KEY ("node", "seq"))"#
+            ),
+        ]
+    };
+    match d {
+        Dialect::SqlServer => cols("NVARCHAR", "BIGINT", "NVARCHAR(MAX)")
+            .iter()
+            .map(|t| {
+                let name = t.split("\"(").next().unwrap_or_default().trim_matches('"');
+                format!("IF OBJECT_ID(N'{name}', N'U') IS NULL CREATE TABLE {t}")
+            })
+            .collect(),
+        Dialect::Oracle | Dialect::Dm => {
+            let (code, clob, big) = if d == Dialect::Oracle {
+                (-955, "NCLOB", "NUMBER(19)")
+            } else {
+                (-2124, "CLOB", "BIGINT")
+            };
+            cols("VARCHAR2", big, clob)
+                .iter()
+                .map(|t| {
+                    format!(
+                        "BEGIN EXECUTE IMMEDIATE 'CREATE TABLE {t}'; EXCEPTION WHEN OTHERS THEN \
+                         IF SQLCODE != {code} THEN RAISE; END IF; END;"
+                    )
+                })
+                .collect()
+        }
+        _ => LEDGER_DDL.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+/// What a target session runs first so that the batch files' literals mean what the
+/// sender wrote (strings without backslash escapes, identifiers in double quotes or
+/// brackets, UTC).
+pub fn session_setup(d: crate::dialect::Dialect) -> &'static [&'static str] {
+    use crate::dialect::Dialect;
+    match d {
+        Dialect::Postgres => &[
+            "SET standard_conforming_strings = on",
+            "SET TIME ZONE 'UTC'",
+            "SET client_encoding = 'UTF8'",
+        ],
+        Dialect::Mysql => &[
+            "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES,ANSI_QUOTES,STRICT_ALL_TABLES')",
+            "SET time_zone = '+00:00'",
+        ],
+        Dialect::SqlServer => &[
+            "SET QUOTED_IDENTIFIER ON",
+            "SET ANSI_NULLS ON",
+            "SET XACT_ABORT ON",
+            "SET NOCOUNT OFF",
+        ],
+        Dialect::Oracle | Dialect::Dm => &[
+            "ALTER SESSION SET TIME_ZONE = '+00:00'",
+            "ALTER SESSION SET NLS_NUMERIC_CHARACTERS = '.,'",
+        ],
+        Dialect::Sqlite | Dialect::Sql92 => &[],
+    }
+}
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -297,7 +369,7 @@ impl Target {
     /// The sha256 recorded for an applied (node, seq), if any.
     pub fn applied_sha(&mut self, node: &str, seq: u64) -> Result<Option<String>> {
         self.lookup(
-            "SELECT sha256 FROM _gapsync_ledger WHERE node = ? AND seq = ?",
+            "SELECT \"sha256\" FROM \"_gapsync_ledger\" WHERE \"node\" = ? AND \"seq\" = ?",
             node,
             seq,
         )
@@ -306,7 +378,7 @@ impl Target {
     /// The reason a (node, seq) was quarantined, if it was.
     pub fn quarantine_reason(&mut self, node: &str, seq: u64) -> Result<Option<String>> {
         self.lookup(
-            "SELECT reason FROM _gapsync_quarantine WHERE node = ? AND seq = ?",
+            "SELECT \"reason\" FROM \"_gapsync_quarantine\" WHERE \"node\" = ? AND \"seq\" = ?",
             node,
             seq,
         )
@@ -328,11 +400,11 @@ impl Target {
     /// quarantined seq (1 for a node never seen).
     pub fn next_expected(&mut self, node: &str) -> Result<u64> {
         let mut max = 0;
-        for table in ["_gapsync_ledger", "_gapsync_quarantine"] {
+        for table in ["\"_gapsync_ledger\"", "\"_gapsync_quarantine\""] {
             let rows = self
                 .db
                 .query(
-                    &format!("SELECT max(seq) FROM {table} WHERE node = ?"),
+                    &format!("SELECT max(\"seq\") FROM {table} WHERE \"node\" = ?"),
                     &[Param::Text(node)],
                 )
                 .map_err(|e| e.context("reading the ledger"))?;
@@ -349,7 +421,7 @@ impl Target {
         let mut out: Vec<NodeProgress> = self
             .db
             .query(
-                "SELECT node, max(seq), count(*) FROM _gapsync_ledger GROUP BY node ORDER BY node",
+                "SELECT \"node\", max(\"seq\"), count(*) FROM \"_gapsync_ledger\" GROUP BY \"node\" ORDER BY \"node\"",
                 &[],
             )
             .map_err(q)?
@@ -364,7 +436,7 @@ impl Target {
         let rows = self
             .db
             .query(
-                "SELECT node, seq FROM _gapsync_quarantine ORDER BY node, seq",
+                r#"SELECT "node", "seq" FROM "_gapsync_quarantine" ORDER BY "node", "seq""#,
                 &[],
             )
             .map_err(q)?;
@@ -457,8 +529,8 @@ impl Target {
         }
         self.db
             .execute_params(
-                "INSERT INTO _gapsync_ledger(node, seq, sha256, file, statements, applied_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO \"_gapsync_ledger\"(\"node\", \"seq\", \"sha256\", \"file\", \"statements\", \
+                 \"applied_at\") VALUES (?, ?, ?, ?, ?, ?)",
                 &[
                     Param::Text(node),
                     Param::Int(seq as i64),
@@ -486,8 +558,8 @@ impl Target {
         }
         self.db
             .execute_params(
-                "INSERT INTO _gapsync_quarantine(node, seq, sha256, file, reason, at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO \"_gapsync_quarantine\"(\"node\", \"seq\", \"sha256\", \"file\", \"reason\", \
+                 \"at\") VALUES (?, ?, ?, ?, ?, ?)",
                 &[
                     Param::Text(node),
                     Param::Int(seq as i64),

@@ -1,0 +1,34 @@
+//! The ledger DDL and session set-up each target dialect gets, pinned in
+//! `tests/golden/ledger.sql` (SQL Server, Oracle and DM have not run against a live
+//! server: this file is what a reviewer checks). `GAPSYNC_BLESS=1` rewrites it.
+#![allow(clippy::unwrap_used)]
+
+use gapsync_common::dialect::Dialect;
+use gapsync_common::target::{ledger_ddl_for, session_setup};
+
+#[test]
+fn ledger_ddl_and_session_setup_match_golden() {
+    let mut out = String::new();
+    for d in Dialect::ALL {
+        out.push_str(&format!("-- {}: session set-up\n", d.name()));
+        for s in session_setup(d) {
+            out.push_str(s);
+            out.push_str(";\n");
+        }
+        out.push_str(&format!("-- {}: ledger\n", d.name()));
+        for s in ledger_ddl_for(d) {
+            out.push_str(&s);
+            out.push_str(if s.ends_with(';') { "\n" } else { ";\n" });
+        }
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ledger.sql");
+    if std::env::var("GAPSYNC_BLESS").as_deref() == Ok("1") {
+        std::fs::write(&path, &out).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (GAPSYNC_BLESS=1 creates it)", path.display()));
+    assert_eq!(
+        out, want,
+        "ledger DDL changed: review, then GAPSYNC_BLESS=1"
+    );
+}
