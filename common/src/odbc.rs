@@ -6,10 +6,15 @@
 //! dialect, and the session is set up so that the batch files' literals mean what the
 //! sender meant:
 //!
+//! The session set-up and the ledger DDL per dialect are `crate::target::session_setup`
+//! and `crate::target::ledger_ddl_for` (pinned by `tests/golden/ledger.sql`); in short:
+//!
 //! | DBMS | session set-up |
 //! |---|---|
 //! | PostgreSQL | `standard_conforming_strings = on`, `TIME ZONE 'UTC'`, `client_encoding = 'UTF8'` |
-//! | MySQL / MariaDB | `sql_mode` + `NO_BACKSLASH_ESCAPES,ANSI_QUOTES,STRICT_ALL_TABLES`, `time_zone = '+00:00'`, connector flag FOUND_ROWS (`Option=2`) (the character set comes from the Unicode driver; MariaDB's connector refuses `SET NAMES`) |
+//! | MySQL / MariaDB | `sql_mode` + `NO_BACKSLASH_ESCAPES,ANSI_QUOTES,STRICT_ALL_TABLES`, `time_zone = '+00:00'`, connector flag FOUND_ROWS (`Option=2`) |
+//! | SQL Server | `QUOTED_IDENTIFIER ON`, `ANSI_NULLS ON`, `XACT_ABORT ON` (not yet run live) |
+//! | Oracle, DM | `TIME_ZONE = '+00:00'`, `NLS_NUMERIC_CHARACTERS = '.,'` (not yet run live) |
 //!
 //! With `NO_BACKSLASH_ESCAPES` a value like `x\'); DROP TABLE t; --` stays one string.
 //!
