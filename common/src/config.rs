@@ -1,7 +1,7 @@
 //! Sender and receiver configuration (TOML).
 //!
 //! Loading is two steps: serde parses the file (unknown keys are errors), then
-//! [`SenderConfig::validate`] / [`ReceiverConfig::validate`] check what serde cannot
+//! [`SenderConfig::load`] / [`ReceiverConfig::load`] check what serde cannot
 //! (durations, node ids, strategy parameters, URLs). Every error is one line that names
 //! the file, the key and what is wrong, e.g.
 //! `sender.toml: [batch] interval = "5x": invalid duration (use e.g. 500ms, 5s, 2m, 1h)`.
