@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod batch;
+pub mod capture_ddl;
 pub mod config;
 pub mod dialect;
 pub mod logging;

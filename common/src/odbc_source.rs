@@ -1,4 +1,5 @@
 //! Change capture on PostgreSQL and MySQL/MariaDB sources through ODBC (feature `odbc`).
+//! The DDL and the canonical text per column class come from [`crate::capture_ddl`].
 //!
 //! The same design as the SQLite source (`crate::source`), in the server's own SQL:
 //!
@@ -26,6 +27,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use crate::capture_ddl::{self, CaptureDialect, Class};
 use crate::config::TableConfig;
 use crate::odbc::{Dbms, OdbcBackend};
 use crate::source::{
@@ -34,189 +36,11 @@ use crate::source::{
     to_json,
 };
 use crate::target::{Backend, DbError, Param};
-use crate::value::Value;
 
 type Result<T> = std::result::Result<T, SourceError>;
 
 fn db(e: DbError) -> SourceError {
     SourceError::Unsupported(format!("source database: {}", e.message))
-}
-
-/// How a column's value is carried as text in the tracking table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    Int,
-    Float,
-    Decimal,
-    Text,
-    Binary,
-    Date,
-    Time,
-    Timestamp,
-    TimestampTz,
-    Bool,
-}
-
-impl Class {
-    fn name(self) -> &'static str {
-        match self {
-            Class::Int => "int",
-            Class::Float => "float",
-            Class::Decimal => "decimal",
-            Class::Text => "text",
-            Class::Binary => "binary",
-            Class::Date => "date",
-            Class::Time => "time",
-            Class::Timestamp => "timestamp",
-            Class::TimestampTz => "timestamptz",
-            Class::Bool => "bool",
-        }
-    }
-
-    fn from_name(s: &str) -> Class {
-        match s {
-            "int" => Class::Int,
-            "float" => Class::Float,
-            "decimal" => Class::Decimal,
-            "binary" => Class::Binary,
-            "date" => Class::Date,
-            "time" => Class::Time,
-            "timestamp" => Class::Timestamp,
-            "timestamptz" => Class::TimestampTz,
-            "bool" => Class::Bool,
-            _ => Class::Text,
-        }
-    }
-
-    /// The class of a column from `information_schema.columns.data_type`.
-    fn of(dbms: Dbms, data_type: &str, column_type: &str) -> Class {
-        let t = data_type.to_ascii_lowercase();
-        match t.as_str() {
-            "smallint" | "integer" | "bigint" | "int" | "tinyint" | "mediumint" | "year" => {
-                if dbms == Dbms::Mysql && column_type.contains("unsigned") && t == "bigint" {
-                    Class::Decimal
-                } else {
-                    Class::Int
-                }
-            }
-            "real" | "double precision" | "float" | "double" => Class::Float,
-            "numeric" | "decimal" => Class::Decimal,
-            "bytea" | "binary" | "varbinary" | "blob" | "tinyblob" | "mediumblob" | "longblob" => {
-                Class::Binary
-            }
-            "date" => Class::Date,
-            "time" | "time without time zone" => Class::Time,
-            "timestamp without time zone" | "datetime" => Class::Timestamp,
-            "timestamp with time zone" => Class::TimestampTz,
-            // MySQL TIMESTAMP is an instant (stored in UTC).
-            "timestamp" if dbms == Dbms::Mysql => Class::TimestampTz,
-            "boolean" => Class::Bool,
-            _ => Class::Text,
-        }
-    }
-
-    /// The declared type handed to the target dialect's type mapping for `CREATE TABLE`.
-    fn declared(self, precision: Option<&str>, scale: Option<&str>) -> String {
-        match self {
-            Class::Int => "BIGINT".into(),
-            Class::Float => "DOUBLE".into(),
-            Class::Decimal => match (precision, scale) {
-                (Some(p), Some(s)) => format!("DECIMAL({p},{s})"),
-                _ => "DECIMAL".into(),
-            },
-            Class::Text => "TEXT".into(),
-            Class::Binary => "BLOB".into(),
-            Class::Date => "DATE".into(),
-            Class::Time => "TIME(6)".into(),
-            Class::Timestamp => "TIMESTAMP(6)".into(),
-            Class::TimestampTz => "TIMESTAMP(6) WITH TIME ZONE".into(),
-            Class::Bool => "BOOLEAN".into(),
-        }
-    }
-
-    /// The SQL expression that turns `col` (e.g. `NEW."v"`) into the canonical text.
-    fn expr(self, dbms: Dbms, col: &str) -> String {
-        match (dbms, self) {
-            (Dbms::Mysql, Class::Text) => col.to_owned(),
-            (Dbms::Mysql, Class::Binary) => format!("HEX({col})"),
-            (Dbms::Mysql, Class::Date) => format!("DATE_FORMAT({col}, '%Y-%m-%d')"),
-            (Dbms::Mysql, Class::Time) => format!("TIME_FORMAT({col}, '%H:%i:%s.%f')"),
-            (Dbms::Mysql, Class::Timestamp) => {
-                format!("DATE_FORMAT({col}, '%Y-%m-%d %H:%i:%s.%f')")
-            }
-            (Dbms::Mysql, Class::TimestampTz) => format!("CAST(UNIX_TIMESTAMP({col}) AS CHAR)"),
-            (Dbms::Mysql, _) => format!("CAST({col} AS CHAR)"),
-            (_, Class::Binary) => format!("encode({col}, 'hex')"),
-            (_, Class::Date) => format!("to_char({col}, 'YYYY-MM-DD')"),
-            (_, Class::Time) => format!("to_char({col}, 'HH24:MI:SS.US')"),
-            (_, Class::Timestamp) => format!("to_char({col}, 'YYYY-MM-DD HH24:MI:SS.US')"),
-            (_, Class::TimestampTz) => {
-                format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
-            }
-            (_, Class::Bool) => format!("({col})::int::text"),
-            (_, _) => format!("({col})::text"),
-        }
-    }
-
-    /// Decode the canonical text back into a typed value.
-    fn decode(self, text: Option<&str>) -> std::result::Result<Value, String> {
-        let Some(t) = text else {
-            return Ok(Value::Null);
-        };
-        Ok(match self {
-            Class::Int => match t.parse::<i64>() {
-                Ok(i) => Value::Integer(i),
-                Err(_) => Value::Decimal(t.to_owned()),
-            },
-            Class::Float => Value::Real(match t {
-                "Infinity" | "inf" => f64::INFINITY,
-                "-Infinity" | "-inf" => f64::NEG_INFINITY,
-                "NaN" | "nan" => f64::NAN,
-                _ => t.parse::<f64>().map_err(|e| format!("float {t:?}: {e}"))?,
-            }),
-            Class::Decimal => Value::Decimal(t.to_owned()),
-            Class::Text => Value::Text(t.to_owned()),
-            Class::Binary => Value::Blob(hex::decode(t).map_err(|e| format!("hex {t:?}: {e}"))?),
-            Class::Date => Value::Date(t.to_owned()),
-            Class::Time => Value::Time(trim_fraction(t)),
-            Class::Timestamp => Value::Timestamp(trim_fraction(t)),
-            Class::TimestampTz => {
-                if t.contains('-') {
-                    Value::TimestampTz(format!("{}+00:00", trim_fraction(t)))
-                } else {
-                    // MySQL: seconds since the epoch, with a fraction.
-                    let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
-                    let secs: i64 = secs.parse().map_err(|e| format!("epoch {t:?}: {e}"))?;
-                    let dt = chrono::DateTime::from_timestamp(secs, 0)
-                        .ok_or_else(|| format!("epoch {t:?} out of range"))?;
-                    let mut s = dt.format("%Y-%m-%d %H:%M:%S").to_string();
-                    let frac = frac.trim_end_matches('0');
-                    if !frac.is_empty() {
-                        s.push('.');
-                        s.push_str(frac);
-                    }
-                    s.push_str("+00:00");
-                    Value::TimestampTz(s)
-                }
-            }
-            Class::Bool => Value::Bool(matches!(t, "1" | "t" | "true")),
-        })
-    }
-}
-
-/// `.000000` fractions say nothing: drop trailing zeros (and the dot).
-fn trim_fraction(t: &str) -> String {
-    match t.split_once('.') {
-        Some((a, f)) => {
-            let f = f.trim_end_matches('0');
-            if f.is_empty() {
-                a.to_owned()
-            } else {
-                format!("{a}.{f}")
-            }
-        }
-        None => t.to_owned(),
-    }
 }
 
 /// The latest layout recorded for a table.
@@ -257,10 +81,15 @@ impl OdbcSource {
     }
 
     fn q(&self, name: &str) -> String {
+        capture_ddl::quote_ident(self.cd(), name)
+    }
+
+    /// The capture dialect of the source (PostgreSQL or MySQL/MariaDB).
+    fn cd(&self) -> CaptureDialect {
         if self.dbms == Dbms::Mysql {
-            format!("`{}`", name.replace('`', "``"))
+            CaptureDialect::Mysql
         } else {
-            format!("\"{}\"", name.replace('"', "\"\""))
+            CaptureDialect::Postgres
         }
     }
 
@@ -298,60 +127,8 @@ impl OdbcSource {
         Ok(self.one_int(&sql, &[Param::Text(name)])? > 0)
     }
 
-    fn text_type(&self) -> &'static str {
-        if self.dbms == Dbms::Mysql {
-            "LONGTEXT"
-        } else {
-            "TEXT"
-        }
-    }
-
     fn base_ddl(&self) -> Vec<String> {
-        let (serial, changes_tail, txid) = if self.dbms == Dbms::Mysql {
-            (
-                "BIGINT AUTO_INCREMENT PRIMARY KEY",
-                " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-                "txid BIGINT NULL",
-            )
-        } else {
-            (
-                "BIGSERIAL PRIMARY KEY",
-                "",
-                "txid BIGINT NOT NULL DEFAULT txid_current()",
-            )
-        };
-        let at = if self.dbms == Dbms::Mysql {
-            "at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"
-        } else {
-            "at TIMESTAMPTZ NOT NULL DEFAULT now()"
-        };
-        vec![
-            format!(
-                "CREATE TABLE IF NOT EXISTS _gapsync_changes(id {serial}, tbl VARCHAR(255) NOT NULL, \
-                 op CHAR(1) NOT NULL, layout INTEGER NOT NULL, {at}, {txid}, batch BIGINT NULL){changes_tail}"
-            ),
-            // Clearing an applied batch (`DELETE ... WHERE batch = ?`) must not scan.
-            "CREATE INDEX IF NOT EXISTS _gapsync_changes_batch ON _gapsync_changes(batch)".into(),
-            "CREATE TABLE IF NOT EXISTS _gapsync_layouts(layout INTEGER PRIMARY KEY, tbl VARCHAR(255) NOT NULL, \
-             cols TEXT NOT NULL, keycols TEXT NOT NULL, classes TEXT NOT NULL, installed_at VARCHAR(40) NOT NULL)"
-                .into(),
-            "CREATE TABLE IF NOT EXISTS _gapsync_batches(seq BIGINT PRIMARY KEY, kind VARCHAR(16) NOT NULL, \
-             file VARCHAR(255) NOT NULL, size BIGINT NOT NULL, sha256 VARCHAR(64) NOT NULL, \
-             statements BIGINT NOT NULL, changes BIGINT NOT NULL, first_id BIGINT NULL, last_id BIGINT NULL, \
-             state VARCHAR(16) NOT NULL, attempts INTEGER NOT NULL, reason TEXT NULL, \
-             created VARCHAR(40) NOT NULL, updated VARCHAR(40) NOT NULL)"
-                .into(),
-            "CREATE TABLE IF NOT EXISTS _gapsync_state(name VARCHAR(64) PRIMARY KEY, value BIGINT NOT NULL)".into(),
-            format!(
-                "CREATE TABLE IF NOT EXISTS _gapsync_requests(id {serial}, kind VARCHAR(16) NOT NULL, \
-                 tbl VARCHAR(255) NOT NULL, requested VARCHAR(40) NOT NULL)"
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS _gapsync_rejected(id {serial}, change_id BIGINT NULL, \
-                 tbl VARCHAR(255) NOT NULL, what VARCHAR(16) NOT NULL, reason TEXT NOT NULL, \
-                 at VARCHAR(40) NOT NULL)"
-            ),
-        ]
+        capture_ddl::base_ddl(self.cd())
     }
 
     fn tracking_width(&mut self) -> Result<(usize, usize)> {
@@ -399,14 +176,7 @@ impl OdbcSource {
     }
 
     fn trigger_names(&self, table: &str) -> Vec<String> {
-        if self.dbms == Dbms::Mysql {
-            ["ins", "upd", "del"]
-                .iter()
-                .map(|k| format!("_gapsync_{table}_{k}"))
-                .collect()
-        } else {
-            vec![format!("_gapsync_{table}")]
-        }
+        capture_ddl::trigger_names(self.cd(), table)
     }
 
     fn triggers_present(&mut self, table: &str) -> Result<bool> {
@@ -420,91 +190,11 @@ impl OdbcSource {
     }
 
     fn drop_trigger_ddl(&self, table: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for name in self.trigger_names(table) {
-            if self.dbms == Dbms::Mysql {
-                out.push(format!("DROP TRIGGER IF EXISTS {}", self.q(&name)));
-            } else {
-                out.push(format!(
-                    "DROP TRIGGER IF EXISTS {} ON {}",
-                    self.q(&name),
-                    self.q(table)
-                ));
-                out.push(format!(
-                    "DROP FUNCTION IF EXISTS {}()",
-                    self.q(&format!("{name}_fn"))
-                ));
-            }
-        }
-        out
+        capture_ddl::drop_trigger_ddl(self.cd(), table)
     }
 
     fn trigger_ddl(&self, spec: &TableSpec, classes: &[Class], layout: i64) -> Vec<String> {
-        let t = self.q(&spec.source);
-        let tl = quote_lit(&spec.source);
-        let cn: Vec<String> = (0..spec.columns.len()).map(|i| format!("c{i}")).collect();
-        let kn: Vec<String> = (0..spec.key.len()).map(|i| format!("k{i}")).collect();
-        let vals = |rec: &str| -> Vec<String> {
-            spec.columns
-                .iter()
-                .zip(classes)
-                .map(|(c, cl)| cl.expr(self.dbms, &format!("{rec}.{}", self.q(&c.source))))
-                .collect()
-        };
-        let keys = |rec: &str| -> Vec<String> {
-            spec.key
-                .iter()
-                .map(|&i| {
-                    classes[i].expr(
-                        self.dbms,
-                        &format!("{rec}.{}", self.q(&spec.columns[i].source)),
-                    )
-                })
-                .collect()
-        };
-        let ins = format!(
-            "INSERT INTO _gapsync_changes(tbl, op, layout, {}) VALUES ({tl}, 'I', {layout}, {})",
-            cn.join(", "),
-            vals("NEW").join(", ")
-        );
-        let upd = format!(
-            "INSERT INTO _gapsync_changes(tbl, op, layout, {}, {}) VALUES ({tl}, 'U', {layout}, {}, {})",
-            kn.join(", "),
-            cn.join(", "),
-            keys("OLD").join(", "),
-            vals("NEW").join(", ")
-        );
-        let del = format!(
-            "INSERT INTO _gapsync_changes(tbl, op, layout, {}) VALUES ({tl}, 'D', {layout}, {})",
-            kn.join(", "),
-            keys("OLD").join(", ")
-        );
-        let mut out = self.drop_trigger_ddl(&spec.source);
-        if self.dbms == Dbms::Mysql {
-            for (kind, event, body) in [
-                ("ins", "INSERT", ins),
-                ("upd", "UPDATE", upd),
-                ("del", "DELETE", del),
-            ] {
-                out.push(format!(
-                    "CREATE TRIGGER {} AFTER {event} ON {t} FOR EACH ROW {body}",
-                    self.q(&format!("_gapsync_{}_{kind}", spec.source))
-                ));
-            }
-        } else {
-            let name = format!("_gapsync_{}", spec.source);
-            let func = self.q(&format!("{name}_fn"));
-            out.push(format!(
-                "CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $gapsync$ \
-                 BEGIN IF TG_OP = 'INSERT' THEN {ins}; ELSIF TG_OP = 'UPDATE' THEN {upd}; \
-                 ELSE {del}; END IF; RETURN NULL; END $gapsync$"
-            ));
-            out.push(format!(
-                "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW EXECUTE FUNCTION {func}()",
-                self.q(&name)
-            ));
-        }
-        out
+        capture_ddl::trigger_ddl(self.cd(), spec, classes, layout)
     }
 
     fn plan(&mut self, specs: &[TableSpec]) -> Result<InstallPlan> {
@@ -538,17 +228,12 @@ impl OdbcSource {
                     Some(_) => "re-installed (columns or key changed)",
                 }
             ));
-            let text = self.text_type();
             while kw < key.len() {
-                ddl.push(format!(
-                    "ALTER TABLE _gapsync_changes ADD COLUMN k{kw} {text} NULL"
-                ));
+                ddl.push(capture_ddl::width_ddl(self.cd(), 'k', kw));
                 kw += 1;
             }
             while cw < cols.len() {
-                ddl.push(format!(
-                    "ALTER TABLE _gapsync_changes ADD COLUMN c{cw} {text} NULL"
-                ));
+                ddl.push(capture_ddl::width_ddl(self.cd(), 'c', cw));
                 cw += 1;
             }
             let layout = next_layout;
@@ -570,7 +255,7 @@ impl OdbcSource {
     fn classes_of(&self, spec: &TableSpec) -> Vec<Class> {
         spec.columns
             .iter()
-            .map(|c| class_of_declared(&c.decl_type))
+            .map(|c| Class::of_declared(&c.decl_type))
             .collect()
     }
 
@@ -605,6 +290,7 @@ impl OdbcSource {
         rows: Vec<Vec<Option<String>>>,
         kw: usize,
     ) -> Result<Vec<(Change, Option<i64>)>> {
+        let cd = self.cd();
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let get = |i: usize| r.get(i).cloned().flatten();
@@ -639,7 +325,7 @@ impl OdbcSource {
                 Vec::new()
             } else {
                 (0..layout.key.len())
-                    .map(|i| key_classes[i].decode(r.get(5 + i).and_then(|v| v.as_deref())))
+                    .map(|i| key_classes[i].decode(cd, r.get(5 + i).and_then(|v| v.as_deref())))
                     .collect::<std::result::Result<Vec<_>, _>>()
                     .map_err(bad)?
             };
@@ -647,7 +333,7 @@ impl OdbcSource {
                 Vec::new()
             } else {
                 (0..layout.columns.len())
-                    .map(|i| classes[i].decode(r.get(5 + kw + i).and_then(|v| v.as_deref())))
+                    .map(|i| classes[i].decode(cd, r.get(5 + kw + i).and_then(|v| v.as_deref())))
                     .collect::<std::result::Result<Vec<_>, _>>()
                     .map_err(bad)?
             };
@@ -699,32 +385,6 @@ impl OdbcSource {
     }
 }
 
-/// The class of a canonical declared type written by [`Class::declared`].
-fn class_of_declared(decl: &str) -> Class {
-    let d = decl.to_ascii_uppercase();
-    if d == "BIGINT" {
-        Class::Int
-    } else if d == "DOUBLE" {
-        Class::Float
-    } else if d.starts_with("DECIMAL") {
-        Class::Decimal
-    } else if d == "BLOB" {
-        Class::Binary
-    } else if d == "DATE" {
-        Class::Date
-    } else if d.starts_with("TIME(") {
-        Class::Time
-    } else if d.ends_with("WITH TIME ZONE") {
-        Class::TimestampTz
-    } else if d.starts_with("TIMESTAMP") {
-        Class::Timestamp
-    } else if d == "BOOLEAN" {
-        Class::Bool
-    } else {
-        Class::Text
-    }
-}
-
 impl ChangeSource for OdbcSource {
     fn is_installed(&mut self) -> Result<bool> {
         self.has_table("_gapsync_batches")
@@ -746,17 +406,13 @@ impl ChangeSource for OdbcSource {
         if cols.is_empty() {
             return Err(SourceError::NoTable(cfg.source.clone()));
         }
-        let dbms = self.dbms;
+        let cd = self.cd();
         let columns: Vec<ColumnSpec> = cols
             .iter()
             .map(|r| {
                 let get = |i: usize| r.get(i).cloned().flatten();
                 let name = get(0).unwrap_or_default();
-                let class = Class::of(
-                    dbms,
-                    &get(1).unwrap_or_default(),
-                    &get(4).unwrap_or_default(),
-                );
+                let class = Class::of(cd, &get(1).unwrap_or_default(), &get(4).unwrap_or_default());
                 ColumnSpec {
                     target: cfg
                         .rename
@@ -843,16 +499,7 @@ impl ChangeSource for OdbcSource {
             ddl.extend(self.drop_trigger_ddl(t));
         }
         if purge {
-            for t in [
-                "_gapsync_changes",
-                "_gapsync_layouts",
-                "_gapsync_batches",
-                "_gapsync_state",
-                "_gapsync_requests",
-                "_gapsync_rejected",
-            ] {
-                ddl.push(format!("DROP TABLE IF EXISTS {t}"));
-            }
+            ddl.extend(capture_ddl::purge_ddl(self.cd()));
         }
         for stmt in &ddl {
             self.exec(stmt, &[])?;
@@ -1163,12 +810,13 @@ impl ChangeSource for OdbcSource {
         each: &mut SnapshotSink<'_>,
     ) -> std::result::Result<Absorbed, SinkError> {
         let classes = self.classes_of(spec);
+        let cd = self.cd();
         let t = self.q(&spec.source);
         let exprs: Vec<String> = spec
             .columns
             .iter()
             .zip(&classes)
-            .map(|(c, cl)| cl.expr(self.dbms, &format!("{t}.{}", self.q(&c.source))))
+            .map(|(c, cl)| cl.expr(self.cd(), &format!("{t}.{}", self.q(&c.source))))
             .collect();
         let order: Vec<String> = spec
             .key
@@ -1201,7 +849,7 @@ impl ChangeSource for OdbcSource {
                 vals.clear();
                 for (v, cl) in r.iter().zip(&classes) {
                     vals.push(
-                        cl.decode(v.as_deref())
+                        cl.decode(cd, v.as_deref())
                             .map_err(|e| -> SinkError { e.into() })?,
                     );
                 }
