@@ -355,14 +355,26 @@ impl Class {
             (D::Mysql, _) => format!("CAST({col} AS CHAR)"),
 
             (D::Postgres, Class::Binary) => format!("encode({col}, 'hex')"),
-            (D::Postgres, Class::Date) => format!("to_char({col}, 'YYYY-MM-DD')"),
+            // `infinity` and BC values have no canonical form: they are carried as
+            // PostgreSQL prints them, which the value check then refuses loudly (the
+            // change is rejected with its reason), instead of to_char's NULL or a date
+            // without its era.
+            (D::Postgres, Class::Date) => format!(
+                "CASE WHEN isfinite({col}) AND {col} >= DATE '0001-01-01' \
+                 THEN to_char({col}, 'YYYY-MM-DD') ELSE ({col})::text END"
+            ),
             (D::Postgres, Class::Time) => format!("to_char({col}, 'HH24:MI:SS.US')"),
-            (D::Postgres, Class::Timestamp) => {
-                format!("to_char({col}, 'YYYY-MM-DD HH24:MI:SS.US')")
-            }
-            (D::Postgres, Class::TimestampTz) => {
-                format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
-            }
+            (D::Postgres, Class::Timestamp) => format!(
+                "CASE WHEN isfinite({col}) AND {col} >= TIMESTAMP '0001-01-01' \
+                 THEN to_char({col}, 'YYYY-MM-DD HH24:MI:SS.US') ELSE ({col})::text END"
+            ),
+            (D::Postgres, Class::TimestampTz) => format!(
+                "CASE WHEN isfinite({col}) AND {col} >= TIMESTAMPTZ '0001-01-01 00:00:00+00' \
+                 THEN to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') \
+                 ELSE ({col})::text END"
+            ),
+            // real (float4) is widened: its exact value as a double, like MySQL FLOAT.
+            (D::Postgres, Class::Float) => format!("({col})::float8::text"),
             (D::Postgres, Class::Bool) => format!("({col})::int::text"),
             (D::Postgres, _) => format!("({col})::text"),
 
@@ -442,8 +454,13 @@ impl Class {
             Class::Time => Value::Time(trim_fraction(t)),
             Class::Timestamp => Value::Timestamp(trim_fraction(t)),
             Class::TimestampTz => {
-                if t.contains('-') {
+                let epoch = !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+                if t.contains(' ') && !t.contains("BC") {
                     Value::TimestampTz(format!("{}+00:00", trim_fraction(t)))
+                } else if !epoch {
+                    // `infinity`, a BC instant: no canonical form; carried as printed so
+                    // that the value check rejects the change loudly.
+                    Value::TimestampTz(t.to_owned())
                 } else {
                     // MySQL: seconds since the epoch, with a fraction.
                     let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
@@ -943,10 +960,11 @@ pub fn trigger_ddl(
                 let name = format!("_gapsync_{}", spec.source);
                 let func = q(&format!("{name}_fn"));
                 out.push(format!(
-                    // `SET search_path FROM CURRENT`: the function finds `_gapsync_changes`
-                    // whatever search_path the writing session has.
+                    // The writing session's settings must not change what is captured:
+                    // `search_path` (finding `_gapsync_changes`) and `extra_float_digits`
+                    // (floats printed exactly) are pinned on the function.
                     "CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql \
-                     SET search_path FROM CURRENT AS $gapsync$ \
+                     SET search_path FROM CURRENT SET extra_float_digits = 3 AS $gapsync$ \
                      BEGIN IF TG_OP = 'INSERT' THEN {ins}; ELSIF TG_OP = 'UPDATE' THEN {upd}; \
                      ELSE {del}; END IF; RETURN NULL; END $gapsync$"
                 ));

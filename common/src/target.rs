@@ -198,6 +198,7 @@ pub fn session_setup(d: crate::dialect::Dialect) -> &'static [&'static str] {
             "SET standard_conforming_strings = on",
             "SET TIME ZONE 'UTC'",
             "SET client_encoding = 'UTF8'",
+            "SET extra_float_digits = 3",
         ],
         Dialect::Mysql => &[
             "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES,ANSI_QUOTES,STRICT_ALL_TABLES')",

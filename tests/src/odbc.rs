@@ -832,3 +832,155 @@ pub fn wait_synced(ws: &Workspace, tx: &SenderNode, db: &TestDb, timeout: Durati
         },
     );
 }
+
+// ------------------------------------------------------------------------ server sources
+
+/// Execute one statement on an open connection (e.g. a writer session of a test with
+/// its own transaction or session settings); the error as one line.
+pub fn exec_in(conn: &Connection<'_>, sql: &str) -> Result<(), String> {
+    exec_on(conn, sql)
+}
+
+/// Panic with a hint unless the `gapsync-sender` binary next to the tests was built with
+/// the `odbc` feature (checked once per process, without touching a database: a build
+/// without it says so for an `odbc:` source URL).
+pub fn assert_sender_has_odbc() {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = CHECKED.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("gapsync-odbc-check-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let cfg = odbc_source_toml(
+            &crate::SenderConfig::new("check").table(crate::Table::new("t")),
+            "Driver={gapsync-no-such-driver};",
+            &dir.path().join("swork"),
+        );
+        let path = dir.path().join("sender.toml");
+        std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
+        let path = path.display().to_string();
+        let out = crate::run_command(
+            &crate::sender_bin(),
+            &["-c", &path, "check"],
+            dir.path(),
+            Duration::from_secs(60),
+        );
+        if out.stderr.contains("no ODBC support") {
+            Err(format!(
+                "{} was built without ODBC support: run `cargo build --workspace --features odbc` \
+                 before `cargo test -p gapsync-tests --features odbc` ({})",
+                crate::sender_bin().display(),
+                out.stderr.trim()
+            ))
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+/// `sender.toml` for `cfg` with a server source: `[source] url = "odbc:<conn_str>"`
+/// instead of the SQLite URL [`crate::SenderConfig::toml`] writes.
+pub fn odbc_source_toml(cfg: &crate::SenderConfig, conn_str: &str, work_dir: &Path) -> String {
+    let placeholder = Path::new("/gapsync-placeholder-source.db");
+    let text = cfg.toml(placeholder, work_dir);
+    let sqlite_line = format!(
+        "url = \"sqlite:{}\"",
+        placeholder.display().to_string().replace('\\', "\\\\")
+    );
+    let odbc_line = format!(
+        "url = \"odbc:{}\"",
+        conn_str.replace('\\', "\\\\").replace('"', "\\\"")
+    );
+    assert!(
+        text.contains(&sqlite_line),
+        "SenderConfig::toml no longer writes {sqlite_line:?}:\n{text}"
+    );
+    text.replacen(&sqlite_line, &odbc_line, 1)
+}
+
+/// Point an existing sender node at a server source: rewrite its `sender.toml` from its
+/// `cfg` with `[source] url = "odbc:<conn_str>"`. (Do not call
+/// [`SenderNode::write_config`] or [`SenderNode::set_connect`] afterwards: they write
+/// the SQLite URL again.) The node's `source_db`, `progress` and `batches` keep naming
+/// a SQLite file that is not used: read the server's tables with
+/// [`TestDb::sender_progress`] and [`TestDb::sender_batches`].
+pub fn use_odbc_source(tx: &SenderNode, conn_str: &str) {
+    std::fs::write(
+        &tx.config_path,
+        odbc_source_toml(&tx.cfg, conn_str, &tx.work_dir),
+    )
+    .unwrap_or_else(|e| panic!("write {}: {e}", tx.config_path.display()));
+}
+
+fn int_of(v: &Value, what: &str) -> i64 {
+    match v {
+        Value::Integer(i) => *i,
+        Value::Null => 0,
+        Value::Text(t) => t
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{what}: {t:?} is not an integer: {e}")),
+        other => panic!("{what}: {} is not an integer", describe(other)),
+    }
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::Text(t) => t.clone(),
+        Value::Null => String::new(),
+        other => describe(other),
+    }
+}
+
+impl TestDb {
+    /// What gapsync's tables in this database (a server SOURCE) say: the same as
+    /// [`SenderNode::progress`] reads from a SQLite source, in one query.
+    pub fn sender_progress(&self) -> crate::SenderProgress {
+        let rows = self.query(
+            "SELECT (SELECT count(*) FROM _gapsync_changes WHERE batch IS NULL), \
+                    (SELECT count(*) FROM _gapsync_batches WHERE state = 'ready'), \
+                    (SELECT count(*) FROM _gapsync_batches WHERE state = 'quarantined'), \
+                    (SELECT count(*) FROM _gapsync_requests), \
+                    (SELECT coalesce(max(seq), 0) FROM _gapsync_batches)",
+        );
+        let r = rows
+            .first()
+            .unwrap_or_else(|| panic!("{}: no progress row", self.name));
+        let n = |i: usize| int_of(&r[i], "sender progress").max(0) as u64;
+        crate::SenderProgress {
+            pending: n(0),
+            unanswered: n(1),
+            quarantined: n(2),
+            queued_snapshots: n(3),
+            last_cut: n(4),
+        }
+    }
+
+    /// Every row of `_gapsync_batches` in this database (a server SOURCE), by seq.
+    pub fn sender_batches(&self) -> Vec<crate::BatchRow> {
+        self.query(
+            "SELECT seq, kind, file, statements, first_id, last_id, state, attempts, created, \
+             changes FROM _gapsync_batches ORDER BY seq",
+        )
+        .into_iter()
+        .map(|r| {
+            let id = |i: usize| Some(int_of(&r[i], "_gapsync_batches id")).filter(|v| *v != 0);
+            crate::BatchRow {
+                seq: int_of(&r[0], "_gapsync_batches.seq") as u64,
+                kind: text_of(&r[1]),
+                file: text_of(&r[2]),
+                statements: int_of(&r[3], "_gapsync_batches.statements") as u64,
+                first_id: id(4),
+                last_id: id(5),
+                state: text_of(&r[6]),
+                attempts: int_of(&r[7], "_gapsync_batches.attempts") as u32,
+                created: text_of(&r[8]),
+                changes: int_of(&r[9], "_gapsync_batches.changes") as u64,
+            }
+        })
+        .collect()
+    }
+}

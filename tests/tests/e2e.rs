@@ -20,6 +20,10 @@ mod faults;
 #[path = "e2e/odbc.rs"]
 mod odbc;
 
+#[cfg(feature = "odbc")]
+#[path = "e2e/odbc_sources.rs"]
+mod odbc_sources;
+
 // ------------------------------------------------------------------------ helpers
 
 /// Count statement lines of the given kind (`INSERT INTO "t"`, `UPDATE "t"`, ...)

@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS "_gapsync_quarantine"("node" VARCHAR(32) NOT NULL, "s
 SET standard_conforming_strings = on;
 SET TIME ZONE 'UTC';
 SET client_encoding = 'UTF8';
+SET extra_float_digits = 3;
 -- postgres: ledger
 CREATE TABLE IF NOT EXISTS "_gapsync_ledger"("node" VARCHAR(32) NOT NULL, "seq" BIGINT NOT NULL, "sha256" VARCHAR(64) NOT NULL, "file" VARCHAR(255) NOT NULL, "statements" BIGINT NOT NULL, "applied_at" VARCHAR(32) NOT NULL, PRIMARY KEY ("node", "seq"));
 CREATE TABLE IF NOT EXISTS "_gapsync_quarantine"("node" VARCHAR(32) NOT NULL, "seq" BIGINT NOT NULL, "sha256" VARCHAR(64) NOT NULL, "file" VARCHAR(255) NOT NULL, "reason" TEXT NOT NULL, "at" VARCHAR(32) NOT NULL, PRIMARY KEY ("node", "seq"));
