@@ -125,6 +125,20 @@ struct RawSender {
     batch: RawBatch,
     link: RawSenderLink,
     work: RawWork,
+    sign: Option<RawSign>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSign {
+    key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    node: String,
+    key: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +205,8 @@ struct RawReceiver {
     work: RawWork,
     #[serde(default)]
     apply: RawApply,
+    #[serde(default)]
+    trust: Vec<RawTrust>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +214,7 @@ struct RawReceiver {
 struct RawReceiverTarget {
     url: String,
     dialect: Option<String>,
+    tables: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -277,6 +294,8 @@ pub struct SenderConfig {
     pub file: PathBuf,
     pub node: String,
     pub insecure: bool,
+    /// `[sign] key`: the Ed25519 private key file batches are signed with.
+    pub sign_key: Option<PathBuf>,
     pub source: DbUrl,
     /// ODBC sources: the source's dialect, when not detected from the driver.
     pub source_dialect: Option<String>,
@@ -303,6 +322,11 @@ pub struct ReceiverLinkConfig {
 pub struct ReceiverConfig {
     pub file: PathBuf,
     pub insecure: bool,
+    /// `[[trust]]`: (node, public key line) pairs; several keys per node allowed.
+    pub trust: Vec<(String, String)>,
+    /// `[target] tables`: the tables batches may touch (patterns with `*`); None: any
+    /// table of the target's default schema except gapsync's own.
+    pub allowed_tables: Option<Vec<String>>,
     pub target: DbUrl,
     /// The target's dialect, when not detected from the ODBC driver.
     pub target_dialect: Option<String>,
@@ -575,10 +599,17 @@ impl SenderConfig {
             )?,
             once_connect_attempts: l.once_connect_attempts.unwrap_or(5).max(1),
         };
+        if raw.sign.is_none() && !raw.insecure {
+            return Err(invalid(
+                path,
+                "no [sign] key: create one with `gapsync-sender keygen --out DIR` and set [sign] key = \"DIR/<node>.key\", or set insecure = true to run without signatures",
+            ));
+        }
         Ok(SenderConfig {
             file: path.to_owned(),
             node: raw.node,
             insecure: raw.insecure,
+            sign_key: raw.sign.map(|s| base.join(s.key)),
             source,
             source_dialect: raw.source.dialect,
             dialect,
@@ -636,9 +667,29 @@ impl ReceiverConfig {
             )?,
             max_connections: l.max_connections.unwrap_or(16).max(1),
         };
+        if raw.trust.is_empty() && !raw.insecure {
+            return Err(invalid(
+                path,
+                "no [[trust]] entry: add [[trust]] node = \"...\" key = \"<the sender's .pub line>\" for every sender, or set insecure = true to accept unsigned batches",
+            ));
+        }
+        for (i, t) in raw.trust.iter().enumerate() {
+            if !valid_node(&t.node) {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "[[trust]] #{} node = {:?}: not a valid node id",
+                        i + 1,
+                        t.node
+                    ),
+                ));
+            }
+        }
         Ok(ReceiverConfig {
             file: path.to_owned(),
             insecure: raw.insecure,
+            trust: raw.trust.into_iter().map(|t| (t.node, t.key)).collect(),
+            allowed_tables: raw.target.tables,
             target,
             target_dialect: raw.target.dialect,
             link,
@@ -665,6 +716,7 @@ mod tests {
 
     const GOOD: &str = r#"
 node = "plant1"
+insecure = true
 [source]
 url = "sqlite:plant.db"
 [target]
@@ -715,7 +767,7 @@ dir = "work"
             ),
             (
                 GOOD.replace("dir = \"work\"", "dri = \"work\""),
-                "line 17 ([work] dri = \"work\"): unknown field `dri`",
+                "line 18 ([work] dri = \"work\"): unknown field `dri`",
             ),
             (
                 GOOD.replace("sqlite:plant.db", "mysql://x"),
