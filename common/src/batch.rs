@@ -23,7 +23,9 @@
 //! ...   ...                             no '\n' or '\r' inside
 //! 8+N   <statement N>
 //! 9+N   -- sha256: <64 lowercase hex>   SHA-256 of bytes 0 .. start of this line
-//! 10+N  -- signature: <key id> <hex>    optional, NOT covered by the sha256
+//! 10+N  -- signature: <key id> <hex>    optional, NOT covered by the sha256; written by
+//!                                       a writer with a signer: Ed25519 over (node, seq,
+//!                                       file name, sha256), see [`crate::sign`]
 //!       (end of file: nothing else may follow)
 //! ```
 //!
@@ -476,6 +478,7 @@ pub struct BatchWriter {
     content: Sha256,
     pushed: u64,
     guard: TempGuard,
+    signer: Option<crate::sign::BatchSigner>,
 }
 
 impl fmt::Debug for BatchWriter {
@@ -528,10 +531,27 @@ impl BatchWriter {
             pushed: 0,
             guard,
             header,
+            signer: None,
         };
         let text = render_header(&w.header);
         w.emit(text.as_bytes())?;
         Ok(w)
+    }
+
+    /// Sign the batch at [`finish`](Self::finish): the `-- signature:` line follows
+    /// the sha256 trailer. The signer's node must be the header's node.
+    pub fn with_signer(mut self, signer: Option<crate::sign::BatchSigner>) -> Result<Self> {
+        if let Some(s) = &signer
+            && s.node() != self.header.node
+        {
+            return Err(BatchError::BadHeader(format!(
+                "signing key is for node {}, the batch is of node {}",
+                s.node(),
+                self.header.node
+            )));
+        }
+        self.signer = signer;
+        Ok(self)
     }
 
     /// The final file name this writer will produce.
@@ -577,6 +597,7 @@ impl BatchWriter {
             content,
             pushed,
             mut guard,
+            signer,
         } = self;
         if pushed != header.statements {
             return Err(BatchError::CountMismatch {
@@ -587,7 +608,11 @@ impl BatchWriter {
         }
         let io = io_at(&tmp_path);
         let content_sha256: [u8; 32] = content.finalize().into();
-        let trailer = format!("{SHA_PREFIX}{}\n", hex::encode(content_sha256));
+        let mut trailer = format!("{SHA_PREFIX}{}\n", hex::encode(content_sha256));
+        if let Some(s) = &signer {
+            let sig = s.sign(header.seq, &name, &content_sha256);
+            trailer.push_str(&format!("{SIG_PREFIX}{sig}\n"));
+        }
         out.write_all(trailer.as_bytes()).map_err(&io)?;
         let hw = match out.into_inner().map_err(|e| io(e.into_error()))? {
             Stage::Plain(hw) => hw,

@@ -627,6 +627,7 @@ impl ReceiverConfig {
         crate::target::TargetOptions {
             busy_timeout: self.busy_timeout,
             dialect: self.target_dialect.clone(),
+            allow: crate::allow::AllowList::new(self.allowed_tables.clone()),
         }
     }
 

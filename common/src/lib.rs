@@ -8,9 +8,11 @@
 //! - [`source`]: change capture on a source database (tracking table, triggers, reads).
 //! - [`target`]: applying batches on a target database with the ledger, exactly once.
 //! - [`audit`]: the append-only audit record.
+//! - [`sign`]: Ed25519 key files, batch signing and verification against trusted keys.
 //!
 //! This crate opens no sockets.
 
+pub mod allow;
 pub mod audit;
 pub mod batch;
 pub mod capture_ddl;
@@ -21,6 +23,7 @@ pub mod logging;
 pub mod odbc;
 #[cfg(feature = "odbc")]
 pub mod odbc_source;
+pub mod sign;
 pub mod source;
 pub mod stop;
 pub mod target;

@@ -282,6 +282,9 @@ impl Backend for OdbcBackend {
     fn ledger_ddl(&self) -> Vec<String> {
         crate::target::ledger_ddl_for(self.dialect)
     }
+    fn dialect(&self) -> Dialect {
+        self.dialect
+    }
 }
 
 #[cfg(test)]

@@ -22,10 +22,15 @@
 use std::path::Path;
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
+use rusqlite::hooks::Authorization;
 use rusqlite::{Connection, ErrorCode};
 
+use crate::allow::AllowList;
 use crate::batch::{self, ReadLimits};
 use crate::config::DbUrl;
+use crate::dialect::Dialect;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -88,6 +93,18 @@ pub trait Backend: Send + std::fmt::Debug {
     ) -> std::result::Result<Vec<Vec<Option<String>>>, DbError>;
     /// DDL for the ledger and quarantine tables, created if absent.
     fn ledger_ddl(&self) -> Vec<String>;
+    /// The dialect batch statements are checked in ([`AllowList::validate`]).
+    fn dialect(&self) -> Dialect;
+    /// Switch the database's own statement guard on (`Some`) or off (`None`) around a
+    /// batch's statements; a backend without one does nothing (SQLite has the
+    /// authorizer).
+    fn guard(&mut self, _allow: Option<&AllowList>) -> std::result::Result<(), DbError> {
+        Ok(())
+    }
+    /// Why the guard refused the last statement, if it did (taken: cleared).
+    fn take_refusal(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// Whether a SQLite error is worth retrying.
@@ -223,9 +240,18 @@ fn now() -> String {
 }
 
 /// The SQLite backend. `synchronous=FULL`: an "applied" answer promises durability.
+///
+/// While a batch's statements run, SQLite's authorizer guards the connection
+/// ([`Backend::guard`]): it allows only INSERT, UPDATE and DELETE on tables the
+/// [`AllowList`] allows, reads of their columns (a `WHERE` needs them), `CREATE TABLE`
+/// of an allowed table (and the schema-table write SQLite does for it), and anything
+/// done inside the target's own triggers; it denies every function call, `SELECT`
+/// (subqueries), `ATTACH`/`DETACH`, `PRAGMA`, transaction control and all other DDL.
+/// gapsync's own statements (ledger, transaction control) run with the guard off.
 #[derive(Debug)]
 pub struct SqliteBackend {
     conn: Connection,
+    refusal: Arc<Mutex<Option<String>>>,
 }
 
 impl SqliteBackend {
@@ -237,7 +263,47 @@ impl SqliteBackend {
         conn.busy_timeout(busy_timeout).map_err(sqlite_err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sqlite_err)?;
-        Ok(SqliteBackend { conn })
+        Ok(SqliteBackend {
+            conn,
+            refusal: Arc::default(),
+        })
+    }
+}
+
+/// The authorizer's decision on one action of a batch statement.
+fn authorize(
+    allow: &AllowList,
+    ctx: &rusqlite::hooks::AuthContext<'_>,
+) -> std::result::Result<(), String> {
+    use rusqlite::hooks::AuthAction as A;
+    if ctx.accessor.is_some() {
+        // Inside one of the target's own triggers (a batch cannot create one).
+        return Ok(());
+    }
+    if ctx.database_name.is_some_and(|d| d != "main") {
+        return Err(format!(
+            "it touches database {:?}",
+            ctx.database_name.unwrap_or_default()
+        ));
+    }
+    let table = |t: &str| {
+        if allow.allows(t) {
+            Ok(())
+        } else {
+            Err(format!("table {t:?} is not allowed"))
+        }
+    };
+    match ctx.action {
+        A::Insert { table_name } | A::Delete { table_name } => table(table_name),
+        A::Update { table_name, .. } | A::Read { table_name, .. } => table(table_name),
+        A::CreateTable { table_name } => table(table_name),
+        // The index SQLite builds itself for a PRIMARY KEY or UNIQUE constraint of a
+        // snapshot's CREATE TABLE (any key but an INTEGER PRIMARY KEY).
+        A::CreateIndex {
+            index_name,
+            table_name,
+        } if index_name.starts_with("sqlite_autoindex_") => table(table_name),
+        other => Err(format!("SQLite authorizer: {other:?} is not allowed")),
     }
 }
 
@@ -312,6 +378,51 @@ impl Backend for SqliteBackend {
     fn ledger_ddl(&self) -> Vec<String> {
         LEDGER_DDL.iter().map(|s| (*s).to_owned()).collect()
     }
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+    fn guard(&mut self, allow: Option<&AllowList>) -> std::result::Result<(), DbError> {
+        if let Ok(mut r) = self.refusal.lock() {
+            *r = None;
+        }
+        let Some(allow) = allow else {
+            self.conn
+                .authorizer(None::<fn(rusqlite::hooks::AuthContext<'_>) -> Authorization>)
+                .map_err(sqlite_err)?;
+            return Ok(());
+        };
+        let allow = allow.clone();
+        let refusal = Arc::clone(&self.refusal);
+        self.conn
+            .authorizer(Some(move |ctx: rusqlite::hooks::AuthContext<'_>| {
+                // SQLite's schema table is read and written by CREATE TABLE itself; a
+                // direct write is refused by SQLite (and by the statement check:
+                // `sqlite_*` names), and a read needs a SELECT, which is denied.
+                if matches!(
+                    ctx.action,
+                    rusqlite::hooks::AuthAction::Insert { table_name }
+                        | rusqlite::hooks::AuthAction::Update { table_name, .. }
+                        | rusqlite::hooks::AuthAction::Read { table_name, .. }
+                        if table_name == "sqlite_master" || table_name == "sqlite_schema"
+                ) && ctx.accessor.is_none()
+                {
+                    return Authorization::Allow;
+                }
+                match authorize(&allow, &ctx) {
+                    Ok(()) => Authorization::Allow,
+                    Err(why) => {
+                        if let Ok(mut r) = refusal.lock() {
+                            r.get_or_insert(why);
+                        }
+                        Authorization::Deny
+                    }
+                }
+            }))
+            .map_err(sqlite_err)
+    }
+    fn take_refusal(&mut self) -> Option<String> {
+        self.refusal.lock().ok().and_then(|mut r| r.take())
+    }
 }
 
 /// Options for opening a target.
@@ -321,12 +432,15 @@ pub struct TargetOptions {
     pub busy_timeout: Duration,
     /// ODBC: the target's dialect when it should not be detected from the driver.
     pub dialect: Option<String>,
+    /// Which tables batch statements may write (`[target] tables`).
+    pub allow: AllowList,
 }
 
 /// A target database with gapsync's ledger.
 #[derive(Debug)]
 pub struct Target {
     db: Box<dyn Backend>,
+    allow: AllowList,
 }
 
 fn parse_u64(v: &Option<String>) -> u64 {
@@ -355,16 +469,27 @@ impl Target {
                 )));
             }
         };
-        Self::with_backend(db)
+        Self::with_backend_allowing(db, opts.allow.clone())
     }
 
-    /// Wrap a backend and create the ledger tables if needed.
-    pub fn with_backend(mut db: Box<dyn Backend>) -> Result<Target> {
+    /// Wrap a backend and create the ledger tables if needed; batches may write any
+    /// table but gapsync's own ([`AllowList::default`]).
+    pub fn with_backend(db: Box<dyn Backend>) -> Result<Target> {
+        Self::with_backend_allowing(db, AllowList::default())
+    }
+
+    /// Wrap a backend whose batches may write the tables `allow` allows.
+    pub fn with_backend_allowing(mut db: Box<dyn Backend>, allow: AllowList) -> Result<Target> {
         for ddl in db.ledger_ddl() {
             db.execute(&ddl)
                 .map_err(|e| e.context("creating the ledger tables"))?;
         }
-        Ok(Target { db })
+        Ok(Target { db, allow })
+    }
+
+    /// Which tables batches may write.
+    pub fn allow_list(&self) -> &AllowList {
+        &self.allow
     }
 
     /// The sha256 recorded for an applied (node, seq), if any.
@@ -509,25 +634,13 @@ impl Target {
             }
             return Ok(ApplyOutcome::AlreadyApplied);
         }
-        let mut reader = batch::open_statements(path, limits)
-            .map_err(|e| ApplyError::Transient(format!("reading {}: {e}", path.display())))?;
-        let mut buf = String::new();
-        let mut count = 0u64;
-        while let Some(line) = reader
-            .next_statement(&mut buf)
-            .map_err(|e| ApplyError::Deterministic(format!("{e}")))?
-        {
-            let changed = self
-                .db
-                .execute(&buf)
-                .map_err(|e| e.context(&format!("{file} line {line}")))?;
-            if changed == 0 && needs_match(&buf) {
-                return Err(ApplyError::Deterministic(format!(
-                    "{file} line {line} matched no row on the target (the target has diverged from the source)"
-                )));
-            }
-            count += 1;
-        }
+        self.db
+            .guard(Some(&self.allow))
+            .map_err(|e| e.context("installing the statement guard"))?;
+        let r = self.apply_statements(path, &file, limits);
+        let off = self.db.guard(None);
+        let count = r?;
+        off.map_err(|e| e.context("removing the statement guard"))?;
         self.db
             .execute_params(
                 "INSERT INTO \"_gapsync_ledger\"(\"node\", \"seq\", \"sha256\", \"file\", \"statements\", \
@@ -543,6 +656,42 @@ impl Target {
             )
             .map_err(|e| e.context("writing the ledger row"))?;
         Ok(ApplyOutcome::Applied { statements: count })
+    }
+
+    /// Check and execute a batch's statements (the guard is on); returns their number.
+    /// A statement the allow-list refuses fails the batch deterministically, with its
+    /// line number, before anything of it runs.
+    fn apply_statements(&mut self, path: &Path, file: &str, limits: &ReadLimits) -> Result<u64> {
+        let dialect = self.db.dialect();
+        let mut reader = batch::open_statements(path, limits)
+            .map_err(|e| ApplyError::Transient(format!("reading {}: {e}", path.display())))?;
+        let mut buf = String::new();
+        let mut count = 0u64;
+        while let Some(line) = reader
+            .next_statement(&mut buf)
+            .map_err(|e| ApplyError::Deterministic(format!("{e}")))?
+        {
+            let refused = |why: String| {
+                ApplyError::Deterministic(format!("{file} line {line}: statement refused: {why}"))
+            };
+            self.allow.validate(dialect, &buf).map_err(refused)?;
+            let changed = match self.db.execute(&buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    return Err(match self.db.take_refusal() {
+                        Some(why) => refused(why),
+                        None => e.context(&format!("{file} line {line}")),
+                    });
+                }
+            };
+            if changed == 0 && needs_match(&buf) {
+                return Err(ApplyError::Deterministic(format!(
+                    "{file} line {line} matched no row on the target (the target has diverged from the source)"
+                )));
+            }
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// Record a dropped batch so that the node's order moves past it.
@@ -624,6 +773,7 @@ mod tests {
         let opts = TargetOptions {
             busy_timeout: Duration::from_millis(200),
             dialect: None,
+            allow: AllowList::default(),
         };
         let t = Target::open(&DbUrl::Sqlite(db), &opts).unwrap();
         (d, t)
@@ -690,7 +840,10 @@ mod tests {
                 ],
                 "matched no row",
             ),
-            (&["INSERT INTO t VALUES (1, 'a'); DROP TABLE t;"], "ultiple"),
+            (
+                &["INSERT INTO t VALUES (1, 'a'); DROP TABLE t;"],
+                "line 9: statement refused: 2 statements",
+            ),
         ];
         for (i, (stmts, want)) in cases.iter().enumerate() {
             let (p, sha) = write(d.path(), 100 + i as u64, stmts);
@@ -707,6 +860,65 @@ mod tests {
             );
             assert!(t.applied_sha("n1", 100 + i as u64).unwrap().is_none());
         }
+    }
+
+    /// SQLite's authorizer on its own (without the statement check) refuses what it can
+    /// see: functions, subqueries, ATTACH, PRAGMA, transaction control, other DDL, other
+    /// tables and gapsync's own; the ledger works again once the guard is off.
+    #[test]
+    fn the_sqlite_authorizer_guards_on_its_own() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("t.db");
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE o(id INTEGER);",
+            )
+            .unwrap();
+        let mut b = SqliteBackend::open(&db, Duration::from_millis(200)).unwrap();
+        for ddl in b.ledger_ddl() {
+            b.execute(&ddl).unwrap();
+        }
+        let allow = AllowList::new(Some(vec!["t".into(), "n*".into()]));
+        b.guard(Some(&allow)).unwrap();
+        for bad in [
+            "INSERT INTO t VALUES (1, load_extension('x'))",
+            "INSERT INTO t VALUES (1, upper('a'))",
+            "INSERT INTO t SELECT 1, 'a'",
+            "INSERT INTO t VALUES (1, (SELECT 'a'))",
+            "UPDATE t SET v = 'a' WHERE id IN (SELECT id FROM o)",
+            "ATTACH DATABASE ':memory:' AS x",
+            "PRAGMA writable_schema = 1",
+            "BEGIN",
+            "DROP TABLE t",
+            "CREATE INDEX i ON t(v)",
+            "CREATE VIEW w AS SELECT 1",
+            "CREATE TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM t; END",
+            "ALTER TABLE t ADD COLUMN x INTEGER",
+            "INSERT INTO o VALUES (1)",
+            "DELETE FROM \"_gapsync_ledger\"",
+            "CREATE TABLE IF NOT EXISTS other(id INTEGER)",
+            "SELECT 1",
+        ] {
+            assert!(b.execute(bad).is_err(), "{bad} passed the authorizer");
+            assert!(b.take_refusal().is_some(), "{bad}: no refusal reason");
+        }
+        for good in [
+            "INSERT INTO t VALUES (1, CAST(X'41' AS TEXT))",
+            "UPDATE t SET v = 'b' WHERE id = 1",
+            "DELETE FROM t WHERE id = 1",
+            "CREATE TABLE IF NOT EXISTS new1(id INTEGER, PRIMARY KEY (id))",
+            // Text and composite keys make SQLite build its own index: allowed.
+            "CREATE TABLE IF NOT EXISTS new2(a TEXT, b BIGINT, PRIMARY KEY (a, b))",
+        ] {
+            b.execute(good).unwrap();
+        }
+        b.guard(None).unwrap();
+        b.execute_params(
+            "INSERT INTO \"_gapsync_ledger\" VALUES (?, 1, 'x', 'f', 1, 'now')",
+            &[Param::Text("n")],
+        )
+        .unwrap();
     }
 
     /// Invariant 7: a locked target is a transient failure, not a failed batch.

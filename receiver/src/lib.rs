@@ -11,7 +11,11 @@
 //! - `spool/<file name>`: received, fsynced and renamed at END: waiting to be applied;
 //! - `spool/<file name>.fail1`: the batch failed once (holds the reason); the file was
 //!   removed and the sender sends it once more;
-//! - `quarantine/<file name>` + `.reason`: failed twice: dropped, with the database error;
+//! - `quarantine/<file name>` + `.reason`: failed twice: dropped, with the reason (a
+//!   database error, or a rejection: bad name/header/sha256, unsigned, untrusted key,
+//!   bad signature, wrong node);
+//! - `quarantine/replayed/<file name>` + `.reason`: a copy of an applied seq with
+//!   different content (a replay), rejected at END and answered "failed";
 //! - `state/listen.addr`: the address actually listened on; `audit/`: the audit record.
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +30,7 @@ use std::time::{Duration, Instant};
 use gapsync_common::audit::{Audit, AuditEvent};
 use gapsync_common::batch::{self, ReadLimits};
 use gapsync_common::config::ReceiverConfig;
+use gapsync_common::sign::TrustStore;
 pub use gapsync_common::stop::sleep_unless;
 use gapsync_common::target::{ApplyError, ApplyOutcome, Target};
 use gapsync_protocol::{EndInfo, FrameHandler, ServerOptions, serve_connection};
@@ -51,6 +56,10 @@ pub enum ReceiverError {
     Batch(#[from] batch::BatchError),
     #[error("{0}")]
     Order(String),
+    #[error("[[trust]]: {0}")]
+    Trust(#[from] gapsync_common::sign::SignError),
+    #[error("{name}: rejected: {reason}")]
+    Rejected { name: String, reason: String },
 }
 
 type Result<T> = std::result::Result<T, ReceiverError>;
@@ -84,6 +93,8 @@ pub struct Shared {
     audit: Audit,
     connections: AtomicU32,
     pub limits: ReadLimits,
+    /// The `[[trust]]` keys, parsed at start.
+    pub trust: TrustStore,
 }
 
 impl Shared {
@@ -167,6 +178,7 @@ impl Receiver {
             let p = cfg.work_dir.join(d);
             fs::create_dir_all(&p).map_err(work_err(&p))?;
         }
+        let trust = TrustStore::from_config(&cfg.trust)?;
         let audit = Audit::new(&cfg.work_dir, "receiver");
         let shared = Arc::new(Shared {
             cfg,
@@ -177,6 +189,7 @@ impl Receiver {
             audit,
             connections: AtomicU32::new(0),
             limits: ReadLimits::default(),
+            trust,
         });
         // Partial files of interrupted transfers: the sender starts them again.
         let spool = shared.spool();
@@ -337,6 +350,14 @@ impl Receiver {
             }
         };
         let sha = hex::encode(verified.content_sha256);
+        if let Err(reason) = authenticate(&sh.cfg, &sh.trust, Some(node), &verified) {
+            warn!(%node, seq, file = %name, %reason, "batch rejected: nothing executed");
+            sh.audit(
+                AuditEvent::new("rejected", node, seq, &name, size, &sha)
+                    .verdict("rejected", &reason),
+            );
+            return self.failed(t, node, seq, path, &reason);
+        }
         sh.audit(AuditEvent::new("verified", node, seq, &name, size, &sha));
         match t.apply(path, node, seq, &sha, &sh.limits) {
             Ok(outcome) => {
@@ -400,6 +421,45 @@ impl Receiver {
         sh.set(node, seq, Outcome::Failed);
         Ok(())
     }
+}
+
+/// The signature check of a verified batch (name, header and sha256 already checked),
+/// done before any statement runs. `expected_node`: the node the batch must be of (the
+/// connection's HELLO node, via the spooled file name). Ok(Some(key id)): signed by a
+/// trusted key; Ok(None): unsigned or unverifiable and accepted because of `insecure =
+/// true`. Err: the rejection reason.
+///
+/// Without `insecure`, every batch must carry a valid signature by a `[[trust]]` key of
+/// its node. With `insecure = true`, signatures are not required, but a batch that
+/// carries one is still verified when keys are configured for its node (a bad
+/// signature is never accepted when it could have been checked).
+pub fn authenticate(
+    cfg: &ReceiverConfig,
+    trust: &TrustStore,
+    expected_node: Option<&str>,
+    v: &batch::VerifiedBatch,
+) -> std::result::Result<Option<String>, String> {
+    let node = &v.header.node;
+    if let Some(want) = expected_node
+        && want != node
+    {
+        return Err(format!(
+            "wrong node: the batch header says node {node}, but it came from node {want}"
+        ));
+    }
+    if cfg.insecure && (v.signature.is_none() || !trust.has_node(node)) {
+        return Ok(None);
+    }
+    trust
+        .verify(
+            node,
+            v.header.seq,
+            &v.name,
+            &v.content_sha256,
+            v.signature.as_deref(),
+        )
+        .map(Some)
+        .map_err(|e| format!("signature check failed: {e}"))
 }
 
 fn file_name(p: &Path) -> String {
@@ -529,11 +589,15 @@ impl Conn {
                 info.name, self.node
             ));
         }
-        if self.recorded(seq).is_some() {
-            // Already applied or quarantined: nothing to spool again.
-            self.part = None;
-            let _ = fs::remove_file(self.part_path(seq));
-            return Ok(true);
+        match self.recorded(seq) {
+            Some(true) => return self.check_replay(seq, info),
+            Some(false) => {
+                // Quarantined: nothing to spool again.
+                self.part = None;
+                let _ = fs::remove_file(self.part_path(seq));
+                return Ok(true);
+            }
+            None => {}
         }
         let Some((pseq, f, len)) = self.part.take() else {
             return Err("END without data".into());
@@ -561,6 +625,68 @@ impl Conn {
             "received", &self.node, seq, &info.name, info.size, &sha_hex,
         ));
         self.shared.wake_applier();
+        Ok(true)
+    }
+}
+
+impl Conn {
+    /// A batch whose seq is already applied arrived again. The same content is a resend
+    /// (answered "applied" from the ledger); different content is a replay: rejected,
+    /// kept in `quarantine/replayed/` with a `.reason`, audited, and answered "failed".
+    fn check_replay(&mut self, seq: u64, info: &EndInfo) -> std::result::Result<bool, String> {
+        let part = self.part_path(seq);
+        let complete = matches!(&self.part, Some((s, _, len)) if *s == seq && *len == info.size);
+        self.part = None;
+        if !complete {
+            let _ = fs::remove_file(&part);
+            return Ok(true);
+        }
+        let sh = Arc::clone(&self.shared);
+        let dir = sh.quarantine_dir().join("replayed");
+        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let dest = dir.join(&info.name);
+        fs::rename(&part, &dest).map_err(|e| e.to_string())?;
+        let (size, file_sha) = batch::sha256_file(&dest).map_err(|e| e.to_string())?;
+        if file_sha != info.sha256 {
+            let _ = fs::remove_file(&dest);
+            return Err("sha256 of the received file does not match END".into());
+        }
+        let prev = self
+            .target
+            .as_mut()
+            .and_then(|t| t.applied_sha(&self.node, seq).ok().flatten());
+        let (content, reason) = match batch::verify_batch(&dest, &sh.limits) {
+            Ok(v) => {
+                let content = hex::encode(v.content_sha256);
+                if prev.as_deref() == Some(content.as_str()) {
+                    let _ = fs::remove_file(&dest);
+                    return Ok(true);
+                }
+                let reason = format!(
+                    "replayed: seq {seq} of node {} was already applied with different content (ledger sha256 {}, this file {content})",
+                    self.node,
+                    prev.as_deref().unwrap_or("unknown")
+                );
+                (content, reason)
+            }
+            Err(e) => (
+                String::new(),
+                format!(
+                    "replayed: seq {seq} of node {} was already applied; this copy fails verification: {e}",
+                    self.node
+                ),
+            ),
+        };
+        let _ = fs::write(
+            dir.join(format!("{}.reason", info.name)),
+            format!("{reason}\n"),
+        );
+        error!(alarm = true, node = %self.node, seq, file = %info.name, %reason, "batch rejected: nothing executed");
+        sh.audit(
+            AuditEvent::new("rejected", &self.node, seq, &info.name, size, &content)
+                .verdict("rejected", &reason),
+        );
+        sh.set(&self.node, seq, Outcome::Failed);
         Ok(true)
     }
 }
@@ -622,31 +748,64 @@ impl FrameHandler for Conn {
 
 /// `gapsync-receiver apply FILE...`: verify and apply batch files by hand, through the
 /// same ledger (exactly once), in seq order per node. Returns one line per file.
+///
+/// Every file is verified first (name, header, sha256, signature, not a replay of an
+/// applied seq with different content); if any is rejected, nothing is executed, the
+/// rejection is audited and returned as [`ReceiverError::Rejected`] naming the reason.
 pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String>> {
     let limits = ReadLimits::default();
-    let mut sorted: Vec<(String, u64, PathBuf)> = Vec::new();
-    for f in files {
-        let name = file_name(f);
-        let (node, seq, _) = batch::parse_batch_file_name(&name)?;
-        sorted.push((node, seq, f.clone()));
-    }
-    sorted.sort();
+    let trust = TrustStore::from_config(&cfg.trust)?;
     let audit = Audit::new(&cfg.work_dir, "receiver");
     let mut t = Target::open(&cfg.target, &cfg.target_options())?;
-    let mut out = Vec::new();
-    for (node, seq, path) in sorted {
-        let name = file_name(&path);
-        let v = batch::verify_batch(&path, &limits)?;
+    let reject = |name: &str, node: &str, seq: u64, size: u64, sha: &str, reason: String| {
+        warn!(%node, seq, file = %name, %reason, "batch rejected: nothing executed");
+        let _ = audit.record(
+            &AuditEvent::new("rejected", node, seq, name, size, sha).verdict("rejected", &reason),
+        );
+        ReceiverError::Rejected {
+            name: name.to_owned(),
+            reason,
+        }
+    };
+    let mut sorted: Vec<(String, u64, PathBuf, String, u64)> = Vec::new();
+    for f in files {
+        let name = file_name(f);
+        let size = fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+        let (node, seq, _) = batch::parse_batch_file_name(&name)?;
+        let v = match batch::verify_batch(f, &limits) {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(reject(
+                    &name,
+                    &node,
+                    seq,
+                    size,
+                    "",
+                    format!("verification failed: {e}"),
+                ));
+            }
+        };
         let sha = hex::encode(v.content_sha256);
-        let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if let Err(reason) = authenticate(cfg, &trust, Some(&node), &v) {
+            return Err(reject(&name, &node, seq, size, &sha, reason));
+        }
+        if let Some(prev) = t.applied_sha(&node, seq)?
+            && prev != sha
+        {
+            let reason = format!(
+                "replayed: seq {seq} of node {node} was already applied with different content (ledger sha256 {prev}, this file {sha})"
+            );
+            return Err(reject(&name, &node, seq, size, &sha, reason));
+        }
+        sorted.push((node, seq, f.clone(), sha, size));
+    }
+    sorted.sort();
+    let mut out = Vec::new();
+    for (node, seq, path, sha, size) in sorted {
+        let name = file_name(&path);
         let next = t.next_expected(&node)?;
         if seq < next {
-            if let Some(prev) = t.applied_sha(&node, seq)? {
-                if prev != sha {
-                    return Err(ReceiverError::Order(format!(
-                        "{name}: seq {seq} of node {node} was already applied with different content"
-                    )));
-                }
+            if t.applied_sha(&node, seq)?.is_some() {
                 out.push(format!("{name}: already applied, skipped"));
                 continue;
             }

@@ -70,7 +70,9 @@ fn open_target(cfg: &ReceiverConfig) -> Result<Target> {
 fn real_main(cli: Cli) -> Result<()> {
     let cfg = ReceiverConfig::load(&cli.config)?;
     if cfg.insecure {
-        warn!("insecure = true: batch signatures are not checked");
+        warn!(
+            "insecure = true: unsigned batches are accepted (a signature present is still checked when [[trust]] has keys for its node)"
+        );
     }
     match cli.cmd {
         Cmd::Check => {
@@ -80,6 +82,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 cli.config.display(),
                 cfg.target
             );
+            println!("{}", cfg.target_options().allow.describe());
         }
         Cmd::Run => {
             let stop = Arc::new(AtomicBool::new(false));

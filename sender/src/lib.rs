@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use gapsync_common::audit::{Audit, AuditEvent};
 use gapsync_common::batch::{self, BatchHeader, BatchKind, BatchWriter};
 use gapsync_common::config::{DbUrl, OnSecondFailure, SenderConfig, Strategy};
+use gapsync_common::sign::BatchSigner;
 use gapsync_common::source::{
     BatchRecord, BatchState, Change, ChangeSource, Op, SnapshotEvent, SqliteSource, TableSpec,
 };
@@ -60,6 +61,8 @@ pub enum SenderError {
     NotConfigured(String, String),
     #[error(transparent)]
     Link(#[from] LinkError),
+    #[error("[sign] key: {0}")]
+    Sign(#[from] gapsync_common::sign::SignError),
     #[error(
         "batch {seq} was dropped after two failed applies and [batch] on_second_failure = \"halt\": fix the cause (see the receiver's quarantine), then restart"
     )]
@@ -100,12 +103,22 @@ pub struct Sender {
     link: Option<LinkClient>,
     backoff: Backoff,
     _lock: Option<File>,
+    /// The `[sign] key`, loaded once at open (None with `insecure = true`).
+    signer: Option<BatchSigner>,
 }
 
 impl Sender {
     /// Open the source database. `exclusive`: also take the work directory lock and
     /// recover the outbox (needed by everything that cuts or ships).
     pub fn open(cfg: SenderConfig, exclusive: bool) -> Result<Sender> {
+        let signer = match &cfg.sign_key {
+            Some(p) => {
+                let s = BatchSigner::load(p, &cfg.node)?;
+                info!(key = %p.display(), key_id = s.key_id(), "batches are signed");
+                Some(s)
+            }
+            None => None,
+        };
         let source: Box<dyn ChangeSource> = match &cfg.source {
             DbUrl::Sqlite(p) => Box::new(SqliteSource::open(p)?),
             #[cfg(feature = "odbc")]
@@ -131,6 +144,7 @@ impl Sender {
             link: None,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
             _lock: None,
+            signer,
         };
         if exclusive {
             s.lock_and_recover()?;
@@ -424,7 +438,8 @@ impl Sender {
             header.clone(),
             self.cfg.batch.compress,
             3,
-        )?;
+        )?
+        .with_signer(self.signer.clone())?;
         let mut start = 0;
         for end in ends {
             w.push(&text[start..end])?;
@@ -533,6 +548,7 @@ impl Sender {
         let outbox = self.dir("outbox");
         let compress = self.cfg.batch.compress;
         let node = self.cfg.node.clone();
+        let signer = self.signer.clone();
         let mut writer: Option<(BatchWriter, BatchHeader)> = None;
         let mut records: Vec<BatchRecord> = Vec::new();
         let mut total = 0u64;
@@ -553,7 +569,8 @@ impl Sender {
                 changes: None,
                 statements: rows + extra,
             };
-            let mut w = BatchWriter::create(&outbox, header.clone(), compress, 3)?;
+            let mut w = BatchWriter::create(&outbox, header.clone(), compress, 3)?
+                .with_signer(signer.clone())?;
             if i == 0 {
                 w.push(&create)?;
                 w.push(&clear)?;

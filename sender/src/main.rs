@@ -47,6 +47,14 @@ enum Cmd {
     },
     /// Queue a snapshot (CREATE TABLE + all rows) of the named tables (default: all).
     Snapshot { tables: Vec<String> },
+    /// Write a new Ed25519 key pair for the configured node: DIR/<node>.key (private,
+    /// mode 0600) and DIR/<node>.pub (the line for the receiver's [[trust]] key).
+    /// Refuses to overwrite existing files.
+    Keygen {
+        /// Directory to write the key files into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Run the service until SIGTERM / ctrl-c.
     Run,
     /// Ship everything pending now, wait for the answers; exit 0 only if every batch
@@ -86,9 +94,25 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
 fn real_main(cli: Cli) -> Result<ExitCode> {
     let cfg = SenderConfig::load(&cli.config)?;
     if cfg.insecure {
-        warn!("insecure = true: batches are not signed");
+        warn!(
+            "insecure = true: batches are not signed; the receiver cannot tell them from forgeries"
+        );
     }
     match cli.cmd {
+        Cmd::Keygen { out } => {
+            let (key, public, signer) = gapsync_common::sign::generate(&cfg.node, &out)?;
+            println!("private key: {} (mode 0600)", key.display());
+            println!("public key:  {}", public.display());
+            println!(
+                "sender config:   [sign] key = {:?}",
+                key.display().to_string()
+            );
+            println!(
+                "receiver config: [[trust]] node = {:?} key = {:?}",
+                cfg.node,
+                signer.public_line()
+            );
+        }
         Cmd::Check => {
             let mut sender = Sender::open(cfg, false)?;
             let specs = sender.checked_specs()?;

@@ -286,6 +286,8 @@ pub struct SenderConfig {
     /// `[target] dialect` the statements are rendered in (`sqlite`, `postgres`,
     /// `mysql`, ...).
     pub dialect: String,
+    /// `[sign] key` (None: `insecure = true`, the default).
+    pub sign_key: Option<PathBuf>,
 }
 
 impl SenderConfig {
@@ -307,7 +309,14 @@ impl SenderConfig {
             once_connect_attempts: 5,
             max_frame: None,
             dialect: "sqlite".to_owned(),
+            sign_key: None,
         }
+    }
+
+    /// Sign batches with this private key file (drops `insecure = true`).
+    pub fn sign_key(mut self, key: &Path) -> SenderConfig {
+        self.sign_key = Some(key.to_owned());
+        self
     }
 
     pub fn table(mut self, t: Table) -> SenderConfig {
@@ -355,8 +364,12 @@ impl SenderConfig {
     /// Render `sender.toml` for a source database and work directory.
     pub fn toml(&self, source_db: &Path, work_dir: &Path) -> String {
         let mut s = format!(
-            "node = {}\ninsecure = true\n\n[source]\nurl = {}\n\n[target]\ndialect = {}\n\n",
+            "node = {}\n{}\n[source]\nurl = {}\n\n[target]\ndialect = {}\n\n",
             toml_str(&self.node),
+            match &self.sign_key {
+                Some(k) => format!("\n[sign]\nkey = {}\n", toml_str(&k.display().to_string())),
+                None => "insecure = true\n".to_owned(),
+            },
             sqlite_url(source_db),
             toml_str(&self.dialect)
         );
@@ -423,6 +436,10 @@ pub struct ReceiverConfig {
     pub target_url: Option<String>,
     /// `[target] dialect` (None: detected from the ODBC driver).
     pub target_dialect: Option<String>,
+    /// `[[trust]]` (node, public key line) entries; empty: `insecure = true`.
+    pub trust: Vec<(String, String)>,
+    /// Write `insecure = true` even with `trust` entries.
+    pub insecure: bool,
 }
 
 impl Default for ReceiverConfig {
@@ -436,6 +453,8 @@ impl Default for ReceiverConfig {
             max_connections: None,
             target_url: None,
             target_dialect: None,
+            trust: Vec::new(),
+            insecure: false,
         }
     }
 }
@@ -449,12 +468,24 @@ impl ReceiverConfig {
         }
     }
 
+    /// Trust the public key line `pub_line` (a `.pub` file's text) for `node`.
+    pub fn trust(mut self, node: &str, pub_line: &str) -> ReceiverConfig {
+        self.trust
+            .push((node.to_owned(), pub_line.trim_end().to_owned()));
+        self
+    }
+
     pub fn toml(&self, target_db: &Path, work_dir: &Path) -> String {
         let url = match &self.target_url {
             Some(u) => toml_str(u),
             None => sqlite_url(target_db),
         };
-        let mut s = format!("insecure = true\n\n[target]\nurl = {url}\n");
+        let insecure = if self.trust.is_empty() || self.insecure {
+            "insecure = true\n"
+        } else {
+            ""
+        };
+        let mut s = format!("{insecure}\n[target]\nurl = {url}\n");
         if let Some(d) = &self.target_dialect {
             let _ = writeln!(s, "dialect = {}", toml_str(d));
         }
@@ -477,6 +508,14 @@ impl ReceiverConfig {
             toml_dur(self.retry_interval),
             toml_dur(self.busy_timeout)
         );
+        for (node, key) in &self.trust {
+            let _ = writeln!(
+                s,
+                "\n[[trust]]\nnode = {}\nkey = {}",
+                toml_str(node),
+                toml_str(key)
+            );
+        }
         s
     }
 }

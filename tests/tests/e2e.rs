@@ -24,6 +24,9 @@ mod odbc;
 #[path = "e2e/odbc_sources.rs"]
 mod odbc_sources;
 
+#[path = "e2e/trust.rs"]
+mod trust;
+
 // ------------------------------------------------------------------------ helpers
 
 /// Count statement lines of the given kind (`INSERT INTO "t"`, `UPDATE "t"`, ...)
