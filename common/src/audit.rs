@@ -4,8 +4,15 @@
 //! event and flushed; lines are never rewritten. Each line:
 //! `{"time":"2026-11-21T10:00:00.123456Z","side":"sender","event":"applied","node":"plant1",
 //!   "seq":42,"file":"plant1-00000000000000000042.sql","size":1234,"sha256":"…",
-//!   "verdict":"ok","detail":""}`
+//!   "key_id":"0123456789abcdef","verdict":"ok","detail":""}`
 //! Events: built, sent, received, verified, rejected, applied, failed, dropped.
+//! `key_id` is the signing key (sender: the key that signed the batch; receiver: the
+//! trusted key whose signature was verified, or the key a rejected signature claims);
+//! empty for unsigned batches.
+//!
+//! Retention: [`Audit::prune`] deletes whole month files older than `keep_months`
+//! (`[audit] keep_months`, default 12, at least 6), by the month in the file name; the
+//! current month's file is never deleted.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +28,8 @@ pub struct AuditEvent<'a> {
     pub file: &'a str,
     pub size: u64,
     pub sha256: &'a str,
+    /// The signing key id ("" when unsigned).
+    pub key_id: &'a str,
     pub verdict: &'a str,
     pub detail: &'a str,
 }
@@ -42,9 +51,16 @@ impl<'a> AuditEvent<'a> {
             file,
             size,
             sha256,
+            key_id: "",
             verdict: "ok",
             detail: "",
         }
+    }
+
+    /// Set the signing key id.
+    pub fn key(mut self, key_id: &'a str) -> Self {
+        self.key_id = key_id;
+        self
     }
 
     /// Set the verdict and a detail (reason, counts).
@@ -99,5 +115,106 @@ impl Audit {
             .open(path)?;
         f.write_all(text.as_bytes())?;
         f.flush()
+    }
+
+    /// Delete the month files (`audit-YYYY-MM.jsonl`) older than `keep_months` months
+    /// before the current UTC month (judged by the month in the name; the current month
+    /// and the `keep_months` before it are kept). Returns the removed paths.
+    pub fn prune(&self, keep_months: u32) -> std::io::Result<Vec<PathBuf>> {
+        prune_at(&self.dir, keep_months, chrono::Utc::now())
+    }
+}
+
+/// `YYYY * 12 + (MM - 1)` of an `audit-YYYY-MM.jsonl` name.
+fn month_index(name: &str) -> Option<i64> {
+    let ym = name.strip_prefix("audit-")?.strip_suffix(".jsonl")?;
+    let (y, m) = ym.split_once('-')?;
+    if y.len() != 4 || m.len() != 2 || !(y.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (y, m): (i64, i64) = (y.parse().ok()?, m.parse().ok()?);
+    (1..=12).contains(&m).then_some(y * 12 + m - 1)
+}
+
+fn prune_at(
+    dir: &Path,
+    keep_months: u32,
+    now: chrono::DateTime<chrono::Utc>,
+) -> std::io::Result<Vec<PathBuf>> {
+    use chrono::Datelike;
+    let current = i64::from(now.year()) * 12 + i64::from(now.month0());
+    let oldest_kept = current - i64::from(keep_months);
+    let mut removed = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(e),
+    };
+    let mut old = Vec::new();
+    for e in rd {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(i) = month_index(&name)
+            && i < oldest_kept
+            && i < current
+        {
+            old.push(e.path());
+        }
+    }
+    old.sort();
+    for p in old {
+        std::fs::remove_file(&p)?;
+        removed.push(p);
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_id_is_on_the_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = Audit::new(dir.path(), "receiver");
+        a.record(&AuditEvent::new("verified", "n1", 3, "f", 10, "ab").key("k1"))
+            .expect("record");
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("audit"))
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        let text = std::fs::read_to_string(&files[0]).expect("read");
+        assert!(text.contains("\"key_id\":\"k1\""), "{text}");
+    }
+
+    #[test]
+    fn prune_keeps_the_months_asked_for_and_the_current_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = [
+            "audit-2025-05.jsonl",
+            "audit-2025-06.jsonl",
+            "audit-2025-07.jsonl",
+            "audit-2025-12.jsonl",
+            "audit-2026-01.jsonl",
+            "audit-2026-07.jsonl",
+            "audit-2030-01.jsonl",
+            "audit-2025-13.jsonl",
+            "notes.txt",
+        ];
+        for n in names {
+            std::fs::write(dir.path().join(n), "x\n").expect("write");
+        }
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-15T00:00:00Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let removed = prune_at(dir.path(), 6, now).expect("prune");
+        let removed: Vec<String> = removed
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(removed, ["audit-2025-05.jsonl", "audit-2025-06.jsonl"]);
+        for n in &names[2..] {
+            assert!(dir.path().join(n).exists(), "{n} kept");
+        }
     }
 }

@@ -126,6 +126,23 @@ struct RawSender {
     link: RawSenderLink,
     work: RawWork,
     sign: Option<RawSign>,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    keep_months: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_batch_bytes: Option<u64>,
+    max_decompressed: Option<u64>,
+    max_statement_len: Option<u64>,
+    max_statements: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +224,10 @@ struct RawReceiver {
     apply: RawApply,
     #[serde(default)]
     trust: Vec<RawTrust>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    audit: RawAudit,
 }
 
 #[derive(Debug, Deserialize)]
@@ -304,6 +325,8 @@ pub struct SenderConfig {
     pub batch: BatchConfig,
     pub link: SenderLinkConfig,
     pub work_dir: PathBuf,
+    /// `[audit] keep_months`: audit files older than this many months are deleted.
+    pub audit_keep_months: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -337,6 +360,41 @@ pub struct ReceiverConfig {
     /// How long one statement waits for a locked SQLite target before the attempt counts
     /// as a transient failure.
     pub busy_timeout: Duration,
+    /// `[limits]`: what a received batch may be.
+    pub limits: LimitsConfig,
+    /// `[audit] keep_months`: audit files older than this many months are deleted.
+    pub audit_keep_months: u32,
+}
+
+/// Default `[limits] max_batch_bytes` (1 GiB).
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = 1 << 30;
+/// Default `[limits] max_statements` (10 million).
+pub const DEFAULT_MAX_STATEMENTS: u64 = 10_000_000;
+/// Default `[audit] keep_months`.
+pub const DEFAULT_AUDIT_KEEP_MONTHS: u32 = 12;
+/// Smallest accepted `[audit] keep_months`.
+pub const MIN_AUDIT_KEEP_MONTHS: u32 = 6;
+
+/// The receiver's `[limits]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Largest batch file (bytes on the wire, compressed or not) a sender may push.
+    pub max_batch_bytes: u64,
+    /// Limits checked while verifying and applying (decompressed size, statement length,
+    /// statements per batch).
+    pub read: crate::batch::ReadLimits,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            read: crate::batch::ReadLimits {
+                max_statements: DEFAULT_MAX_STATEMENTS,
+                ..crate::batch::ReadLimits::default()
+            },
+        }
+    }
 }
 
 // ---------------------------------------------------------------- loading
@@ -408,6 +466,80 @@ fn max_frame(path: &Path, key: &str, v: Option<u64>) -> Result<usize, ConfigErro
         ));
     }
     usize::try_from(v).map_err(|_| invalid(path, format!("{key} = {v}: too large")))
+}
+
+/// `[audit] keep_months`: default 12, at least 6.
+fn keep_months(path: &Path, a: &RawAudit) -> Result<u32, ConfigError> {
+    let v = a.keep_months.unwrap_or(DEFAULT_AUDIT_KEEP_MONTHS);
+    if v < MIN_AUDIT_KEEP_MONTHS {
+        return Err(invalid(
+            path,
+            format!(
+                "[audit] keep_months = {v}: must be at least {MIN_AUDIT_KEEP_MONTHS} (the audit record is kept at least 6 months)"
+            ),
+        ));
+    }
+    Ok(v)
+}
+
+/// One `[limits]` value: default, and at least `min`.
+fn limit(
+    path: &Path,
+    key: &str,
+    v: Option<u64>,
+    default: u64,
+    min: u64,
+) -> Result<u64, ConfigError> {
+    let v = v.unwrap_or(default);
+    if v < min {
+        return Err(invalid(
+            path,
+            format!("[limits] {key} = {v}: must be at least {min}"),
+        ));
+    }
+    Ok(v)
+}
+
+fn limits(path: &Path, l: &RawLimits) -> Result<LimitsConfig, ConfigError> {
+    let d = LimitsConfig::default();
+    let stmt = limit(
+        path,
+        "max_statement_len",
+        l.max_statement_len,
+        d.read.max_statement_len as u64,
+        1024,
+    )?;
+    Ok(LimitsConfig {
+        max_batch_bytes: limit(
+            path,
+            "max_batch_bytes",
+            l.max_batch_bytes,
+            d.max_batch_bytes,
+            4096,
+        )?,
+        read: crate::batch::ReadLimits {
+            max_decompressed: limit(
+                path,
+                "max_decompressed",
+                l.max_decompressed,
+                d.read.max_decompressed,
+                4096,
+            )?,
+            max_statement_len: usize::try_from(stmt).map_err(|_| {
+                invalid(
+                    path,
+                    format!("[limits] max_statement_len = {stmt}: too large"),
+                )
+            })?,
+            max_statements: limit(
+                path,
+                "max_statements",
+                l.max_statements,
+                d.read.max_statements,
+                1,
+            )?,
+        },
+    })
 }
 
 impl SenderConfig {
@@ -605,7 +737,9 @@ impl SenderConfig {
                 "no [sign] key: create one with `gapsync-sender keygen --out DIR` and set [sign] key = \"DIR/<node>.key\", or set insecure = true to run without signatures",
             ));
         }
+        let audit_keep_months = keep_months(path, &raw.audit)?;
         Ok(SenderConfig {
+            audit_keep_months,
             file: path.to_owned(),
             node: raw.node,
             insecure: raw.insecure,
@@ -686,7 +820,11 @@ impl ReceiverConfig {
                 ));
             }
         }
+        let limits = limits(path, &raw.limits)?;
+        let audit_keep_months = keep_months(path, &raw.audit)?;
         Ok(ReceiverConfig {
+            limits,
+            audit_keep_months,
             file: path.to_owned(),
             insecure: raw.insecure,
             trust: raw.trust.into_iter().map(|t| (t.node, t.key)).collect(),
@@ -788,6 +926,81 @@ dir = "work"
             );
             assert!(!e.contains('\n'), "error {e:?} should be one line");
         }
+    }
+
+    const GOOD_RX: &str = r#"
+insecure = true
+[target]
+url = "sqlite:replica.db"
+[link]
+listen = "127.0.0.1:7070"
+[work]
+dir = "work"
+"#;
+
+    fn load_rx(text: &str) -> Result<ReceiverConfig, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("receiver.toml");
+        std::fs::write(&p, text).expect("write");
+        ReceiverConfig::load(&p)
+    }
+
+    #[test]
+    fn receiver_limits_and_audit_defaults() {
+        let c = load_rx(GOOD_RX).expect("valid");
+        assert_eq!(c.limits.max_batch_bytes, 1 << 30);
+        assert_eq!(c.limits.read.max_decompressed, 4 << 30);
+        assert_eq!(c.limits.read.max_statement_len, 16 << 20);
+        assert_eq!(c.limits.read.max_statements, 10_000_000);
+        assert_eq!(c.audit_keep_months, 12);
+        let c = load_rx(&format!(
+            "{GOOD_RX}[limits]\nmax_batch_bytes = 5000\nmax_decompressed = 6000\nmax_statement_len = 2000\nmax_statements = 7\n[audit]\nkeep_months = 6\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.limits.max_batch_bytes, 5000);
+        assert_eq!(c.limits.read.max_decompressed, 6000);
+        assert_eq!(c.limits.read.max_statement_len, 2000);
+        assert_eq!(c.limits.read.max_statements, 7);
+        assert_eq!(c.audit_keep_months, 6);
+        assert_eq!(load(GOOD).expect("valid").audit_keep_months, 12);
+    }
+
+    #[test]
+    fn bad_limits_and_retention_name_the_key() {
+        let cases = [
+            (
+                "[audit]\nkeep_months = 5\n",
+                "[audit] keep_months = 5: must be at least 6",
+            ),
+            (
+                "[limits]\nmax_statements = 0\n",
+                "[limits] max_statements = 0",
+            ),
+            (
+                "[limits]\nmax_batch_bytes = 10\n",
+                "[limits] max_batch_bytes = 10",
+            ),
+            (
+                "[limits]\nmax_decompressed = 10\n",
+                "[limits] max_decompressed = 10",
+            ),
+            (
+                "[limits]\nmax_statement_len = 10\n",
+                "[limits] max_statement_len = 10",
+            ),
+            ("[limits]\nmax_rows = 10\n", "unknown field `max_rows`"),
+        ];
+        for (extra, want) in cases {
+            let e = load_rx(&format!("{GOOD_RX}{extra}"))
+                .expect_err(want)
+                .to_string();
+            assert!(e.contains(want), "error {e:?} should contain {want:?}");
+            assert!(!e.contains('\n'), "error {e:?} should be one line");
+        }
+        let e = load(&format!("{GOOD}[audit]\nkeep_months = 1\n"))
+            .expect_err("sender keep_months")
+            .to_string();
+        assert!(e.contains("[audit] keep_months = 1"), "{e}");
     }
 
     #[test]

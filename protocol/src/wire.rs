@@ -426,6 +426,25 @@ pub(crate) fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
+/// Most payload bytes [`read_frame`] reserves before they arrive.
+const PAYLOAD_PREALLOC: usize = 64 * 1024;
+
+/// Appends up to `len` bytes to `buf` (growing it as data arrives); returns how many.
+fn read_payload<R: Read + ?Sized>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    len: usize,
+) -> Result<usize, FrameError> {
+    let limit = u64::try_from(len).unwrap_or(u64::MAX);
+    r.take(limit).read_to_end(buf).map_err(|e| {
+        if is_timeout(&e) {
+            FrameError::Timeout
+        } else {
+            FrameError::Io(e)
+        }
+    })
+}
+
 /// Reads one frame.
 ///
 /// - `Ok(frame)`: header and payload verified.
@@ -436,7 +455,8 @@ pub(crate) fn is_timeout(e: &io::Error) -> bool {
 /// - [`FrameError::Timeout`] / [`FrameError::Io`]: read errors.
 ///
 /// The payload buffer is allocated only after the declared length has been checked
-/// against `max_frame`, and never larger than that declared length.
+/// against `max_frame`, never larger than that declared length, and it grows with the
+/// bytes received (at most 64 KiB are reserved ahead of them).
 pub fn read_frame<R: Read + ?Sized>(r: &mut R, max_frame: usize) -> Result<Frame, FrameError> {
     let mut h = [0u8; HEADER_LEN];
     match read_full(r, &mut h)? {
@@ -451,8 +471,11 @@ pub fn read_frame<R: Read + ?Sized>(r: &mut R, max_frame: usize) -> Result<Frame
     }
     let (header, sum) = decode_header(&h, max_frame)?;
     let len = header.payload_len as usize;
-    let mut payload = vec![0u8; len];
-    let got = read_full(r, &mut payload)?;
+    // The buffer grows with the bytes that actually arrive: a header that declares a
+    // large payload (up to `max_frame`) and is followed by little or nothing costs no
+    // more memory than what was received.
+    let mut payload = Vec::with_capacity(len.min(PAYLOAD_PREALLOC));
+    let got = read_payload(r, &mut payload, len)?;
     if got < len {
         return Err(FrameError::Truncated {
             got: HEADER_LEN + got,
@@ -762,6 +785,56 @@ mod tests {
                 max: 4096
             }
         ));
+    }
+
+    /// Found by the `frame_decoder` fuzz target: a valid header declaring a payload
+    /// near 4 GiB (accepted with a big `max_frame`) made `read_frame` allocate all of it
+    /// before reading a single payload byte. The buffer now follows the bytes received.
+    #[test]
+    fn declared_length_is_not_allocated_ahead_of_the_data() {
+        struct Watch {
+            data: Cursor<Vec<u8>>,
+            biggest_read: usize,
+        }
+        impl Read for Watch {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.biggest_read = self.biggest_read.max(buf.len());
+                self.data.read(buf)
+            }
+        }
+        let mut h = bytes(&Frame::new(FrameType::Data, "n1", 1, 0, Vec::new()));
+        h[54..58].copy_from_slice(&u32::MAX.to_be_bytes());
+        let check = sum8(&h[..66]);
+        h[66..74].copy_from_slice(&check);
+        h.extend_from_slice(&[7u8; 100]);
+        let mut r = Watch {
+            data: Cursor::new(h),
+            biggest_read: 0,
+        };
+        let err = read_frame(&mut r, MAX_MAX_FRAME).expect_err("truncated");
+        assert!(
+            matches!(err, FrameError::Truncated { got, expected }
+                if got == HEADER_LEN + 100 && expected == HEADER_LEN + u32::MAX as usize),
+            "{err:?}"
+        );
+        assert!(
+            r.biggest_read <= 2 * PAYLOAD_PREALLOC,
+            "read into a {} byte buffer",
+            r.biggest_read
+        );
+        // A large payload that does arrive is read whole and verified.
+        let f = Frame::new(
+            FrameType::Data,
+            "n1",
+            1,
+            0,
+            vec![9u8; 3 * PAYLOAD_PREALLOC + 5],
+        );
+        let b = bytes(&f);
+        assert_eq!(
+            read_frame(&mut Cursor::new(&b), DEFAULT_MAX_FRAME).expect("frame"),
+            f
+        );
     }
 
     #[test]

@@ -38,6 +38,9 @@ use tracing::{debug, error, info, warn};
 
 pub mod status;
 
+/// How often a running receiver prunes old audit files.
+const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiverError {
     #[error("work directory {path}: {source}")]
@@ -180,6 +183,7 @@ impl Receiver {
         }
         let trust = TrustStore::from_config(&cfg.trust)?;
         let audit = Audit::new(&cfg.work_dir, "receiver");
+        let cfg_limits = cfg.limits.read.clone();
         let shared = Arc::new(Shared {
             cfg,
             outcomes: Mutex::new(HashMap::new()),
@@ -188,7 +192,7 @@ impl Receiver {
             spool_flag: Mutex::new(true),
             audit,
             connections: AtomicU32::new(0),
-            limits: ReadLimits::default(),
+            limits: cfg_limits,
             trust,
         });
         // Partial files of interrupted transfers: the sender starts them again.
@@ -227,7 +231,13 @@ impl Receiver {
                 addr: self.shared.cfg.link.listen.clone(),
                 source,
             })?;
+        self.prune_audit();
+        let mut pruned = Instant::now();
         while !stop.load(Ordering::SeqCst) {
+            if pruned.elapsed() >= AUDIT_PRUNE_EVERY {
+                self.prune_audit();
+                pruned = Instant::now();
+            }
             match listener.accept() {
                 Ok((stream, peer)) => {
                     let max = self.shared.cfg.link.max_connections;
@@ -254,6 +264,20 @@ impl Receiver {
             }
         }
         Ok(())
+    }
+
+    /// Delete audit month files older than `[audit] keep_months` (at start and once a
+    /// day); logs what was removed.
+    pub fn prune_audit(&self) {
+        let keep = self.shared.cfg.audit_keep_months;
+        match self.shared.audit.prune(keep) {
+            Ok(removed) => {
+                for p in removed {
+                    info!(file = %p.display(), keep_months = keep, "audit retention: removed an old audit file");
+                }
+            }
+            Err(e) => warn!(error = %e, "audit retention: cannot prune old audit files"),
+        }
     }
 
     /// The applier: apply spooled batches in seq order per node until `stop`.
@@ -342,6 +366,7 @@ impl Receiver {
             Ok(v) => v,
             Err(e) => {
                 let detail = e.to_string();
+                warn!(%node, seq, file = %name, reason = %detail, "batch refused: verification failed, nothing executed");
                 sh.audit(
                     AuditEvent::new("rejected", node, seq, &name, size, "")
                         .verdict("rejected", &detail),
@@ -350,15 +375,19 @@ impl Receiver {
             }
         };
         let sha = hex::encode(verified.content_sha256);
-        if let Err(reason) = authenticate(&sh.cfg, &sh.trust, Some(node), &verified) {
-            warn!(%node, seq, file = %name, %reason, "batch rejected: nothing executed");
-            sh.audit(
-                AuditEvent::new("rejected", node, seq, &name, size, &sha)
-                    .verdict("rejected", &reason),
-            );
-            return self.failed(t, node, seq, path, &reason);
-        }
-        sh.audit(AuditEvent::new("verified", node, seq, &name, size, &sha));
+        let key = match authenticate(&sh.cfg, &sh.trust, Some(node), &verified) {
+            Ok(k) => k.unwrap_or_default(),
+            Err(reason) => {
+                warn!(%node, seq, file = %name, %reason, "batch rejected: nothing executed");
+                sh.audit(
+                    AuditEvent::new("rejected", node, seq, &name, size, &sha)
+                        .key(claimed_key(&verified))
+                        .verdict("rejected", &reason),
+                );
+                return self.failed(t, node, seq, path, &reason);
+            }
+        };
+        sh.audit(AuditEvent::new("verified", node, seq, &name, size, &sha).key(&key));
         match t.apply(path, node, seq, &sha, &sh.limits) {
             Ok(outcome) => {
                 let n = match outcome {
@@ -368,7 +397,9 @@ impl Receiver {
                 info!(%node, seq, file = %name, statements = n, "batch applied");
                 let detail = format!("{n} statements");
                 sh.audit(
-                    AuditEvent::new("applied", node, seq, &name, size, &sha).verdict("ok", &detail),
+                    AuditEvent::new("applied", node, seq, &name, size, &sha)
+                        .key(&key)
+                        .verdict("ok", &detail),
                 );
                 let _ = fs::remove_file(path);
                 let _ = fs::remove_file(marker(path));
@@ -460,6 +491,20 @@ pub fn authenticate(
         )
         .map(Some)
         .map_err(|e| format!("signature check failed: {e}"))
+}
+
+/// The key id a batch's signature line claims ("" when unsigned), for the audit record
+/// of a rejection.
+fn claimed_key(v: &batch::VerifiedBatch) -> &str {
+    let id = v
+        .signature
+        .as_deref()
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or("");
+    match id.char_indices().nth(64) {
+        Some((i, _)) => &id[..i],
+        None => id,
+    }
 }
 
 fn file_name(p: &Path) -> String {
@@ -556,6 +601,19 @@ impl Conn {
     }
 
     fn store_chunk(&mut self, seq: u64, offset: u64, chunk: &[u8]) -> std::io::Result<bool> {
+        let max = self.shared.cfg.limits.max_batch_bytes;
+        if offset.saturating_add(chunk.len() as u64) > max {
+            warn!(
+                node = %self.node,
+                seq,
+                offset,
+                max_batch_bytes = max,
+                "batch refused: larger than [limits] max_batch_bytes; partial file dropped"
+            );
+            self.part = None;
+            let _ = fs::remove_file(self.part_path(seq));
+            return Ok(false);
+        }
         if offset == 0 {
             let f = OpenOptions::new()
                 .create(true)
@@ -587,6 +645,15 @@ impl Conn {
             return Err(format!(
                 "file name {} does not match node {} seq {seq}",
                 info.name, self.node
+            ));
+        }
+        let max = self.shared.cfg.limits.max_batch_bytes;
+        if info.size > max {
+            self.part = None;
+            let _ = fs::remove_file(self.part_path(seq));
+            return Err(format!(
+                "END declares {} bytes, over [limits] max_batch_bytes = {max}",
+                info.size
             ));
         }
         match self.recorded(seq) {
@@ -660,6 +727,9 @@ impl Conn {
                 let content = hex::encode(v.content_sha256);
                 if prev.as_deref() == Some(content.as_str()) {
                     let _ = fs::remove_file(&dest);
+                    // A plain resend: leave no empty `replayed/` behind (removed only
+                    // when empty).
+                    let _ = fs::remove_dir(&dir);
                     return Ok(true);
                 }
                 let reason = format!(
@@ -753,7 +823,7 @@ impl FrameHandler for Conn {
 /// applied seq with different content); if any is rejected, nothing is executed, the
 /// rejection is audited and returned as [`ReceiverError::Rejected`] naming the reason.
 pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String>> {
-    let limits = ReadLimits::default();
+    let limits = cfg.limits.read.clone();
     let trust = TrustStore::from_config(&cfg.trust)?;
     let audit = Audit::new(&cfg.work_dir, "receiver");
     let mut t = Target::open(&cfg.target, &cfg.target_options())?;
@@ -767,7 +837,7 @@ pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String
             reason,
         }
     };
-    let mut sorted: Vec<(String, u64, PathBuf, String, u64)> = Vec::new();
+    let mut sorted: Vec<(String, u64, PathBuf, String, u64, String)> = Vec::new();
     for f in files {
         let name = file_name(f);
         let size = fs::metadata(f).map(|m| m.len()).unwrap_or(0);
@@ -786,9 +856,10 @@ pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String
             }
         };
         let sha = hex::encode(v.content_sha256);
-        if let Err(reason) = authenticate(cfg, &trust, Some(&node), &v) {
-            return Err(reject(&name, &node, seq, size, &sha, reason));
-        }
+        let key = match authenticate(cfg, &trust, Some(&node), &v) {
+            Ok(k) => k.unwrap_or_default(),
+            Err(reason) => return Err(reject(&name, &node, seq, size, &sha, reason)),
+        };
         if let Some(prev) = t.applied_sha(&node, seq)?
             && prev != sha
         {
@@ -797,11 +868,11 @@ pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String
             );
             return Err(reject(&name, &node, seq, size, &sha, reason));
         }
-        sorted.push((node, seq, f.clone(), sha, size));
+        sorted.push((node, seq, f.clone(), sha, size, key));
     }
     sorted.sort();
     let mut out = Vec::new();
-    for (node, seq, path, sha, size) in sorted {
+    for (node, seq, path, sha, size, key) in sorted {
         let name = file_name(&path);
         let next = t.next_expected(&node)?;
         if seq < next {
@@ -826,6 +897,7 @@ pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String
                 file: &name,
                 size,
                 sha256: &sha,
+                key_id: &key,
                 verdict,
                 detail,
             });

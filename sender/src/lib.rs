@@ -87,6 +87,9 @@ struct Render {
 }
 
 /// What one shipping pass did.
+/// How often a running sender prunes old audit files.
+const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
+
 #[derive(Debug, Default, Clone)]
 pub struct ShipReport {
     pub applied: Vec<u64>,
@@ -336,6 +339,7 @@ impl Sender {
             file: &r.file,
             size: r.size,
             sha256: &r.sha256,
+            key_id: self.signer.as_ref().map(BatchSigner::key_id).unwrap_or(""),
             verdict,
             detail,
         };
@@ -828,11 +832,31 @@ impl Sender {
         self.ship_ready(stop, Some(attempts))
     }
 
+    /// Delete audit month files older than `[audit] keep_months` (at the start of the
+    /// service and once a day); logs what was removed.
+    pub fn prune_audit(&self) {
+        let keep = self.cfg.audit_keep_months;
+        match self.audit.prune(keep) {
+            Ok(removed) => {
+                for p in removed {
+                    info!(file = %p.display(), keep_months = keep, "audit retention: removed an old audit file");
+                }
+            }
+            Err(e) => warn!(error = %e, "audit retention: cannot prune old audit files"),
+        }
+    }
+
     /// The service loop: cut by strategy, ship, heartbeat while idle, until `stop`.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<()> {
         let mut clock = StrategyClock::new(self.source.last_change_id()?);
         let mut last_beat = Instant::now();
+        self.prune_audit();
+        let mut pruned = Instant::now();
         while !stop.load(Ordering::SeqCst) {
+            if pruned.elapsed() >= AUDIT_PRUNE_EVERY {
+                self.prune_audit();
+                pruned = Instant::now();
+            }
             self.cut_snapshots()?;
             self.cut_by_strategy(&mut clock)?;
             let report = self.ship_ready(stop, Some(1));

@@ -430,7 +430,12 @@ pub struct ReceiverConfig {
     pub retry_interval: Duration,
     pub busy_timeout: Duration,
     pub idle_timeout: Option<Duration>,
+    /// `[link] frame_timeout`.
+    pub frame_timeout: Option<Duration>,
     pub max_connections: Option<u32>,
+    /// `[limits]` entries (`max_batch_bytes`, `max_decompressed`, `max_statement_len`,
+    /// `max_statements`).
+    pub limits: Vec<(&'static str, u64)>,
     /// `[target] url` when the target is not the workspace's SQLite `replica.db`
     /// (e.g. `odbc:Driver={PostgreSQL Unicode};...`).
     pub target_url: Option<String>,
@@ -450,7 +455,9 @@ impl Default for ReceiverConfig {
             retry_interval: secs(1),
             busy_timeout: secs(5),
             idle_timeout: None,
+            frame_timeout: None,
             max_connections: None,
+            limits: Vec::new(),
             target_url: None,
             target_dialect: None,
             trust: Vec::new(),
@@ -498,8 +505,17 @@ impl ReceiverConfig {
         if let Some(d) = self.idle_timeout {
             let _ = writeln!(s, "idle_timeout = {}", toml_dur(d));
         }
+        if let Some(d) = self.frame_timeout {
+            let _ = writeln!(s, "frame_timeout = {}", toml_dur(d));
+        }
         if let Some(n) = self.max_connections {
             let _ = writeln!(s, "max_connections = {n}");
+        }
+        if !self.limits.is_empty() {
+            s.push_str("\n[limits]\n");
+            for (k, v) in &self.limits {
+                let _ = writeln!(s, "{k} = {v}");
+            }
         }
         let _ = writeln!(
             s,
@@ -1109,6 +1125,11 @@ impl SenderNode {
         tail(&self.log, n)
     }
 
+    /// The whole log of this service ("" before it was written).
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The workspace's log tails (all services), for messages.
     pub fn all_logs(&self) -> String {
         logs_under(&self.root, 30)
@@ -1331,6 +1352,11 @@ impl ReceiverNode {
 
     pub fn log_tail(&self, n: usize) -> String {
         tail(&self.log, n)
+    }
+
+    /// The whole log of this service ("" before it was written).
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The workspace's log tails (all services), for messages.

@@ -24,6 +24,9 @@ mod odbc;
 #[path = "e2e/odbc_sources.rs"]
 mod odbc_sources;
 
+#[path = "e2e/hostile.rs"]
+mod hostile;
+
 #[path = "e2e/trust.rs"]
 mod trust;
 

@@ -1,0 +1,185 @@
+//! Writes the seed corpora (`fuzz/seeds/<target>/`) with gapsync's own encoders and
+//! renderers: `cargo run --manifest-path fuzz/Cargo.toml --example make_seeds`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use gapsync_common::batch::{BatchHeader, BatchKind, BatchWriter};
+use gapsync_common::dialect::Dialect;
+use gapsync_common::value::Value;
+use gapsync_protocol::wire::{EndInfo, Frame, FrameType, hello_payload};
+
+fn out(target: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join(target);
+    fs::create_dir_all(&d).expect("mkdir");
+    d
+}
+
+fn frames() {
+    let d = out("frame_decoder");
+    let end = EndInfo {
+        size: 1234,
+        sha256: [7; 32],
+        name: "plant1-00000000000000000001.sql".to_owned(),
+    }
+    .encode()
+    .expect("end");
+    let all = [
+        Frame::new(
+            FrameType::Hello,
+            "plant1",
+            0,
+            0,
+            hello_payload("sender 0.1").into_bytes(),
+        ),
+        Frame::new(FrameType::Heartbeat, "plant1", 0, 0, Vec::new()),
+        Frame::new(
+            FrameType::Data,
+            "plant1",
+            1,
+            0,
+            b"-- gapsync batch v1\n".to_vec(),
+        ),
+        Frame::new(FrameType::End, "plant1", 1, 0, end),
+        Frame::new(FrameType::Result, "plant1", 1, 0, Vec::new()),
+    ];
+    let mut session = vec![1u8];
+    for (i, f) in all.iter().enumerate() {
+        let mut b = vec![1u8];
+        f.encode(&mut b).expect("encode");
+        session.extend_from_slice(&b[1..]);
+        fs::write(d.join(format!("frame{i}")), b).expect("write");
+    }
+    fs::write(d.join("session"), session).expect("write");
+}
+
+fn batches() {
+    let d = out("batch_parser");
+    let tmp = std::env::temp_dir().join(format!("gapsync-make-seeds-{}", std::process::id()));
+    fs::create_dir_all(&tmp).expect("tmp");
+    let stmts = [
+        r#"INSERT INTO "t" ("id", "v") VALUES (1, 'it''s');"#,
+        r#"UPDATE "t" SET "v" = X'00ff' WHERE "id" = 1;"#,
+        r#"DELETE FROM "t" WHERE "id" = 1;"#,
+    ];
+    for (i, (kind, changes, n)) in [
+        (BatchKind::Changes, Some((101, 103)), 3),
+        (BatchKind::Changes, Some((1, 1)), 0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let header = BatchHeader {
+            node: "plant1".to_owned(),
+            seq: i as u64 + 1,
+            created: "2026-11-21T10:00:00.123456Z".to_owned(),
+            dialect: "sqlite".to_owned(),
+            kind,
+            changes,
+            statements: n,
+        };
+        let mut w = BatchWriter::create(&tmp, header, false, 3).expect("create");
+        for s in &stmts[..n as usize] {
+            w.push(s).expect("push");
+        }
+        let written = w.finish().expect("finish");
+        let text = fs::read(&written.path).expect("read");
+        // Selector 0: plain file; selector 3: `.zst` name, compressed by the target.
+        for sel in [0u8, 3] {
+            let mut b = vec![sel];
+            b.extend_from_slice(&text);
+            fs::write(d.join(format!("batch{i}-{sel}")), b).expect("write");
+        }
+        // A signed-looking tail.
+        let mut b = vec![0u8];
+        b.extend_from_slice(&text);
+        b.extend_from_slice(b"-- signature: k1 00ff\n");
+        fs::write(d.join(format!("batch{i}-sig")), b).expect("write");
+    }
+    let _ = fs::remove_dir_all(&tmp);
+}
+
+fn statements() {
+    let d = out("statement_validator");
+    let row = [
+        Value::Integer(-5),
+        Value::Text("it's".to_owned()),
+        Value::Blob(vec![0, 255]),
+        Value::Real(1.5),
+        Value::Null,
+    ];
+    let cols = ["id", "v", "b", "r", "n"];
+    for (di, dialect) in Dialect::ALL.into_iter().enumerate() {
+        let mut all = Vec::new();
+        let mut s = String::new();
+        if dialect.render_insert("t", &cols, &row, &mut s).is_ok() {
+            all.push(std::mem::take(&mut s));
+        }
+        if dialect
+            .render_update(
+                "t",
+                &cols[1..],
+                &row[1..],
+                &["id"],
+                &[Value::Integer(1)],
+                &mut s,
+            )
+            .is_ok()
+        {
+            all.push(std::mem::take(&mut s));
+        }
+        if dialect
+            .render_delete("t", &["id", "n"], &[Value::Integer(1), Value::Null], &mut s)
+            .is_ok()
+        {
+            all.push(std::mem::take(&mut s));
+        }
+        if dialect.render_clear("t", &mut s).is_ok() {
+            all.push(std::mem::take(&mut s));
+        }
+        let ty = if dialect == Dialect::Sqlite {
+            "INTEGER"
+        } else {
+            "BIGINT"
+        };
+        if dialect
+            .render_create_table("t", &[("id", ty), ("v", "VARCHAR(10)")], &["id"], &mut s)
+            .is_ok()
+        {
+            all.push(std::mem::take(&mut s));
+        }
+        // Fits the SQLite property check's table `t(id INTEGER PRIMARY KEY, v)`.
+        for v in [
+            Value::Text("x'y".to_owned()),
+            Value::Blob(vec![1, 2]),
+            Value::Real(-0.5),
+        ] {
+            let row2 = [Value::Integer(7), v];
+            if dialect
+                .render_insert("t", &cols[..2], &row2, &mut s)
+                .is_ok()
+            {
+                all.push(std::mem::take(&mut s));
+            }
+            if dialect
+                .render_update("t", &cols[1..2], &row2[1..], &["id"], &row2[..1], &mut s)
+                .is_ok()
+            {
+                all.push(std::mem::take(&mut s));
+            }
+        }
+        for (i, stmt) in all.iter().enumerate() {
+            let mut b = vec![di as u8];
+            b.extend_from_slice(stmt.as_bytes());
+            fs::write(d.join(format!("{}-{i}", dialect.name())), b).expect("write");
+        }
+    }
+}
+
+fn main() {
+    frames();
+    batches();
+    statements();
+}
