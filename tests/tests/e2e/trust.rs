@@ -387,3 +387,103 @@ fn link_rejects_replayed_seq_with_different_content() {
         .unwrap();
     assert_eq!(meters, 0);
 }
+
+/// A batch altered between the sender's cut and the link (a compromised inside host or
+/// a device that rewrites bytes): the link delivers it intact as sent, so only the
+/// file's own checksum trailer and signature can tell. Body tampered, or signature line
+/// tampered: rejected before any statement runs, on the TCP link, sent once more, then
+/// quarantined on both sides with the reason.
+#[test]
+fn link_rejects_batches_tampered_after_signing() {
+    for (case, edit) in [
+        (
+            "body",
+            (|t: &str| t.replacen("'m1'", "'XX'", 1)) as fn(&str) -> String,
+        ),
+        ("signature", |t: &str| {
+            let (head, sig) = t.rsplit_once("-- signature: ").unwrap();
+            let flipped: String = sig
+                .chars()
+                .rev()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i == 2 && c != '0' {
+                        '0'
+                    } else if i == 2 {
+                        '1'
+                    } else {
+                        c
+                    }
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            format!("{head}-- signature: {flipped}")
+        }),
+    ] {
+        let ws = Workspace::new(&format!("trust-tamper-{case}"));
+        let probe = ws.sender_in(
+            "probe",
+            SenderConfig::new("plant1").table(Table::new("meter_reading")),
+        );
+        let (key, line) = keygen(&probe, &ws.path().join("keys"));
+        let mut rx = ws.receiver(ReceiverConfig::default().trust("plant1", &line));
+        rx.start();
+        // Cut without shipping: the link points at a closed port for now.
+        let mut tx = sender(&ws, "s", "127.0.0.1:9");
+        tx.cfg = tx.cfg.clone().sign_key(&key);
+        tx.cfg.once_connect_attempts = 1;
+        tx.write_config();
+        tx.snapshot(&["meter_reading"]);
+        assert!(!tx.exec(&["once"]).success(), "{case}: the link was closed");
+        insert(&tx, 1..3, "m1");
+        assert!(!tx.exec(&["once"]).success(), "{case}: the link was closed");
+        let batches = tx.batches();
+        assert_eq!(batches.len(), 2, "{case}: snapshot + changes cut");
+        let victim = &batches[1];
+        let path = tx.work_dir.join("outbox").join(&victim.file);
+        let text = fs::read_to_string(&path).unwrap();
+        let forged = edit(&text);
+        assert_ne!(forged, text, "{case}: the edit changed nothing");
+        fs::write(&path, &forged).unwrap();
+        // The record says what the link sends (size and SHA-256 of the file as is).
+        let (size, digest) = gapsync_common::batch::sha256_file(&path).unwrap();
+        assert_eq!(size, forged.len() as u64);
+        let sha: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        tx.source()
+            .execute(
+                "UPDATE _gapsync_batches SET size = ?1, sha256 = ?2 WHERE seq = ?3",
+                params![forged.len() as i64, sha, victim.seq as i64],
+            )
+            .unwrap();
+        tx.set_connect(rx.addr());
+        tx.cfg.once_connect_attempts = 5;
+        tx.write_config();
+        let out = tx.exec(&["once"]);
+        assert!(!out.success(), "{case}: a forged batch must not be applied");
+        assert_eq!(tx.batch(victim.seq).state, "quarantined", "{case}");
+        assert_eq!(tx.batch(victim.seq).attempts, 2, "{case}: sent twice");
+        // The snapshot applied; none of the forged batch's rows did.
+        assert_eq!(target_rows(&rx), 0, "{case}: the forged rows must not land");
+        let why = fs::read_to_string(
+            rx.work_dir
+                .join("quarantine")
+                .join(format!("{}.reason", victim.file)),
+        )
+        .unwrap();
+        let want = if case == "body" {
+            "sha256"
+        } else {
+            "signature"
+        };
+        assert!(
+            why.to_lowercase().contains(want),
+            "{case}: the reason must say what was wrong: {why}"
+        );
+        assert!(
+            rx.audit().iter().any(|l| l["event"] == "rejected"),
+            "{case}: the audit must record the rejection"
+        );
+    }
+}
