@@ -642,10 +642,12 @@ impl Conn {
         let (node, fseq, _) =
             batch::parse_batch_file_name(&info.name).map_err(|e| e.to_string())?;
         if node != self.node || fseq != seq {
-            return Err(format!(
-                "file name {} does not match node {} seq {seq}",
+            let reason = format!(
+                "wrong node or seq: file name {} does not match the connection's node {} and seq {seq}",
                 info.name, self.node
-            ));
+            );
+            self.reject_part(seq, info, &reason);
+            return Err(reason);
         }
         let max = self.shared.cfg.limits.max_batch_bytes;
         if info.size > max {
@@ -700,6 +702,30 @@ impl Conn {
     /// A batch whose seq is already applied arrived again. The same content is a resend
     /// (answered "applied" from the ledger); different content is a replay: rejected,
     /// kept in `quarantine/replayed/` with a `.reason`, audited, and answered "failed".
+    /// Keep a refused transfer in `quarantine/rejected/` with its reason, audit and log
+    /// it (nothing of it is spooled or executed).
+    fn reject_part(&mut self, seq: u64, info: &EndInfo, reason: &str) {
+        self.part = None;
+        let part = self.part_path(seq);
+        let dir = self.shared.quarantine_dir().join("rejected");
+        let safe = batch::parse_batch_file_name(&info.name).is_ok();
+        if safe && fs::create_dir_all(&dir).is_ok() {
+            let dest = dir.join(&info.name);
+            if fs::rename(&part, &dest).is_ok() {
+                let _ = fs::write(
+                    dir.join(format!("{}.reason", info.name)),
+                    format!("{reason}\n"),
+                );
+            }
+        }
+        let _ = fs::remove_file(&part);
+        error!(alarm = true, node = %self.node, seq, file = %info.name, reason, "batch rejected at END: nothing spooled");
+        self.shared.audit(
+            AuditEvent::new("rejected", &self.node, seq, &info.name, info.size, "")
+                .verdict("rejected", reason),
+        );
+    }
+
     fn check_replay(&mut self, seq: u64, info: &EndInfo) -> std::result::Result<bool, String> {
         let part = self.part_path(seq);
         let complete = matches!(&self.part, Some((s, _, len)) if *s == seq && *len == info.size);

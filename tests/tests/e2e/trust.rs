@@ -487,3 +487,48 @@ fn link_rejects_batches_tampered_after_signing() {
         );
     }
 }
+
+/// A connection that says it is node plant2 and delivers plant1's batch: refused at END,
+/// kept in the receiver's quarantine with the reason, audited, nothing spooled or run.
+#[test]
+fn link_rejects_a_file_of_another_node() {
+    let ws = Workspace::new("trust-wrong-node");
+    let mut rx = ws.receiver(ReceiverConfig::default());
+    rx.start();
+    let name = "plant1-00000000000000000001.sql";
+    let body = b"-- a file that claims to be plant1's\n".to_vec();
+    let path = ws.path().join(name);
+    fs::write(&path, &body).unwrap();
+    let (size, sha) = gapsync_common::batch::sha256_file(&path).unwrap();
+    let mut link = gapsync_protocol::LinkClient::connect(
+        rx.addr(),
+        "plant2",
+        "forger",
+        gapsync_protocol::LinkOptions::default(),
+    )
+    .unwrap();
+    let mut f = fs::File::open(&path).unwrap();
+    let e = link.send_file(1, name, &mut f, size, sha).unwrap_err();
+    assert!(
+        matches!(e, gapsync_protocol::LinkError::EndRejected),
+        "END must be refused: {e}"
+    );
+    let q = rx.work_dir.join("quarantine").join("rejected");
+    assert!(
+        q.join(name).exists(),
+        "the refused file is kept for the record"
+    );
+    let why = fs::read_to_string(q.join(format!("{name}.reason"))).unwrap();
+    assert!(why.contains("wrong node"), "{why}");
+    assert!(
+        !rx.work_dir.join("spool").join(name).exists(),
+        "nothing may be spooled"
+    );
+    assert!(
+        rx.audit()
+            .iter()
+            .any(|l| l["event"] == "rejected" && l["node"] == "plant2"),
+        "the audit must record it"
+    );
+    assert_eq!(target_rows(&rx), 0);
+}
