@@ -30,6 +30,9 @@ mod hostile;
 #[path = "e2e/trust.rs"]
 mod trust;
 
+#[path = "e2e/gap.rs"]
+mod gap;
+
 // ------------------------------------------------------------------------ helpers
 
 /// Count statement lines of the given kind (`INSERT INTO "t"`, `UPDATE "t"`, ...)

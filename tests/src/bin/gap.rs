@@ -1,0 +1,75 @@
+//! `gapsync-gap`: a forward isolation device emulator for tests and site acceptance.
+//!
+//! `gapsync-gap --listen 0.0.0.0:7071 --forward receiver:7070 --latency-ms 50
+//!  --faults reset,flip,swallow,stall --fault-every 50 --seed 42`
+//!
+//! See `gapsync_tests::gap` for what it does. Logs go to stderr (`GAPSYNC_LOG=debug`
+//! logs every frame).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use gapsync_tests::gap::{Fault, Gap, GapConfig};
+
+/// Frame-aware TCP relay emulating a one-way isolation device (one answer byte back).
+#[derive(Debug, Parser)]
+#[command(name = "gapsync-gap", version)]
+struct Args {
+    /// Address senders connect to (`127.0.0.1:0`: a free port, logged).
+    #[arg(long)]
+    listen: String,
+    /// The receiver's address.
+    #[arg(long)]
+    forward: String,
+    /// One-way latency added to every forwarded frame, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Forward bandwidth limit in bytes per second (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    bandwidth: u64,
+    /// Faults to inject: a comma-separated subset of reset,flip,swallow,stall.
+    #[arg(long, default_value = "")]
+    faults: String,
+    /// Inject a fault on about one frame in N.
+    #[arg(long, default_value_t = 100)]
+    fault_every: u64,
+    /// PRNG seed (the same seed gives the same fault sequence for the same traffic).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// A stall holds a frame for three times this many milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    stall_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    gapsync_common::logging::init();
+    let faults = match Fault::parse_list(&args.faults) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("gapsync-gap: --faults: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = GapConfig {
+        listen: args.listen,
+        forward: args.forward,
+        latency: Duration::from_millis(args.latency_ms),
+        bandwidth: (args.bandwidth > 0).then_some(args.bandwidth),
+        faults,
+        fault_every: args.fault_every.max(1),
+        seed: args.seed,
+        stall: Duration::from_millis(args.stall_ms),
+    };
+    match Gap::start(cfg) {
+        Ok(gap) => {
+            gap.wait();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen");
+            ExitCode::FAILURE
+        }
+    }
+}
