@@ -260,30 +260,30 @@ impl Sender {
         Ok(self.source.describe(t)?)
     }
 
-    fn render_info(&mut self, layout: i64) -> Result<Render> {
-        if let Some(r) = self.renders.get(&layout) {
-            return Ok(r.clone());
+    /// The rendering data of a layout, computed once (this runs for every change).
+    fn render_info(&mut self, layout: i64) -> Result<&Render> {
+        if !self.renders.contains_key(&layout) {
+            let l = self.source.layout(layout)?;
+            let t = self
+                .cfg
+                .tables
+                .iter()
+                .find(|t| t.source == l.table)
+                .ok_or_else(|| SenderError::UnknownTable(l.table.clone()))?;
+            let map = |c: &String| t.rename.get(c).cloned().unwrap_or_else(|| c.clone());
+            let r = Render {
+                target: t.target.clone(),
+                columns: l.columns.iter().map(map).collect(),
+                key: l.key.iter().map(map).collect(),
+            };
+            self.renders.insert(layout, r);
         }
-        let l = self.source.layout(layout)?;
-        let t = self
-            .cfg
-            .tables
-            .iter()
-            .find(|t| t.source == l.table)
-            .ok_or_else(|| SenderError::UnknownTable(l.table.clone()))?;
-        let map = |c: &String| t.rename.get(c).cloned().unwrap_or_else(|| c.clone());
-        let r = Render {
-            target: t.target.clone(),
-            columns: l.columns.iter().map(map).collect(),
-            key: l.key.iter().map(map).collect(),
-        };
-        self.renders.insert(layout, r.clone());
-        Ok(r)
+        Ok(&self.renders[&layout])
     }
 
     fn render_change(&mut self, c: &Change, out: &mut String) -> Result<()> {
-        let r = self.render_info(c.layout)?;
         let d = self.cfg.dialect;
+        let r = self.render_info(c.layout)?;
         let cols: Vec<&str> = r.columns.iter().map(String::as_str).collect();
         let key: Vec<&str> = r.key.iter().map(String::as_str).collect();
         out.clear();
@@ -391,12 +391,11 @@ impl Sender {
                     let replaced = d.table == ins.table && same_row(&d.row, &ins.row);
                     if replaced && !deleted.iter().any(|k| same_row(k, &d.old_key)) {
                         deleted.push(&d.old_key);
+                        let dialect = self.cfg.dialect;
                         let r = self.render_info(d.layout)?;
                         let key: Vec<&str> = r.key.iter().map(String::as_str).collect();
                         buf.clear();
-                        self.cfg
-                            .dialect
-                            .render_delete(&r.target, &key, &d.old_key, &mut buf)?;
+                        dialect.render_delete(&r.target, &key, &d.old_key, &mut buf)?;
                         text.push_str(&buf);
                         ends.push(text.len());
                     }
