@@ -73,6 +73,9 @@ pub mod odbc;
 // The forward isolation device emulator (`gapsync-gap`).
 pub mod gap;
 
+// The reliability suite's rig and end-of-case checks (also used by `gapsync-soak`).
+pub mod suite;
+
 /// How often the `wait_*` helpers look.
 pub const POLL: Duration = Duration::from_millis(50);
 

@@ -1,0 +1,188 @@
+//! Building blocks of the reliability suite (`tests/tests/reliability.rs`) and of the
+//! soak run (`gapsync-soak`): a sender and a receiver with a `gapsync-gap` between them,
+//! and the end-of-case checks every case shares (row-by-row comparison, every seq in the
+//! ledger exactly once).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+
+use crate::plant::{self, ALARM, ALARMS, METER_READING};
+use crate::{
+    BackgroundWriter, BatchRow, GapNode, ReceiverConfig, ReceiverNode, Rng, SenderConfig,
+    SenderNode, Table, Workspace, assert_contiguous, assert_synced, secs,
+};
+
+/// The mixed workload's tables: `meter_reading` (inserts, updates, key changes,
+/// deletes) and `alarm` (Chinese and hostile text, binary data).
+pub fn mix_schema() -> String {
+    format!("{METER_READING}; {ALARM}")
+}
+
+/// `cfg` with the mixed workload's tables.
+pub fn mix_tables(cfg: SenderConfig) -> SenderConfig {
+    cfg.table(Table::new("meter_reading"))
+        .table(Table::new("alarm"))
+}
+
+/// Where the mixed workload's ids continue (ids of both tables only grow).
+#[derive(Debug, Clone, Copy)]
+pub struct MixIds {
+    pub meter: i64,
+    pub alarm: i64,
+}
+
+impl Default for MixIds {
+    fn default() -> Self {
+        MixIds { meter: 1, alarm: 1 }
+    }
+}
+
+/// One random change of the mixed workload: 4 in 5 on `meter_reading`, 1 in 5 on
+/// `alarm` (insert with a random blob, text update, delete).
+pub fn mix_change(conn: &Connection, rng: &mut Rng, ids: &mut MixIds) -> rusqlite::Result<()> {
+    if rng.below(5) > 0 {
+        let hi = ids.meter.max(2);
+        return plant::meter_step(conn, rng, &mut ids.meter, 1, hi);
+    }
+    let pick = rng.range(1, ids.alarm.max(2));
+    match rng.below(10) {
+        0..=5 => {
+            let id = ids.alarm;
+            ids.alarm += 1;
+            let raw: Vec<u8> = (0..rng.below(64)).map(|_| rng.below(256) as u8).collect();
+            conn.execute(
+                "INSERT INTO alarm(id, text, raw) VALUES (?1, ?2, ?3)",
+                params![id, *rng.pick(ALARMS), raw],
+            )?;
+        }
+        6..=8 => {
+            conn.execute(
+                "UPDATE alarm SET text = ?2 || ' (确认)' WHERE id = ?1",
+                params![pick, *rng.pick(ALARMS)],
+            )?;
+        }
+        _ => {
+            conn.execute("DELETE FROM alarm WHERE id = ?1", params![pick])?;
+        }
+    }
+    Ok(())
+}
+
+/// A writer making `per_step` mixed changes per source transaction, `pause` between
+/// transactions (a steady rate).
+pub fn mix_writer(db: &Path, seed: u64, per_step: u32, pause: Duration) -> BackgroundWriter {
+    let mut ids = MixIds::default();
+    BackgroundWriter::start(db, seed, pause, move |c, rng, _| {
+        // Ids already taken by a transaction that failed busy stay taken: harmless.
+        c.execute_batch("BEGIN IMMEDIATE")?;
+        for _ in 0..per_step {
+            if let Err(e) = mix_change(c, rng, &mut ids) {
+                let _ = c.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+        c.execute_batch("COMMIT")
+    })
+}
+
+/// A receiver, a `gapsync-gap` in front of it and a sender connected through the gap.
+/// Fields drop in order: sender, gap, receiver, then the workspace directory.
+#[derive(Debug)]
+pub struct GapRig {
+    pub tx: SenderNode,
+    pub gap: GapNode,
+    pub rx: ReceiverNode,
+    pub ws: Workspace,
+}
+
+impl GapRig {
+    /// Workspace `name`; receiver from `rx_cfg`, started; `gapsync-gap` with `gap_args`
+    /// in front of it; sender from `cfg` connected through the gap, `schema` run on its
+    /// source, capture installed, every table snapshotted and the service started once
+    /// the snapshot batches are in the ledger.
+    pub fn start(
+        name: &str,
+        rx_cfg: ReceiverConfig,
+        cfg: SenderConfig,
+        schema: &str,
+        gap_args: &[&str],
+    ) -> GapRig {
+        let ws = Workspace::new(name);
+        let mut rx = ws.receiver(rx_cfg);
+        rx.start();
+        // Restarts (kill -9 cases) keep the port the gap forwards to.
+        rx.pin_port();
+        let gap = GapNode::start(&ws.path().join("gap"), rx.addr(), gap_args);
+        let mut tx = ws.sender(cfg.connect(gap.addr()));
+        tx.source()
+            .execute_batch(schema)
+            .unwrap_or_else(|e| panic!("creating the source schema: {e}\n{schema}"));
+        tx.install();
+        tx.snapshot(&[]);
+        tx.start();
+        ws.wait_synced(&tx, &rx, secs(60));
+        GapRig { tx, gap, rx, ws }
+    }
+
+    /// [`Workspace::wait_synced`] for this rig's pair.
+    pub fn wait_synced(&self, timeout: Duration) {
+        self.ws.wait_synced(&self.tx, &self.rx, timeout);
+    }
+
+    /// Row-by-row comparison of every table plus [`assert_exactly_once`]; returns
+    /// (tables, rows) compared.
+    pub fn assert_converged(&self) -> (usize, usize) {
+        let r = assert_synced(&self.tx, &self.rx);
+        assert_exactly_once(&self.tx, &self.rx, &[]);
+        r
+    }
+
+    /// Number of faults the gap logged, per kind (reset, flip, swallow, stall).
+    pub fn faults(&self) -> [(&'static str, usize); 4] {
+        ["reset", "flip", "swallow", "stall"].map(|k| (k, self.gap.count(&format!("fault: {k}"))))
+    }
+}
+
+/// The ledger of the sender's node holds every seq it cut exactly once, except the seqs
+/// in `quarantined`, which both sides hold in quarantine (and no other); every other
+/// batch is 'applied' on the sender and nothing is left in its outbox.
+pub fn assert_exactly_once(tx: &SenderNode, rx: &ReceiverNode, quarantined: &[u64]) {
+    let node = tx.cfg.node.as_str();
+    let ledger = rx.ledger_seqs(node);
+    let last = tx.progress().last_cut;
+    let want: Vec<u64> = (1..=last).filter(|s| !quarantined.contains(s)).collect();
+    if quarantined.is_empty() {
+        assert_contiguous(node, &ledger);
+    }
+    assert_eq!(
+        ledger, want,
+        "node {node}: the ledger must hold every seq 1..={last} exactly once, except the quarantined {quarantined:?}"
+    );
+    assert_eq!(
+        rx.quarantined_seqs(node),
+        quarantined,
+        "node {node}: receiver quarantine"
+    );
+    let batches = tx.batches();
+    let sender_q: Vec<u64> = batches
+        .iter()
+        .filter(|b| b.state == "quarantined")
+        .map(|b| b.seq)
+        .collect();
+    assert_eq!(sender_q, quarantined, "node {node}: sender quarantine");
+    let not_applied: Vec<&BatchRow> = batches
+        .iter()
+        .filter(|b| b.state != "applied" && !quarantined.contains(&b.seq))
+        .collect();
+    assert!(
+        not_applied.is_empty(),
+        "node {node}: batches not applied: {not_applied:?}"
+    );
+    assert_eq!(
+        tx.work_files("outbox"),
+        Vec::<std::path::PathBuf>::new(),
+        "node {node}: files left in the sender's outbox"
+    );
+}
