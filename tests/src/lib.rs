@@ -76,6 +76,9 @@ pub mod gap;
 // The reliability suite's rig and end-of-case checks (also used by `gapsync-soak`).
 pub mod suite;
 
+// The soak run (`gapsync-soak`, `tests/soak.sh`).
+pub mod soak;
+
 /// How often the `wait_*` helpers look.
 pub const POLL: Duration = Duration::from_millis(50);
 

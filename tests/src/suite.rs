@@ -4,7 +4,7 @@
 //! ledger exactly once).
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 
@@ -70,12 +70,18 @@ pub fn mix_change(conn: &Connection, rng: &mut Rng, ids: &mut MixIds) -> rusqlit
     Ok(())
 }
 
-/// A writer making `per_step` mixed changes per source transaction, `pause` between
-/// transactions (a steady rate).
-pub fn mix_writer(db: &Path, seed: u64, per_step: u32, pause: Duration) -> BackgroundWriter {
+/// A writer making `per_step` mixed changes per source transaction, one transaction
+/// every `period` (step n is due at start + n * period, whatever a step costs: a steady
+/// rate).
+pub fn mix_writer(db: &Path, seed: u64, per_step: u32, period: Duration) -> BackgroundWriter {
     let mut ids = MixIds::default();
-    BackgroundWriter::start(db, seed, pause, move |c, rng, _| {
-        // Ids already taken by a transaction that failed busy stay taken: harmless.
+    let t0 = Instant::now();
+    BackgroundWriter::start(db, seed, Duration::ZERO, move |c, rng, n| {
+        let due = t0 + period.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX));
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        // Ids taken by a transaction that failed busy stay taken: harmless.
         c.execute_batch("BEGIN IMMEDIATE")?;
         for _ in 0..per_step {
             if let Err(e) = mix_change(c, rng, &mut ids) {
