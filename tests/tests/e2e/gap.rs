@@ -8,31 +8,18 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
 use gapsync_tests::plant::{self, METER_READING};
+use gapsync_tests::suite::{GapRig, assert_exactly_once};
 use gapsync_tests::*;
 
-/// Receiver started, a `gapsync-gap` in front of it with `gap_args`, sender `cfg`
-/// connected through the gap, `meter_reading` installed, snapshotted and the sender
-/// service running once the snapshot (seq 1) is in the ledger.
-fn gap_rig(
-    name: &str,
-    rx_cfg: ReceiverConfig,
-    cfg: SenderConfig,
-    gap_args: &[&str],
-) -> (Workspace, ReceiverNode, GapNode, SenderNode) {
-    let ws = Workspace::new(name);
-    let mut rx = ws.receiver(rx_cfg);
-    rx.start();
-    let gap = GapNode::start(&ws.path().join("gap"), rx.addr(), gap_args);
-    let mut tx = ws.sender(cfg.table(Table::new("meter_reading")).connect(gap.addr()));
-    tx.source().execute_batch(METER_READING).unwrap();
-    tx.install();
-    tx.snapshot(&[]);
-    tx.start();
-    let node = tx.cfg.node.clone();
-    ws.wait_until("the snapshot to be applied", secs(30), || {
-        rx.ledger_seqs(&node).first() == Some(&1)
-    });
-    (ws, rx, gap, tx)
+/// [`GapRig::start`] with `meter_reading` and `gap_args`.
+fn gap_rig(name: &str, rx_cfg: ReceiverConfig, cfg: SenderConfig, gap_args: &[&str]) -> GapRig {
+    GapRig::start(
+        name,
+        rx_cfg,
+        cfg.table(Table::new("meter_reading")),
+        METER_READING,
+        gap_args,
+    )
 }
 
 /// `rounds` rounds of `per_round` random meter changes, `pause` apart.
@@ -49,33 +36,15 @@ fn stream(tx: &SenderNode, seed: u64, rounds: usize, per_round: usize, pause: st
     }
 }
 
-/// The ledger holds every seq exactly once, nothing is quarantined on either side.
-fn assert_clean_ledger(tx: &SenderNode, rx: &ReceiverNode) {
-    let node = tx.cfg.node.as_str();
-    let seqs = rx.ledger_seqs(node);
-    assert_contiguous(node, &seqs);
-    assert_eq!(
-        seqs.len() as u64,
-        tx.progress().last_cut,
-        "ledger vs last cut"
-    );
-    assert!(
-        rx.quarantined_seqs(node).is_empty(),
-        "quarantined: {:?}",
-        rx.quarantined_seqs(node)
-    );
-    let bad: Vec<BatchRow> = tx
-        .batches()
-        .into_iter()
-        .filter(|b| b.state == "quarantined")
-        .collect();
-    assert!(bad.is_empty(), "sender quarantined batches: {bad:?}");
-}
-
 /// No faults, 50 ms one-way latency: a few hundred changes arrive identical.
 #[test]
 fn gap_latency_no_faults() {
-    let (ws, mut rx, gap, mut tx) = gap_rig(
+    let GapRig {
+        ws,
+        mut rx,
+        gap,
+        mut tx,
+    } = gap_rig(
         "gap-clean",
         ReceiverConfig::default(),
         SenderConfig::new("gapclean"),
@@ -85,7 +54,7 @@ fn gap_latency_no_faults() {
     ws.wait_synced(&tx, &rx, secs(40));
     let (tables, rows) = assert_synced(&tx, &rx);
     assert!(tables >= 1 && rows > 0, "{tables} tables, {rows} rows");
-    assert_clean_ledger(&tx, &rx);
+    assert_exactly_once(&tx, &rx, &[]);
     assert_eq!(gap.count("fault:"), 0, "no faults configured");
     tx.stop();
     rx.stop();
@@ -103,7 +72,12 @@ fn gap_all_faults() {
         result_wait: secs(1),
         ..ReceiverConfig::default()
     };
-    let (ws, mut rx, gap, mut tx) = gap_rig(
+    let GapRig {
+        ws,
+        mut rx,
+        gap,
+        mut tx,
+    } = gap_rig(
         "gap-faults",
         rx_cfg,
         cfg,
@@ -121,7 +95,7 @@ fn gap_all_faults() {
     stream(&tx, 12, 25, 40, ms(250));
     ws.wait_synced(&tx, &rx, secs(45));
     assert_synced(&tx, &rx);
-    assert_clean_ledger(&tx, &rx);
+    assert_exactly_once(&tx, &rx, &[]);
     let faults = gap.count("fault:");
     let kinds: Vec<(&str, usize)> = ["reset", "flip", "swallow", "stall"]
         .iter()
