@@ -429,7 +429,7 @@ impl Receiver {
         if mark.exists() {
             let qdir = sh.quarantine_dir();
             let dest = qdir.join(&name);
-            fs::rename(path, &dest).map_err(io)?;
+            move_file(path, &dest).map_err(io)?;
             fs::write(qdir.join(format!("{name}.reason")), format!("{reason}\n")).map_err(io)?;
             let sha = batch::sha256_file(&dest)
                 .map(|(_, h)| hex::encode(h))
@@ -519,14 +519,39 @@ fn marker(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Write `data` to `p` durably. On failure (e.g. a full spool) nothing is left at `p`:
+/// an empty `.fail1` marker would count a failure that was never recorded.
 fn write_synced(p: &Path, data: &[u8]) -> std::io::Result<()> {
-    let mut f = File::create(p)?;
-    f.write_all(data)?;
-    f.sync_all()
+    let written = File::create(p).and_then(|mut f| {
+        f.write_all(data)?;
+        f.sync_all()
+    });
+    if written.is_err() {
+        let _ = fs::remove_file(p);
+    }
+    written
 }
 
 fn sync_dir(p: &Path) -> std::io::Result<()> {
     File::open(p)?.sync_all()
+}
+
+/// Move a file out of the spool: a rename, or, when the destination is on another file
+/// system (a spool mounted on its own, e.g. a size-limited tmpfs or a quota'd volume), a
+/// copy made durable, then the source removed. A failed copy leaves the source as it was
+/// and no partial destination.
+fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    match fs::rename(from, to) {
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            let copied = fs::copy(from, to).and_then(|_| File::open(to)?.sync_all());
+            if let Err(e) = copied {
+                let _ = fs::remove_file(to);
+                return Err(e);
+            }
+            fs::remove_file(from)
+        }
+        other => other,
+    }
 }
 
 /// Spooled final files by node and seq.
@@ -615,6 +640,8 @@ impl Conn {
             return Ok(false);
         }
         if offset == 0 {
+            // A failed open leaves no half-known part behind.
+            self.part = None;
             let f = OpenOptions::new()
                 .create(true)
                 .write(true)
@@ -632,10 +659,24 @@ impl Conn {
             f.set_len(offset)?;
             *len = offset;
         }
-        f.seek(SeekFrom::Start(offset))?;
-        f.write_all(chunk)?;
-        *len += chunk.len() as u64;
-        Ok(true)
+        let written = f
+            .seek(SeekFrom::Start(offset))
+            .and_then(|_| f.write_all(chunk));
+        let Err(e) = written else {
+            *len += chunk.len() as u64;
+            return Ok(true);
+        };
+        // Disk full (or another write error) part-way through the chunk: cut the file
+        // back to the bytes already stored, so nothing of the half-written chunk stays
+        // and its resend at the same offset lands on a clean end (and the space the
+        // partial chunk took is free again). If even that fails, drop the part: the
+        // sender starts the batch again from offset 0.
+        if let Err(cut) = f.set_len(*len) {
+            warn!(node = %self.node, seq, offset, error = %cut, "cannot cut the partial file back; dropping it");
+            self.part = None;
+            let _ = fs::remove_file(self.part_path(seq));
+        }
+        Err(e)
     }
 
     fn finish(&mut self, seq: u64, info: &EndInfo) -> std::result::Result<bool, String> {
@@ -676,9 +717,17 @@ impl Conn {
             let _ = fs::remove_file(&part);
             return Err(format!("received {len} bytes, END says {}", info.size));
         }
-        f.sync_all().map_err(|e| e.to_string())?;
+        // Any failure from here on (a full disk at fsync, a failed rename) answers "no"
+        // and drops the part, freeing its space: the sender resends the whole batch.
+        let dropped = |what: &str, e: &dyn std::fmt::Display| {
+            let _ = fs::remove_file(&part);
+            format!("{what}: {e}")
+        };
+        let synced = f.sync_all();
         drop(f);
-        let (_, sha) = batch::sha256_file(&part).map_err(|e| e.to_string())?;
+        synced.map_err(|e| dropped("cannot make the received file durable", &e))?;
+        let (_, sha) = batch::sha256_file(&part)
+            .map_err(|e| dropped("cannot read the received file back", &e))?;
         if sha != info.sha256 {
             let _ = fs::remove_file(&part);
             return Err("sha256 of the received file does not match END".into());
@@ -687,8 +736,12 @@ impl Conn {
         // Pending before the file is visible to the applier: set after, it could
         // overwrite the outcome of an apply that finished in between.
         self.shared.set(&self.node, seq, Outcome::Pending);
-        fs::rename(&part, &dest).map_err(|e| e.to_string())?;
-        sync_dir(&self.shared.spool()).map_err(|e| e.to_string())?;
+        fs::rename(&part, &dest).map_err(|e| dropped("cannot rename into the spool", &e))?;
+        // The file is visible to the applier now: never removed here. If the directory
+        // cannot be made durable the answer is "no" and the resend finds it applied or
+        // replaces it with the same content.
+        sync_dir(&self.shared.spool())
+            .map_err(|e| format!("cannot make the spool directory durable: {e}"))?;
         let sha_hex = hex::encode(sha);
         self.shared.audit(AuditEvent::new(
             "received", &self.node, seq, &info.name, info.size, &sha_hex,
@@ -711,7 +764,7 @@ impl Conn {
         let safe = batch::parse_batch_file_name(&info.name).is_ok();
         if safe && fs::create_dir_all(&dir).is_ok() {
             let dest = dir.join(&info.name);
-            if fs::rename(&part, &dest).is_ok() {
+            if move_file(&part, &dest).is_ok() {
                 let _ = fs::write(
                     dir.join(format!("{}.reason", info.name)),
                     format!("{reason}\n"),
@@ -738,16 +791,33 @@ impl Conn {
         let dir = sh.quarantine_dir().join("replayed");
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let dest = dir.join(&info.name);
-        fs::rename(&part, &dest).map_err(|e| e.to_string())?;
+        move_file(&part, &dest).map_err(|e| {
+            let _ = fs::remove_file(&part);
+            format!("cannot move the resent copy out of the spool: {e}")
+        })?;
         let (size, file_sha) = batch::sha256_file(&dest).map_err(|e| e.to_string())?;
         if file_sha != info.sha256 {
             let _ = fs::remove_file(&dest);
             return Err("sha256 of the received file does not match END".into());
         }
-        let prev = self
-            .target
-            .as_mut()
-            .and_then(|t| t.applied_sha(&self.node, seq).ok().flatten());
+        // The ledger's sha256 of the applied copy. If it cannot be read now (the target
+        // went down since `recorded`), there is no verdict: answer "no" so that the
+        // sender sends and asks again. Never take an unread ledger row for a replay:
+        // that would answer "failed" for an applied batch.
+        let prev = match self.target.as_mut().map(|t| t.applied_sha(&self.node, seq)) {
+            Some(Ok(prev)) => prev,
+            lost => {
+                let _ = fs::remove_file(&dest);
+                let _ = fs::remove_dir(&dir);
+                self.target = None;
+                let error = match lost {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "no target connection".to_owned(),
+                };
+                warn!(node = %self.node, seq, file = %info.name, %error, "resent copy of an applied batch: cannot read its ledger row; the sender asks again");
+                return Err(format!("cannot read the ledger row of seq {seq}: {error}"));
+            }
+        };
         let (content, reason) = match batch::verify_batch(&dest, &sh.limits) {
             Ok(v) => {
                 let content = hex::encode(v.content_sha256);
@@ -802,8 +872,9 @@ impl FrameHandler for Conn {
         match self.store_chunk(seq, offset, chunk) {
             Ok(ok) => ok,
             Err(e) => {
-                warn!(node = %self.node, seq, offset, error = %e, "cannot spool chunk");
-                self.part = None;
+                // The part (if any) is kept at its last good length: the resent chunk
+                // continues it once the spool can take it (e.g. disk space returns).
+                warn!(node = %self.node, seq, offset, error = %e, "cannot spool chunk; answering no");
                 false
             }
         }
@@ -943,4 +1014,326 @@ pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String
         }
     }
     Ok(out)
+}
+
+/// The spool on a full disk: a small tmpfs mounted on `spool/` (needs root; skipped
+/// with a note otherwise, and failing when `CI` is set).
+#[cfg(test)]
+mod spool_full_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sha2::{Digest, Sha256};
+    use std::process::Command;
+
+    /// Unmounts (lazily) on drop, so a failed test leaves no mount behind.
+    struct Mount(PathBuf);
+
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+
+    fn mount_tmpfs(dir: &Path, size: &str) -> Option<Mount> {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output();
+        let why = match out {
+            Ok(o) if o.status.success() => return Some(Mount(dir.to_owned())),
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cannot mount a tmpfs on {}: {why}",
+            dir.display()
+        );
+        eprintln!("skipped: cannot mount a tmpfs on {}: {why}", dir.display());
+        None
+    }
+
+    /// Fill the file system of `dir` with `dir/ballast` until it is full.
+    fn fill(dir: &Path) -> PathBuf {
+        let p = dir.join("ballast");
+        let mut f = File::create(&p).unwrap();
+        let block = vec![0x5au8; 4096];
+        loop {
+            if let Err(e) = f.write_all(&block) {
+                assert_eq!(e.raw_os_error(), Some(28), "expected ENOSPC: {e}");
+                return p;
+            }
+        }
+    }
+
+    fn conn(work: &Path) -> Conn {
+        let cfg_path = work.join("receiver.toml");
+        let toml = format!(
+            "insecure = true\n[target]\nurl = \"sqlite:{}\"\n[link]\nlisten = \"127.0.0.1:0\"\n[work]\ndir = \"{}\"\n",
+            work.join("replica.db").display(),
+            work.join("rwork").display()
+        );
+        fs::write(&cfg_path, toml).unwrap();
+        let cfg = ReceiverConfig::load(&cfg_path).unwrap();
+        let rx = Receiver::new(cfg).unwrap();
+        Conn {
+            shared: rx.shared,
+            node: "plant1".to_owned(),
+            part: None,
+            target: None,
+        }
+    }
+
+    /// A chunk cut short by a full disk is answered "no" and leaves the part at its last
+    /// good length; the resend at the same offset (not only a restart from offset 0) is
+    /// stored once space returns, and END spools a correct file.
+    #[test]
+    fn a_chunk_cut_short_by_a_full_spool_is_taken_again_when_space_returns() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = tmp.path().join("rwork").join("spool");
+        fs::create_dir_all(&spool).unwrap();
+        let Some(_mount) = mount_tmpfs(&spool, "64k") else {
+            return;
+        };
+        let mut c = conn(tmp.path());
+        let ballast = fill(&spool);
+        // Two pages free: the first chunk fits, the second only in part.
+        let len = fs::metadata(&ballast).unwrap().len();
+        File::options()
+            .write(true)
+            .open(&ballast)
+            .unwrap()
+            .set_len(len - 8192)
+            .unwrap();
+        let a = vec![b'a'; 4096];
+        let b = vec![b'b'; 6000];
+        assert!(c.data(1, 0, &a), "the first chunk fits");
+        let part = c.part_path(1);
+        for _ in 0..3 {
+            assert!(!c.data(1, 4096, &b), "no space: answered no");
+            assert_eq!(
+                fs::metadata(&part).unwrap().len(),
+                4096,
+                "the partial chunk is cut off again"
+            );
+        }
+        fs::remove_file(&ballast).unwrap();
+        assert!(c.data(1, 4096, &b), "space is back: the resend is stored");
+        let mut whole = a.clone();
+        whole.extend_from_slice(&b);
+        assert_eq!(fs::read(&part).unwrap(), whole);
+        let name = "plant1-00000000000000000001.sql".to_owned();
+        let info = EndInfo {
+            size: whole.len() as u64,
+            sha256: Sha256::digest(&whole).into(),
+            name: name.clone(),
+        };
+        assert!(c.end(1, &info), "END spools the file");
+        assert_eq!(fs::read(spool.join(&name)).unwrap(), whole);
+        assert!(!part.exists());
+    }
+
+    /// END that cannot make the file durable answers "no" and frees the part's space;
+    /// the resend from offset 0 goes through.
+    #[test]
+    fn a_full_spool_at_end_answers_no_and_the_resend_goes_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = tmp.path().join("rwork").join("spool");
+        fs::create_dir_all(&spool).unwrap();
+        let Some(_mount) = mount_tmpfs(&spool, "64k") else {
+            return;
+        };
+        let mut c = conn(tmp.path());
+        let body = vec![b'x'; 5000];
+        let name = "plant1-00000000000000000002.sql".to_owned();
+        let info = EndInfo {
+            size: body.len() as u64,
+            sha256: Sha256::digest(&body).into(),
+            name: name.clone(),
+        };
+        assert!(c.data(2, 0, &body));
+        // END names another size than was received: refused, the part is gone.
+        let short = EndInfo {
+            size: 4999,
+            ..info.clone()
+        };
+        assert!(!c.end(2, &short));
+        assert!(!c.part_path(2).exists());
+        // The whole batch again, while the disk is full: every chunk answered no.
+        let ballast = fill(&spool);
+        assert!(!c.data(2, 0, &body));
+        assert!(!c.end(2, &info), "END without the data: no");
+        fs::remove_file(&ballast).unwrap();
+        assert!(c.data(2, 0, &body));
+        assert!(c.end(2, &info));
+        assert_eq!(fs::read(spool.join(&name)).unwrap(), body);
+    }
+}
+
+/// A target that goes down between two ledger look-ups of the same END (DESIGN.md
+/// invariant 7).
+#[cfg(test)]
+mod outage_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use gapsync_common::allow::AllowList;
+    use gapsync_common::batch::{BatchHeader, BatchKind, BatchWriter};
+    use gapsync_common::dialect::Dialect;
+    use gapsync_common::target::{Backend, DbError, Param, SqliteBackend};
+    use sha2::{Digest, Sha256};
+
+    /// A SQLite target whose queries fail like a lost server connection once
+    /// `queries_left` is used up.
+    #[derive(Debug)]
+    struct Dropping {
+        inner: SqliteBackend,
+        queries_left: u32,
+    }
+
+    impl Backend for Dropping {
+        fn begin(&mut self) -> std::result::Result<(), DbError> {
+            self.inner.begin()
+        }
+        fn commit(&mut self) -> std::result::Result<(), DbError> {
+            self.inner.commit()
+        }
+        fn rollback(&mut self) {
+            self.inner.rollback();
+        }
+        fn execute(&mut self, sql: &str) -> std::result::Result<u64, DbError> {
+            self.inner.execute(sql)
+        }
+        fn execute_params(
+            &mut self,
+            sql: &str,
+            params: &[Param<'_>],
+        ) -> std::result::Result<u64, DbError> {
+            self.inner.execute_params(sql, params)
+        }
+        fn query(
+            &mut self,
+            sql: &str,
+            params: &[Param<'_>],
+        ) -> std::result::Result<Vec<Vec<Option<String>>>, DbError> {
+            if self.queries_left == 0 {
+                return Err(DbError {
+                    transient: true,
+                    message: "State: 08S01: server closed the connection unexpectedly".into(),
+                });
+            }
+            self.queries_left -= 1;
+            self.inner.query(sql, params)
+        }
+        fn ledger_ddl(&self) -> Vec<String> {
+            self.inner.ledger_ddl()
+        }
+        fn dialect(&self) -> Dialect {
+            Dialect::Sqlite
+        }
+    }
+
+    /// The resend of an applied batch arrives; the ledger read of `recorded` works, the
+    /// target goes down before the replay check reads the ledger row again. The END is
+    /// answered "no" (the sender sends and asks again): no replay rejection, nothing in
+    /// `quarantine/replayed/`, no "rejected" audit, no "failed" outcome; RESULT? answers
+    /// "applied" from the ledger once it can be read, and the next resend is a plain one.
+    #[test]
+    fn a_resend_of_an_applied_batch_is_not_a_replay_when_the_ledger_is_unreadable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let replica = tmp.path().join("replica.db");
+        let cfg_path = tmp.path().join("receiver.toml");
+        fs::write(
+            &cfg_path,
+            format!(
+                "insecure = true\n[target]\nurl = \"sqlite:{}\"\n[link]\nlisten = \"127.0.0.1:0\"\nresult_wait = \"1s\"\n[work]\ndir = \"{}\"\n",
+                replica.display(),
+                tmp.path().join("rwork").display()
+            ),
+        )
+        .unwrap();
+        let rx = Receiver::new(ReceiverConfig::load(&cfg_path).unwrap()).unwrap();
+        rusqlite::Connection::open(&replica)
+            .unwrap()
+            .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+            .unwrap();
+
+        // Seq 1 of plant1, applied.
+        let out = tmp.path().join("outbox");
+        fs::create_dir_all(&out).unwrap();
+        let header = BatchHeader {
+            node: "plant1".into(),
+            seq: 1,
+            created: batch::format_created(chrono::Utc::now()),
+            dialect: "sqlite".into(),
+            kind: BatchKind::Changes,
+            changes: Some((1, 1)),
+            statements: 1,
+        };
+        let mut w = BatchWriter::create(&out, header, false, 3).unwrap();
+        w.push(r#"INSERT INTO "t"("id") VALUES (1);"#).unwrap();
+        let written = w.finish().unwrap();
+        let mut t = rx.shared.open_target().unwrap();
+        t.apply(
+            &written.path,
+            "plant1",
+            1,
+            &hex::encode(written.content_sha256),
+            &ReadLimits::default(),
+        )
+        .unwrap();
+
+        let bytes = fs::read(&written.path).unwrap();
+        let info = EndInfo {
+            size: bytes.len() as u64,
+            sha256: Sha256::digest(&bytes).into(),
+            name: written.name.clone(),
+        };
+        let dropping = Dropping {
+            inner: SqliteBackend::open(&replica, Duration::from_secs(1)).unwrap(),
+            queries_left: 1,
+        };
+        let mut c = Conn {
+            shared: Arc::clone(&rx.shared),
+            node: "plant1".into(),
+            part: None,
+            target: Some(
+                Target::with_backend_allowing(Box::new(dropping), AllowList::default()).unwrap(),
+            ),
+        };
+        assert!(c.data(1, 0, &bytes));
+        assert!(
+            !c.end(1, &info),
+            "END must be answered no while the ledger row cannot be read"
+        );
+        let q = rx.shared.quarantine_dir();
+        assert!(
+            !q.join("replayed").join(&written.name).exists(),
+            "an applied batch was taken for a replay"
+        );
+        assert!(!c.part_path(1).exists());
+        let outcome = rx
+            .shared
+            .outcomes
+            .lock()
+            .unwrap()
+            .get(&("plant1".to_owned(), 1))
+            .copied();
+        assert_ne!(outcome, Some(Outcome::Failed));
+        let audit = fs::read_dir(tmp.path().join("rwork").join("audit"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        assert!(!audit.contains("\"rejected\""), "{audit}");
+
+        // The target is back: RESULT? answers "applied" from the ledger, and the
+        // resend is a plain resend.
+        assert_eq!(c.result(1), Some(true));
+        assert!(c.data(1, 0, &bytes));
+        assert!(c.end(1, &info));
+        assert!(!q.join("replayed").exists());
+        assert_eq!(c.result(1), Some(true));
+    }
 }
