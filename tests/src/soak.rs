@@ -2,7 +2,8 @@
 //! chosen duration. One sender streams the mixed workload at a steady rate through a
 //! `gapsync-gap` injecting every fault kind into one receiver; at seeded moments the run
 //! kills the sender, the receiver or both with SIGKILL and restarts them, and holds the
-//! target database locked (`BEGIN EXCLUSIVE` from this process) for a while. It prints a
+//! target database locked (`BEGIN EXCLUSIVE` from this process) for a while, and (as
+//! root) fills the receiver's spool, a small tmpfs of its own, for a while. It prints a
 //! summary line every `summary_every` and, at the end, stops the writer, waits for the
 //! stream to drain, compares source and target row by row and checks the ledger holds
 //! every seq exactly once: the verdict line says PASS or FAIL (and why).
@@ -16,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use crate::suite::{GapRig, assert_exactly_once, mix_schema, mix_tables, mix_writer};
+use crate::suite::{
+    GapRig, Tmpfs, assert_exactly_once, fill_fs, mix_schema, mix_tables, mix_writer,
+};
 use crate::{ReceiverConfig, Rng, SenderConfig, assert_synced, ms, secs};
 
 /// What the soak run does, and how often.
@@ -35,6 +38,12 @@ pub struct SoakOptions {
     pub outage_every: Duration,
     /// How long the target stays locked.
     pub outage: Duration,
+    /// Mean time between two episodes of a full receiver spool (None: never). The
+    /// spool gets its own small tmpfs (needs root; without it the episodes are skipped
+    /// with a note).
+    pub spool_full_every: Option<Duration>,
+    /// How long the spool stays full.
+    pub spool_full: Duration,
     /// How often a summary line is printed.
     pub summary_every: Duration,
 }
@@ -49,6 +58,8 @@ impl Default for SoakOptions {
             kill_every: secs(120),
             outage_every: secs(600),
             outage: secs(30),
+            spool_full_every: Some(secs(900)),
+            spool_full: secs(30),
             summary_every: secs(60),
         }
     }
@@ -59,6 +70,7 @@ impl Default for SoakOptions {
 pub struct SoakStats {
     pub kills: u32,
     pub outages: u32,
+    pub spool_fulls: u32,
 }
 
 /// Parse `90s`, `15m`, `2h`, `1.5h` (a bare number is seconds).
@@ -110,8 +122,8 @@ pub fn run(opts: &SoakOptions, out: &mut dyn Write) -> bool {
             (
                 false,
                 format!(
-                    "soak verdict: FAIL after {took} ({} kills, {} outages): {why}",
-                    stats.kills, stats.outages
+                    "soak verdict: FAIL after {took} ({} kills, {} outages, {} full spools): {why}",
+                    stats.kills, stats.outages, stats.spool_fulls
                 ),
             )
         }
@@ -166,6 +178,31 @@ fn soak(opts: &SoakOptions, out: &mut dyn Write, stats: &mut SoakStats) -> Strin
         opts.seed,
         rig.ws.path().display()
     );
+    // The spool on its own small file system, for the full-spool episodes.
+    let mut spool_fs: Option<(Tmpfs, std::path::PathBuf)> = None;
+    if opts.spool_full_every.is_some() {
+        let spool = rig.rx.work_dir.join("spool");
+        let empty = std::fs::read_dir(&spool)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        rig.rx.stop();
+        match (empty, Tmpfs::mount(&spool, "64m")) {
+            (true, Ok(t)) => spool_fs = Some((t, spool)),
+            (false, _) => {
+                let _ = writeln!(
+                    out,
+                    "soak: full-spool episodes skipped: the spool is not empty"
+                );
+            }
+            (true, Err(why)) => {
+                let _ = writeln!(
+                    out,
+                    "soak: full-spool episodes skipped: cannot mount a tmpfs on the spool (needs root): {why}"
+                );
+            }
+        }
+        rig.rx.start();
+    }
     let per_step = (opts.rate / 20).max(1);
     let writer = mix_writer(&rig.tx.source_db, opts.seed, per_step, ms(50));
     let mut rng = Rng::new(opts.seed ^ 0x50a4);
@@ -173,6 +210,8 @@ fn soak(opts: &SoakOptions, out: &mut dyn Write, stats: &mut SoakStats) -> Strin
     let mut kill_at = next_at(&mut rng, opts.kill_every);
     let mut outage_at = next_at(&mut rng, opts.outage_every);
     let mut lock: Option<(Connection, Instant)> = None;
+    let mut spool_full_at = opts.spool_full_every.map(|d| next_at(&mut rng, d));
+    let mut ballast: Option<(std::path::PathBuf, Instant)> = None;
     let mut summary_at = t0 + opts.summary_every;
 
     while t0.elapsed() < opts.duration {
@@ -191,6 +230,24 @@ fn soak(opts: &SoakOptions, out: &mut dyn Write, stats: &mut SoakStats) -> Strin
             lock = Some((c, now + opts.outage));
             stats.outages += 1;
             outage_at = next_at(&mut rng, opts.outage_every) + opts.outage;
+        }
+        if let Some((p, until)) = &ballast
+            && now >= *until
+        {
+            std::fs::remove_file(p)
+                .unwrap_or_else(|e| panic!("removing the spool ballast {}: {e}", p.display()));
+            ballast = None;
+        }
+        if let (Some((_, spool)), Some(at), None) = (&spool_fs, spool_full_at, &ballast)
+            && now >= at
+        {
+            let p = fill_fs(spool, 0)
+                .unwrap_or_else(|e| panic!("filling the spool {}: {e}", spool.display()));
+            ballast = Some((p, now + opts.spool_full));
+            stats.spool_fulls += 1;
+            spool_full_at = opts
+                .spool_full_every
+                .map(|d| next_at(&mut rng, d) + opts.spool_full);
         }
         if now >= kill_at {
             assert!(
@@ -217,13 +274,17 @@ fn soak(opts: &SoakOptions, out: &mut dyn Write, stats: &mut SoakStats) -> Strin
         }
         if now >= summary_at {
             summary_at += opts.summary_every;
-            let line = summary(&rig, t0.elapsed(), stats, lock.is_some());
+            let line = summary(&rig, t0.elapsed(), stats, lock.is_some(), ballast.is_some());
             let _ = writeln!(out, "{line}");
             let _ = out.flush();
         }
     }
 
     let steps = writer.stop();
+    if let Some((p, _)) = ballast.take() {
+        std::fs::remove_file(&p)
+            .unwrap_or_else(|e| panic!("removing the spool ballast {}: {e}", p.display()));
+    }
     if let Some((c, _)) = lock.take() {
         c.execute_batch("COMMIT")
             .unwrap_or_else(|e| panic!("releasing the target lock: {e}"));
@@ -243,15 +304,17 @@ fn soak(opts: &SoakOptions, out: &mut dyn Write, stats: &mut SoakStats) -> Strin
     let faults = rig.faults();
     let s = format!(
         "{} changes in {} batches, {tables} tables / {rows} rows identical, every seq applied \
-         exactly once, nothing quarantined; {} kills, {} target outages, faults {}",
+         exactly once, nothing quarantined; {} kills, {} target outages, {} full spools, faults {}",
         rig.tx.captured_changes(),
         rig.tx.progress().last_cut,
         stats.kills,
         stats.outages,
+        stats.spool_fulls,
         fault_text(&faults)
     );
     rig.tx.stop();
     rig.rx.stop();
+    drop(spool_fs);
     s
 }
 
@@ -265,7 +328,13 @@ fn fault_text(faults: &[(&str, usize)]) -> String {
 
 /// One summary line: elapsed time, changes, batches applied, the backlog and its age,
 /// faults, kills, outages, and the exactly-once check of the ledger so far.
-fn summary(rig: &GapRig, elapsed: Duration, stats: &SoakStats, locked: bool) -> String {
+fn summary(
+    rig: &GapRig,
+    elapsed: Duration,
+    stats: &SoakStats,
+    locked: bool,
+    spool_full: bool,
+) -> String {
     let p = rig.tx.progress();
     let changes = rig.tx.captured_changes();
     let oldest_ready = rig
@@ -292,7 +361,7 @@ fn summary(rig: &GapRig, elapsed: Duration, stats: &SoakStats, locked: bool) -> 
     assert_eq!(q, 0, "a batch was quarantined on the sender");
     format!(
         "soak {} changes={changes} ({:.0}/s) batches={} {ledger} backlog={} changes + {} batches \
-         lag={oldest_ready:.1}s faults={} kills={} outages={}{} quarantined={q}",
+         lag={oldest_ready:.1}s faults={} kills={} outages={}{} spool_full={}{} quarantined={q}",
         hms(elapsed),
         changes as f64 / elapsed.as_secs_f64().max(1.0),
         p.last_cut,
@@ -302,6 +371,8 @@ fn summary(rig: &GapRig, elapsed: Duration, stats: &SoakStats, locked: bool) -> 
         stats.kills,
         stats.outages,
         if locked { " (target locked now)" } else { "" },
+        stats.spool_fulls,
+        if spool_full { " (spool full now)" } else { "" },
     )
 }
 

@@ -3,7 +3,10 @@
 //! and the end-of-case checks every case shares (row-by-row comparison, every seq in the
 //! ledger exactly once).
 
-use std::path::Path;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
@@ -191,4 +194,45 @@ pub fn assert_exactly_once(tx: &SenderNode, rx: &ReceiverNode, quarantined: &[u6
         Vec::<std::path::PathBuf>::new(),
         "node {node}: files left in the sender's outbox"
     );
+}
+
+/// A tmpfs mounted on a directory (a small, separate file system, e.g. a receiver's
+/// spool that can fill up); unmounted (lazily) on drop, so a failing test or run never
+/// leaves a mount behind. Mounting needs root.
+#[derive(Debug)]
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mount a tmpfs of `size` (`2m`, `64m`, ...) on `dir`; Err names why not (not
+    /// root, no `mount`).
+    pub fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Ok(Tmpfs(dir.to_owned())),
+            Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+            Err(e) => Err(format!("cannot run mount: {e}")),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fill the file system of `dir` with `dir/ballast` until it is full (ENOSPC), then
+/// give back `free` bytes; returns the ballast's path (delete it: space returns).
+pub fn fill_fs(dir: &Path, free: u64) -> std::io::Result<PathBuf> {
+    let p = dir.join("ballast");
+    let mut f = File::create(&p)?;
+    let block = vec![0x5au8; 64 << 10];
+    while f.write_all(&block).is_ok() {}
+    let len = fs::metadata(&p)?.len();
+    f.set_len(len.saturating_sub(free))?;
+    f.sync_all()?;
+    Ok(p)
 }

@@ -435,7 +435,7 @@ fn archive_bytes(tx: &SenderNode) -> u64 {
 // ------------------------------------------------------------------------ soak
 
 /// `gapsync-soak` (what `tests/soak.sh` runs for hours) for 80 s with kills every ~10 s,
-/// a target outage every ~30 s and summaries every 20 s: it prints its summary lines and
+/// a target outage and a full spool every ~30 s and summaries every 20 s: it prints its summary lines and
 /// a PASS verdict (after its own row-by-row and exactly-once checks) and exits 0.
 #[test]
 fn soak_runs_the_mix_and_gives_a_verdict() {
@@ -450,6 +450,10 @@ fn soak_runs_the_mix_and_gives_a_verdict() {
             "30s",
             "--outage",
             "8s",
+            "--spool-full-every",
+            "30s",
+            "--spool-full",
+            "6s",
             "--summary-every",
             "20s",
             "--fault-every",
@@ -484,4 +488,12 @@ fn soak_runs_the_mix_and_gives_a_verdict() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(kills >= 4, "expected kills in the mix: {verdict}");
+    if std::env::var_os("CI").is_some() {
+        assert!(
+            !out.stdout.contains("full-spool episodes skipped"),
+            "CI runs as root: the soak must fill its spool\n{}",
+            out.stdout
+        );
+        assert!(!verdict.contains(" 0 full spools"), "{verdict}");
+    }
 }

@@ -1,5 +1,5 @@
 //! `gapsync-soak`: the reliability suite's mix (every gap fault, kill -9 of either side,
-//! target outages, a steady mixed workload) for a chosen duration, with a summary line
+//! target outages, a full spool, a steady mixed workload) for a chosen duration, with a summary line
 //! every minute and a final verdict. `tests/soak.sh HOURS` builds and runs it.
 //!
 //! See `gapsync_tests::soak` for what it does. Exit status 0 on PASS, 1 on FAIL, 2 on
@@ -32,12 +32,28 @@ struct Args {
     /// How long each target outage lasts.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     outage: std::time::Duration,
+    /// Mean time between episodes of a full receiver spool (0: never; needs root to
+    /// mount the spool's own tmpfs, skipped with a note otherwise).
+    #[arg(long, default_value = "15m", value_parser = parse_duration_or_zero)]
+    spool_full_every: std::time::Duration,
+    /// How long the spool stays full.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    spool_full: std::time::Duration,
     /// How often a summary line is printed.
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     summary_every: std::time::Duration,
     /// Seed of the workload, the faults and the kill moments.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+}
+
+/// A duration, or `0` for "never".
+fn parse_duration_or_zero(s: &str) -> Result<std::time::Duration, String> {
+    if s.trim() == "0" {
+        Ok(std::time::Duration::ZERO)
+    } else {
+        parse_duration(s)
+    }
 }
 
 fn main() -> ExitCode {
@@ -50,6 +66,8 @@ fn main() -> ExitCode {
         kill_every: a.kill_every,
         outage_every: a.outage_every,
         outage: a.outage,
+        spool_full_every: (!a.spool_full_every.is_zero()).then_some(a.spool_full_every),
+        spool_full: a.spool_full,
         summary_every: a.summary_every,
     };
     let mut out = std::io::stdout();

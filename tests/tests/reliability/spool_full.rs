@@ -4,9 +4,7 @@
 //! both services keep running, and everything arrives once the ballast is deleted.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gapsync_protocol::{LinkClient, LinkOptions, ResultAnswer};
@@ -14,27 +12,12 @@ use gapsync_tests::suite::*;
 use gapsync_tests::*;
 use rusqlite::params;
 
-/// A tmpfs mounted by the test; unmounted (lazily) on drop, so a failed test never
-/// leaves a mount behind.
-struct Tmpfs(PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// Mount a tmpfs of `size` on `dir`. None (after a note on stderr): not possible here
 /// (not root, no mount); with `CI` set that is a failure.
 fn mount_tmpfs(dir: &Path, size: &str) -> Option<Tmpfs> {
-    let out = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(dir)
-        .output();
-    let why = match out {
-        Ok(o) if o.status.success() => return Some(Tmpfs(dir.to_owned())),
-        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
-        Err(e) => e.to_string(),
+    let why = match Tmpfs::mount(dir, size) {
+        Ok(t) => return Some(t),
+        Err(why) => why,
     };
     assert!(
         std::env::var_os("CI").is_none(),
@@ -48,17 +31,9 @@ fn mount_tmpfs(dir: &Path, size: &str) -> Option<Tmpfs> {
     None
 }
 
-/// Fill the file system of `dir` with `dir/ballast` until ENOSPC, then give back
-/// `free` bytes (whole pages).
+/// [`fill_fs`], panicking on an I/O error.
 fn fill(dir: &Path, free: u64) -> PathBuf {
-    let p = dir.join("ballast");
-    let mut f = File::create(&p).unwrap();
-    let block = vec![0x5au8; 64 << 10];
-    while let Ok(()) = f.write_all(&block) {}
-    let len = fs::metadata(&p).unwrap().len();
-    f.set_len(len.saturating_sub(free)).unwrap();
-    f.sync_all().unwrap();
-    p
+    fill_fs(dir, free).unwrap()
 }
 
 /// DATA chunks are `max_frame - 74` bytes.
