@@ -39,8 +39,18 @@ use crate::target::{Backend, DbError, Param};
 
 type Result<T> = std::result::Result<T, SourceError>;
 
+/// A classified database error (transient or not, by SQLSTATE: `crate::odbc::odbc_err`).
 fn db(e: DbError) -> SourceError {
-    SourceError::Unsupported(format!("source database: {}", e.message))
+    SourceError::from(e)
+}
+
+/// The connection string, kept to reconnect; never printed (it may hold a password).
+struct ConnStr(String);
+
+impl std::fmt::Debug for ConnStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnStr(..)")
+    }
 }
 
 /// The latest layout recorded for a table.
@@ -55,6 +65,9 @@ struct RecordedLayout {
 #[derive(Debug)]
 pub struct OdbcSource {
     db: OdbcBackend,
+    /// How to connect again ([`ChangeSource::reconnect`]).
+    conn_str: ConnStr,
+    dialect: Option<String>,
     dbms: Dbms,
     /// Column classes per layout id.
     classes: HashMap<i64, (Layout, Vec<Class>)>,
@@ -74,6 +87,8 @@ impl OdbcSource {
         }
         Ok(OdbcSource {
             db,
+            conn_str: ConnStr(conn_str.to_owned()),
+            dialect: dialect.map(str::to_owned),
             dbms,
             classes: HashMap::new(),
             width: None,
@@ -867,5 +882,19 @@ impl ChangeSource for OdbcSource {
                 Err(e)
             }
         }
+    }
+
+    /// Open a new connection (the old one is dropped): after a transient failure the
+    /// connection may be dead (server restarted, network cut). Fails, transient, while
+    /// the server stays unreachable; the caches (layouts, tracking width) stay valid.
+    fn reconnect(&mut self) -> Result<()> {
+        let fresh = OdbcBackend::connect(&self.conn_str.0, self.dialect.as_deref()).map_err(db)?;
+        if fresh.dbms() != self.dbms {
+            return Err(SourceError::Unsupported(
+                "[source] url: the database behind the connection changed its kind".into(),
+            ));
+        }
+        self.db = fresh;
+        Ok(())
     }
 }

@@ -67,13 +67,47 @@ pub enum SourceError {
     NotInstalled,
     #[error("source database: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// An error of a server source (ODBC), classified by SQLSTATE like a target's.
+    #[error("source database: {message}")]
+    Db { transient: bool, message: String },
     #[error("{0}")]
     Unsupported(String),
     #[error("tracking data is inconsistent: {0}")]
     Corrupt(String),
 }
 
+impl SourceError {
+    /// Whether trying again later may succeed: the database is locked or busy beyond the
+    /// busy timeout, its file or disk failed to answer, or a server source is unreachable
+    /// (connection lost, shutting down, starting up; SQLSTATE class 08, 57P01..57P03,
+    /// ...). The same classification as a target's ([`crate::target::is_transient`],
+    /// `crate::odbc::odbc_err`). Everything else (a missing table or column, capture not
+    /// installed, inconsistent tracking data) is deterministic, and so is a SQLite
+    /// source file that cannot be opened at start (a wrong path or permissions).
+    pub fn transient(&self) -> bool {
+        match self {
+            SourceError::Sql(source) => crate::target::is_transient(source),
+            SourceError::Db { transient, .. } => *transient,
+            _ => false,
+        }
+    }
+}
+
+impl From<crate::target::DbError> for SourceError {
+    fn from(e: crate::target::DbError) -> Self {
+        SourceError::Db {
+            transient: e.transient,
+            message: e.message,
+        }
+    }
+}
+
 type Result<T> = std::result::Result<T, SourceError>;
+
+/// How long the sender's connection to a SQLite source waits for a lock held by the
+/// plant's writers before the statement fails as transient ("database is locked"); the
+/// service then retries with backoff instead of waiting in SQLite.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One column of a synchronized table: source name, target name, declared type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,6 +383,12 @@ pub trait ChangeSource: std::fmt::Debug {
         spec: &TableSpec,
         each: &mut SnapshotSink<'_>,
     ) -> std::result::Result<Absorbed, SinkError>;
+    /// Reopen the connection after a transient failure (a server source whose
+    /// connection died). SQLite keeps its connection: a lock or an I/O error does not
+    /// spoil it.
+    fn reconnect(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A SQLite source database with gapsync's capture objects.
@@ -365,7 +405,7 @@ impl SqliteSource {
             path: path.display().to_string(),
             source,
         })?;
-        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
         Ok(SqliteSource {
             conn,
             layouts: HashMap::new(),
@@ -1286,6 +1326,34 @@ mod tests {
         let src = SqliteSource::open(&dir.path().join("s.db")).unwrap();
         src.conn.execute_batch(ddl).unwrap();
         (dir, src)
+    }
+
+    /// A source locked by another connection beyond the busy timeout is transient (the
+    /// sender service retries); a configuration error is not; a server source's
+    /// classified error keeps its class.
+    #[test]
+    fn a_locked_source_is_transient_and_a_missing_table_is_not() {
+        let (d, mut src) = source("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT)");
+        let spec = src.describe(&table("t", None)).unwrap();
+        src.install(std::slice::from_ref(&spec)).unwrap();
+        src.conn.busy_timeout(Duration::from_millis(50)).unwrap();
+        let other = Connection::open(d.path().join("s.db")).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let e = src.mark_applied(1).unwrap_err();
+        assert!(e.transient(), "{e}");
+        other.execute_batch("ROLLBACK").unwrap();
+        src.mark_applied(1).unwrap();
+
+        let e = src.describe(&table("gone", None)).unwrap_err();
+        assert!(!e.transient(), "{e}");
+        assert!(!SourceError::NotInstalled.transient());
+        let lost = crate::target::DbError {
+            transient: true,
+            message: "08S01 connection lost".into(),
+        };
+        let e = SourceError::from(lost);
+        assert!(e.transient());
+        assert_eq!(e.to_string(), "source database: 08S01 connection lost");
     }
 
     #[test]

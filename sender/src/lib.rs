@@ -69,6 +69,15 @@ pub enum SenderError {
     Halted { seq: u64 },
 }
 
+impl SenderError {
+    /// The source database is unavailable for now (locked beyond its busy timeout, its
+    /// disk failing, a server source unreachable or restarting): the service waits and
+    /// retries instead of stopping (see [`Sender::run`]). Everything else is not.
+    pub fn source_unavailable(&self) -> bool {
+        matches!(self, SenderError::Source(e) if e.transient())
+    }
+}
+
 type Result<T> = std::result::Result<T, SenderError>;
 
 fn work_err(path: &Path) -> impl FnOnce(std::io::Error) -> SenderError + '_ {
@@ -86,10 +95,15 @@ struct Render {
     key: Vec<String>,
 }
 
-/// What one shipping pass did.
 /// How often a running sender prunes old audit files.
 const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
 
+/// First retry delay while the source database is unavailable; doubles up to
+/// [`SOURCE_RETRY_MAX`].
+const SOURCE_RETRY_FIRST: Duration = Duration::from_millis(200);
+const SOURCE_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// What one shipping pass did.
 #[derive(Debug, Default, Clone)]
 pub struct ShipReport {
     pub applied: Vec<u64>,
@@ -105,6 +119,8 @@ pub struct Sender {
     audit: Audit,
     link: Option<LinkClient>,
     backoff: Backoff,
+    /// Retry delays while the source database is unavailable (reset when it answers).
+    source_backoff: Backoff,
     _lock: Option<File>,
     /// The `[sign] key`, loaded once at open (None with `insecure = true`).
     signer: Option<BatchSigner>,
@@ -146,6 +162,7 @@ impl Sender {
             audit,
             link: None,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
+            source_backoff: Backoff::new(SOURCE_RETRY_FIRST, SOURCE_RETRY_MAX),
             _lock: None,
             signer,
         };
@@ -153,6 +170,30 @@ impl Sender {
             s.lock_and_recover()?;
         }
         Ok(s)
+    }
+
+    /// [`open`](Self::open) for the service: while a server source is unavailable
+    /// ([`SenderError::source_unavailable`], e.g. still starting, or the network down),
+    /// log and retry with a capped backoff until it answers or `stop` is set (Ok(None)).
+    /// Every other error is returned at once, and so is any error of a SQLite source at
+    /// start (a local file that cannot be read then is most likely misconfigured).
+    pub fn open_service(cfg: SenderConfig, stop: &AtomicBool) -> Result<Option<Sender>> {
+        let mut backoff = Backoff::new(SOURCE_RETRY_FIRST, SOURCE_RETRY_MAX);
+        let server = matches!(cfg.source, DbUrl::Odbc(_));
+        loop {
+            match Sender::open(cfg.clone(), true) {
+                Ok(s) => return Ok(Some(s)),
+                Err(e) if server && e.source_unavailable() => {
+                    let delay = backoff.next_delay();
+                    warn!(alarm = true, error = %e, retry_in = ?delay, "source database unavailable at start: waiting for it");
+                    sleep_unless(stop, delay);
+                }
+                Err(e) => return Err(e),
+            }
+            if stop.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+        }
     }
 
     pub fn source(&mut self) -> &mut dyn ChangeSource {
@@ -179,6 +220,14 @@ impl Sender {
             return Err(SenderError::Locked(self.cfg.work_dir.clone()));
         }
         self._lock = Some(f);
+        self.recover_outbox()
+    }
+
+    /// Bring the outbox in line with the batch records: delete files a cut wrote but
+    /// never recorded, finish moves to `archive/` and `quarantine/`. At start, and after
+    /// the source was unavailable (a cut or a settle may have failed between its file
+    /// and its record: with a server source, even a failed COMMIT may have committed).
+    fn recover_outbox(&mut self) -> Result<()> {
         if !self.source.is_installed()? {
             return Err(gapsync_common::source::SourceError::NotInstalled.into());
         }
@@ -206,6 +255,13 @@ impl Sender {
                 if from.exists() {
                     let to = self.dir(dir).join(&rec.file);
                     std::fs::rename(&from, &to).map_err(work_err(&to))?;
+                    // The audit line is written after the move: it is missing too.
+                    let (event, verdict) = match state {
+                        BatchState::Quarantined => ("dropped", "quarantined"),
+                        _ => ("applied", "ok"),
+                    };
+                    info!(seq = rec.seq, file = %rec.file, to = dir, "finished moving a settled batch");
+                    self.audit(event, &rec, verdict, "settled before an interruption");
                 }
             }
         }
@@ -623,9 +679,12 @@ impl Sender {
                     Ok(e) => *e,
                     Err(e) => match e.downcast::<gapsync_common::source::SourceError>() {
                         Ok(e) => SenderError::Source(*e),
-                        Err(e) => SenderError::Source(
-                            gapsync_common::source::SourceError::Corrupt(e.to_string()),
-                        ),
+                        Err(e) => match e.downcast::<gapsync_common::target::DbError>() {
+                            Ok(e) => SenderError::Source((*e).into()),
+                            Err(e) => SenderError::Source(
+                                gapsync_common::source::SourceError::Corrupt(e.to_string()),
+                            ),
+                        },
                     },
                 };
                 // Files of an abandoned snapshot have no record: remove them now, so
@@ -846,49 +905,115 @@ impl Sender {
     }
 
     /// The service loop: cut by strategy, ship, heartbeat while idle, until `stop`.
+    ///
+    /// A source database that is unavailable ([`SenderError::source_unavailable`]: locked
+    /// beyond the busy timeout, its disk failing, a server restarting or its connection
+    /// cut) does not stop the service: the error is logged (an alarm when the outage
+    /// starts), the pass is retried after a capped backoff, and when the source answers
+    /// again (a server source reconnected) the outbox is first reconciled with the batch
+    /// records ([`recover_outbox`](Self::recover_outbox)). So a cut the outage interrupted
+    /// leaves no file behind (its changes are still pending and are cut again), and a
+    /// batch answered "applied" whose record could not be updated stays 'ready' and is
+    /// sent again: the receiver answers it from its ledger without executing it. Nothing
+    /// is counted as a failed apply. Every other error stops the service.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<()> {
-        let mut clock = StrategyClock::new(self.source.last_change_id()?);
+        let mut clock: Option<StrategyClock> = None;
         let mut last_beat = Instant::now();
         self.prune_audit();
         let mut pruned = Instant::now();
+        let mut down_since: Option<Instant> = None;
         while !stop.load(Ordering::SeqCst) {
             if pruned.elapsed() >= AUDIT_PRUNE_EVERY {
                 self.prune_audit();
                 pruned = Instant::now();
             }
-            self.cut_snapshots()?;
-            self.cut_by_strategy(&mut clock)?;
-            let report = self.ship_ready(stop, Some(1));
-            match report {
-                Ok(r) => {
-                    if !r.applied.is_empty() || !r.dropped.is_empty() {
-                        last_beat = Instant::now();
+            let pass = if down_since.is_some() {
+                self.source_back()
+                    .and_then(|()| self.pass(&mut clock, &mut last_beat, stop))
+            } else {
+                self.pass(&mut clock, &mut last_beat, stop)
+            };
+            match pass {
+                Ok(idle) => {
+                    if let Some(since) = down_since.take() {
+                        self.source_backoff.reset();
+                        info!(down_for = ?since.elapsed(), "source database available again");
+                    }
+                    if idle {
+                        sleep_unless(stop, self.cfg.batch.poll);
                     }
                 }
-                Err(SenderError::Link(LinkError::Refused)) => {
-                    return Err(SenderError::Link(LinkError::Refused));
-                }
-                Err(SenderError::Link(e)) => {
-                    let e = SenderError::Link(e);
-                    self.link_fault(&e, stop);
-                    continue;
+                Err(e) if e.source_unavailable() => {
+                    let delay = self.source_backoff.next_delay();
+                    match down_since {
+                        None => {
+                            down_since = Some(Instant::now());
+                            warn!(alarm = true, error = %e, retry_in = ?delay, "source database unavailable: waiting for it (nothing cut is lost)");
+                        }
+                        Some(since) => {
+                            warn!(error = %e, retry_in = ?delay, down_for = ?since.elapsed(), "source database still unavailable");
+                        }
+                    }
+                    sleep_unless(stop, delay);
                 }
                 Err(e) => return Err(e),
             }
-            if last_beat.elapsed() >= self.cfg.link.heartbeat {
-                last_beat = Instant::now();
-                match self.heartbeat() {
-                    Err(SenderError::Link(LinkError::Refused)) => {
-                        return Err(SenderError::Link(LinkError::Refused));
-                    }
-                    Err(e) => self.link_fault(&e, stop),
-                    Ok(()) => {}
-                }
-            }
-            sleep_unless(stop, self.cfg.batch.poll);
         }
         info!("stopping: no frame in flight");
         Ok(())
+    }
+
+    /// After the source was unavailable: reconnect (a server source) and reconcile the
+    /// outbox with the batch records before cutting or shipping again.
+    fn source_back(&mut self) -> Result<()> {
+        self.source.reconnect()?;
+        self.recover_outbox()
+    }
+
+    /// One pass of the service loop: snapshots, a cut by strategy, shipping, a heartbeat
+    /// when idle for long. Ok(true): wait `poll` before the next pass; Ok(false): go on
+    /// at once (a link fault already waited its backoff).
+    fn pass(
+        &mut self,
+        clock: &mut Option<StrategyClock>,
+        last_beat: &mut Instant,
+        stop: &AtomicBool,
+    ) -> Result<bool> {
+        if clock.is_none() {
+            *clock = Some(StrategyClock::new(self.source.last_change_id()?));
+        }
+        let Some(clock) = clock.as_mut() else {
+            return Ok(true);
+        };
+        self.cut_snapshots()?;
+        self.cut_by_strategy(clock)?;
+        match self.ship_ready(stop, Some(1)) {
+            Ok(r) => {
+                if !r.applied.is_empty() || !r.dropped.is_empty() {
+                    *last_beat = Instant::now();
+                }
+            }
+            Err(SenderError::Link(LinkError::Refused)) => {
+                return Err(SenderError::Link(LinkError::Refused));
+            }
+            Err(SenderError::Link(e)) => {
+                let e = SenderError::Link(e);
+                self.link_fault(&e, stop);
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+        if last_beat.elapsed() >= self.cfg.link.heartbeat {
+            *last_beat = Instant::now();
+            match self.heartbeat() {
+                Err(SenderError::Link(LinkError::Refused)) => {
+                    return Err(SenderError::Link(LinkError::Refused));
+                }
+                Err(e) => self.link_fault(&e, stop),
+                Ok(()) => {}
+            }
+        }
+        Ok(true)
     }
 
     fn cut_by_strategy(&mut self, clock: &mut StrategyClock) -> Result<()> {

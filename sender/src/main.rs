@@ -166,7 +166,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Run => {
             let stop = stop_flag()?;
-            let mut sender = Sender::open(cfg, true)?;
+            let Some(mut sender) = Sender::open_service(cfg, &stop)? else {
+                info!("stopped before the source database was available");
+                return Ok(ExitCode::SUCCESS);
+            };
             info!(node = %sender.cfg.node, receiver = %sender.cfg.link.connect, "sender running");
             sender.run(&stop)?;
         }
@@ -179,7 +182,15 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 .iter()
                 .map(|q| q.seq)
                 .collect();
-            let report = sender.once(&stop)?;
+            let report = sender.once(&stop).map_err(|e| {
+                if e.source_unavailable() {
+                    anyhow::Error::new(e).context(
+                        "the source database is unavailable (transient): nothing was lost, run `once` again later",
+                    )
+                } else {
+                    e.into()
+                }
+            })?;
             println!(
                 "applied {} batch(es){}",
                 report.applied.len(),

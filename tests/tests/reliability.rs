@@ -14,6 +14,9 @@ mod outage;
 #[path = "reliability/spool_full.rs"]
 mod spool_full;
 
+#[path = "reliability/source_outage.rs"]
+mod source_outage;
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gapsync_tests::plant;
