@@ -46,6 +46,9 @@ enum Cmd {
         purge: bool,
     },
     /// Queue a snapshot (CREATE TABLE + all rows) of the named tables (default: all).
+    /// `resync TABLE` is the same: it heals a target table that lost a quarantined
+    /// batch's changes or was changed by hand.
+    #[command(visible_alias = "resync")]
     Snapshot { tables: Vec<String> },
     /// Write a new Ed25519 key pair for the configured node: DIR/<node>.key (private,
     /// mode 0600) and DIR/<node>.pub (the line for the receiver's [[trust]] key).

@@ -197,7 +197,7 @@ const T_AND_P: &str = "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); \
 /// - `halt`: the service exits naming the batch, the batches after it wait; once the
 ///   target is repaired a restarted service ships them.
 ///
-/// Then a snapshot of `p` heals the lost change; the target equals the source and the
+/// Then `resync p` (a snapshot of `p`) heals the lost change; the target equals the source and the
 /// ledger holds every other seq exactly once.
 fn poison_among_good_batches(policy: &str) {
     let node = format!("poison{policy}");
@@ -300,7 +300,8 @@ fn poison_among_good_batches(policy: &str) {
         compare_tables(&rig.tx.source_db, "p", &rig.rx.target_db, "p", &[]).is_err(),
         "p cannot equal the source before the snapshot: the quarantined change is missing"
     );
-    rig.tx.snapshot(&["p"]);
+    // `resync` is `snapshot` under the name operators look for.
+    rig.tx.exec(&["resync", "p"]).expect_success();
     rig.wait_synced(secs(120));
     assert_synced(&rig.tx, &rig.rx);
     assert_exactly_once(&rig.tx, &rig.rx, &[bad]);
