@@ -42,9 +42,10 @@ struct Args {
     /// How often a summary line is printed.
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     summary_every: std::time::Duration,
-    /// Seed of the workload, the faults and the kill moments.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// Seed of the workload, the faults and the kill moments (default: drawn from the
+    /// clock and printed, so a failing run can be replayed with it).
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 /// A duration, or `0` for "never".
@@ -60,7 +61,12 @@ fn main() -> ExitCode {
     let a = Args::parse();
     let opts = SoakOptions {
         duration: a.duration,
-        seed: a.seed,
+        seed: a.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() ^ u64::from(d.subsec_nanos()))
+                .unwrap_or(1)
+        }),
         rate: a.rate.max(20),
         fault_every: a.fault_every.max(1),
         kill_every: a.kill_every,
