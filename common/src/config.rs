@@ -128,6 +128,16 @@ struct RawSender {
     sign: Option<RawSign>,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    archive: RawArchive,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArchive {
+    /// Kept as a TOML value so that a wrong type gets the same one-line message as a
+    /// wrong number.
+    keep_days: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -327,6 +337,10 @@ pub struct SenderConfig {
     pub work_dir: PathBuf,
     /// `[audit] keep_months`: audit files older than this many months are deleted.
     pub audit_keep_months: u32,
+    /// `[archive] keep_days`: applied batches (their `archive/` file and their record in
+    /// the source's `_gapsync_batches`) cut more than this many days ago are deleted;
+    /// 0 keeps them forever.
+    pub archive_keep_days: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -374,6 +388,10 @@ pub const DEFAULT_MAX_STATEMENTS: u64 = 10_000_000;
 pub const DEFAULT_AUDIT_KEEP_MONTHS: u32 = 12;
 /// Smallest accepted `[audit] keep_months`.
 pub const MIN_AUDIT_KEEP_MONTHS: u32 = 6;
+/// Default `[archive] keep_days`.
+pub const DEFAULT_ARCHIVE_KEEP_DAYS: u32 = 90;
+/// Largest accepted `[archive] keep_days` (100 years; 0 keeps forever).
+pub const MAX_ARCHIVE_KEEP_DAYS: u32 = 36_500;
 
 /// The receiver's `[limits]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,6 +498,33 @@ fn keep_months(path: &Path, a: &RawAudit) -> Result<u32, ConfigError> {
         ));
     }
     Ok(v)
+}
+
+/// `[archive] keep_days`: default 90, 0 (keep forever) up to 36500.
+fn keep_days(path: &Path, a: &RawArchive) -> Result<u32, ConfigError> {
+    let Some(v) = &a.keep_days else {
+        return Ok(DEFAULT_ARCHIVE_KEEP_DAYS);
+    };
+    let shown = match v {
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::String(s) => format!("{s:?}"),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Array(_) => "[...]".to_owned(),
+        toml::Value::Table(_) => "{...}".to_owned(),
+    };
+    v.as_integer()
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n <= MAX_ARCHIVE_KEEP_DAYS)
+        .ok_or_else(|| {
+            invalid(
+                path,
+                format!(
+                    "[archive] keep_days = {shown}: must be a whole number of days from 0 to {MAX_ARCHIVE_KEEP_DAYS} (0 keeps the archive forever)"
+                ),
+            )
+        })
 }
 
 /// One `[limits]` value: default, and at least `min`.
@@ -738,8 +783,10 @@ impl SenderConfig {
             ));
         }
         let audit_keep_months = keep_months(path, &raw.audit)?;
+        let archive_keep_days = keep_days(path, &raw.archive)?;
         Ok(SenderConfig {
             audit_keep_months,
+            archive_keep_days,
             file: path.to_owned(),
             node: raw.node,
             insecure: raw.insecure,
@@ -1001,6 +1048,46 @@ dir = "work"
             .expect_err("sender keep_months")
             .to_string();
         assert!(e.contains("[audit] keep_months = 1"), "{e}");
+    }
+
+    #[test]
+    fn archive_keep_days_default_zero_and_bad_values() {
+        assert_eq!(load(GOOD).expect("valid").archive_keep_days, 90);
+        let c = load(&format!("{GOOD}[archive]\nkeep_days = 0\n")).expect("keep forever");
+        assert_eq!(c.archive_keep_days, 0);
+        let c = load(&format!("{GOOD}[archive]\nkeep_days = 30\n")).expect("30 days");
+        assert_eq!(c.archive_keep_days, 30);
+        let cases = [
+            (
+                "keep_days = -1",
+                "[archive] keep_days = -1: must be a whole number",
+            ),
+            (
+                "keep_days = 1.5",
+                "[archive] keep_days = 1.5: must be a whole number",
+            ),
+            (
+                "keep_days = \"90d\"",
+                "[archive] keep_days = \"90d\": must be a whole number",
+            ),
+            (
+                "keep_days = 99999999999",
+                "[archive] keep_days = 99999999999: must be a whole number",
+            ),
+            ("keep_days = 36501", "[archive] keep_days = 36501"),
+            ("keep_day = 3", "unknown field `keep_day`"),
+        ];
+        for (line, want) in cases {
+            let e = load(&format!("{GOOD}[archive]\n{line}\n"))
+                .expect_err(want)
+                .to_string();
+            assert!(e.contains(want), "error {e:?} should contain {want:?}");
+            assert!(
+                e.contains("sender.toml"),
+                "error {e:?} should name the file"
+            );
+            assert!(!e.contains('\n'), "error {e:?} should be one line");
+        }
     }
 
     #[test]

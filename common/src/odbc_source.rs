@@ -784,6 +784,22 @@ impl ChangeSource for OdbcSource {
         Ok(())
     }
 
+    /// Delete old 'applied' records, never the highest applied seq (see the trait). Two
+    /// statements in one transaction: MySQL cannot delete from a table its subquery reads.
+    /// `created` is `VARCHAR(40)` in one fixed format, so text order is time order.
+    fn prune_applied(&mut self, before: &str) -> Result<u64> {
+        self.in_txn(|s| {
+            let newest = s.one_int(
+                "SELECT coalesce(max(seq), 0) FROM _gapsync_batches WHERE state = 'applied'",
+                &[],
+            )?;
+            s.exec(
+                "DELETE FROM _gapsync_batches WHERE state = 'applied' AND created < ? AND seq < ?",
+                &[Param::Text(before), Param::Int(newest)],
+            )
+        })
+    }
+
     fn queue_snapshot(&mut self, table: &str) -> Result<()> {
         self.exec(
             "INSERT INTO _gapsync_requests(kind, tbl, requested) VALUES ('snapshot', ?, ?)",

@@ -372,6 +372,13 @@ pub trait ChangeSource: std::fmt::Debug {
     fn record_failure(&mut self, seq: u64, reason: &str) -> Result<u32>;
     /// Drop the batch into quarantine (its tracking rows are kept).
     fn mark_quarantined(&mut self, seq: u64, reason: &str) -> Result<()>;
+    /// Archive retention: delete the records of batches in state 'applied' whose
+    /// `created` time (the [`crate::batch::format_created`] text, compared as text) is
+    /// earlier than `before`, except the applied batch with the highest seq (it is what
+    /// "last seq applied" reports). 'ready' and 'quarantined' records are never deleted.
+    /// Nothing else depends on old records: the next seq is kept in `_gapsync_state`,
+    /// and an applied batch has no tracking rows left. Returns how many were deleted.
+    fn prune_applied(&mut self, before: &str) -> Result<u64>;
     fn queue_snapshot(&mut self, table: &str) -> Result<()>;
     /// Queued snapshot requests: (request id, table), oldest first.
     fn snapshot_requests(&mut self) -> Result<Vec<(i64, String)>>;
@@ -940,6 +947,17 @@ impl ChangeSource for SqliteSource {
         Ok(())
     }
 
+    /// Delete old 'applied' records, never the highest applied seq (see the trait).
+    fn prune_applied(&mut self, before: &str) -> Result<u64> {
+        self.require_installed()?;
+        let n = self.conn.execute(
+            "DELETE FROM _gapsync_batches WHERE state='applied' AND created < ?1 \
+             AND seq < (SELECT max(seq) FROM _gapsync_batches WHERE state='applied')",
+            [before],
+        )?;
+        Ok(n as u64)
+    }
+
     /// Queue a snapshot of `table` (built by the next batch cut).
     fn queue_snapshot(&mut self, table: &str) -> Result<()> {
         self.require_installed()?;
@@ -1469,6 +1487,62 @@ mod tests {
         assert_eq!(late.len(), 1);
         assert_eq!(late[0].row, [Value::Integer(9)]);
         assert_eq!(src.next_seq().unwrap(), 2);
+    }
+
+    /// Archive retention deletes old 'applied' records only: never 'ready' or
+    /// 'quarantined' ones, never the highest applied seq; the next seq is unaffected.
+    #[test]
+    fn prune_applied_keeps_ready_quarantined_recent_and_newest() {
+        let (_d, mut src) = source("CREATE TABLE t(id INTEGER PRIMARY KEY)");
+        let spec = src.describe(&table("t", None)).unwrap();
+        src.install(&[spec]).unwrap();
+        let old = "2020-01-01T00:00:00.000000Z";
+        let recent = "2030-01-01T00:00:00.000000Z";
+        let rec = |seq: u64, state: BatchState, created: &str| BatchRecord {
+            seq,
+            kind: "changes".into(),
+            file: format!("n-{seq:020}.sql"),
+            size: 1,
+            sha256: String::new(),
+            statements: 1,
+            changes: 0,
+            first_id: None,
+            last_id: None,
+            state,
+            attempts: 0,
+            reason: None,
+            created: created.into(),
+        };
+        use BatchState::{Applied, Quarantined, Ready};
+        let records = [
+            rec(1, Applied, old),
+            rec(2, Quarantined, old),
+            rec(3, Applied, old),
+            rec(4, Ready, old),
+            rec(5, Applied, recent),
+            rec(6, Applied, old),
+            rec(7, Ready, old),
+        ];
+        src.commit_batches(&records, &[], None).unwrap();
+        let before = "2025-01-01T00:00:00.000000Z";
+        assert_eq!(src.prune_applied(before).unwrap(), 2);
+        let seqs = |src: &mut SqliteSource| -> Vec<u64> {
+            src.batches(None).unwrap().iter().map(|b| b.seq).collect()
+        };
+        // 5 is recent; 6 is old but the highest applied seq.
+        assert_eq!(seqs(&mut src), [2, 4, 5, 6, 7]);
+        assert_eq!(src.prune_applied(before).unwrap(), 0);
+        assert_eq!(src.next_seq().unwrap(), 8);
+        // The newest batch (seq 7) applied: 6 may go now, 7 stays.
+        src.mark_applied(7).unwrap();
+        assert_eq!(src.prune_applied(before).unwrap(), 1);
+        assert_eq!(seqs(&mut src), [2, 4, 5, 7]);
+        // Everything applied and old: only the newest record stays.
+        src.mark_applied(4).unwrap();
+        assert_eq!(src.prune_applied(recent).unwrap(), 1);
+        assert_eq!(src.prune_applied("9999").unwrap(), 1);
+        assert_eq!(seqs(&mut src), [2, 7]);
+        assert_eq!(src.next_seq().unwrap(), 8);
     }
 }
 

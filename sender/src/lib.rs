@@ -11,6 +11,9 @@
 //!
 //! Work directory: `outbox/` (cut, not yet applied), `archive/` (applied),
 //! `quarantine/` (dropped, with a `.reason` file), `state/sender.lock`, `audit/`.
+//! Retention ([`Sender::prune_archive`], `[archive] keep_days`): the service deletes
+//! applied batches (their `archive/` file and their record) cut more than `keep_days`
+//! ago, at start and once a day; the audit record keeps their name, size and SHA-256.
 //! The durable state (next seq, batch records, which rows a batch carries) lives in the
 //! source database, next to the tracking rows (see `gapsync_common::source`).
 
@@ -95,7 +98,7 @@ struct Render {
     key: Vec<String>,
 }
 
-/// How often a running sender prunes old audit files.
+/// How often a running sender prunes old audit files and old applied batches.
 const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// First retry delay while the source database is unavailable; doubles up to
@@ -108,6 +111,17 @@ const SOURCE_RETRY_MAX: Duration = Duration::from_secs(5);
 pub struct ShipReport {
     pub applied: Vec<u64>,
     pub dropped: Vec<u64>,
+}
+
+/// What one [`Sender::prune_archive`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ArchivePruned {
+    /// Files deleted from `archive/`.
+    pub files: u64,
+    /// Batch records deleted from the source's `_gapsync_batches`.
+    pub records: u64,
+    /// The oldest applied batch kept: (seq, created), None when none is recorded.
+    pub oldest_kept: Option<(u64, String)>,
 }
 
 /// An opened sender.
@@ -904,6 +918,88 @@ impl Sender {
         }
     }
 
+    /// Archive retention (`[archive] keep_days`; 0 keeps everything): delete the applied
+    /// batches cut more than `keep_days` ago, by the `created` time of their record (the
+    /// cut time, also in the file's header; a file's mtime can be touched by a copy or a
+    /// backup restore): first their file in `archive/`, then their record in the source's
+    /// `_gapsync_batches` ([`ChangeSource::prune_applied`]). Never a 'ready' or
+    /// 'quarantined' batch, never the applied batch with the highest seq (status reports
+    /// it as "last seq applied"), never a file in `outbox/` or `quarantine/`: an applied
+    /// record whose file is still in `outbox/` (a move an interruption left for
+    /// [`recover_outbox`](Self::recover_outbox)) is kept, and so is every record not older
+    /// than it, so records and files always go together. A file that cannot be deleted
+    /// keeps its record (and the newer ones) for the next day. The next seq lives in
+    /// `_gapsync_state` and an applied batch has no tracking rows left, so cutting,
+    /// shipping and the receiver's ledger are unaffected.
+    pub fn prune_archive(&mut self) -> Result<ArchivePruned> {
+        let mut done = ArchivePruned::default();
+        let days = self.cfg.archive_keep_days;
+        if days == 0 {
+            return Ok(done);
+        }
+        let Some(cutoff) = chrono::TimeDelta::try_days(i64::from(days))
+            .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+        else {
+            return Ok(done);
+        };
+        let mut before = batch::format_created(cutoff);
+        let applied = self.source.batches(Some(BatchState::Applied))?;
+        let Some(newest) = applied.iter().map(|r| r.seq).max() else {
+            return Ok(done);
+        };
+        let outbox = self.dir("outbox");
+        for r in &applied {
+            if r.seq < newest && r.created < before && outbox.join(&r.file).exists() {
+                warn!(seq = r.seq, file = %r.file, "archive retention: an applied batch is still in outbox/; keeping it and every newer record");
+                before.clone_from(&r.created);
+            }
+        }
+        let archive = self.dir("archive");
+        for r in &applied {
+            if r.seq >= newest || r.created >= before {
+                continue;
+            }
+            let path = archive.join(&r.file);
+            match std::fs::remove_file(&path) {
+                Ok(()) => done.files += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(file = %path.display(), error = %e, "archive retention: cannot delete an archived batch; its record is kept");
+                    if r.created < before {
+                        before.clone_from(&r.created);
+                    }
+                }
+            }
+        }
+        done.records = self.source.prune_applied(&before)?;
+        done.oldest_kept = applied
+            .iter()
+            .filter(|r| r.seq >= newest || r.created >= before)
+            .min_by_key(|r| r.seq)
+            .map(|r| (r.seq, r.created.clone()));
+        if done.files > 0 || done.records > 0 {
+            let (kept_seq, kept_created) = done.oldest_kept.clone().unwrap_or_default();
+            info!(
+                files = done.files,
+                records = done.records,
+                keep_days = days,
+                oldest_kept_seq = kept_seq,
+                oldest_kept_created = %kept_created,
+                "archive retention: removed old applied batches"
+            );
+        }
+        Ok(done)
+    }
+
+    /// Audit and archive retention (at the start of the service and once a day). A
+    /// failure is logged and tried again the next day: retention never stops the service.
+    fn retention(&mut self) {
+        self.prune_audit();
+        if let Err(e) = self.prune_archive() {
+            warn!(error = %e, "archive retention: cannot prune old applied batches (tried again in a day)");
+        }
+    }
+
     /// The service loop: cut by strategy, ship, heartbeat while idle, until `stop`.
     ///
     /// A source database that is unavailable ([`SenderError::source_unavailable`]: locked
@@ -919,12 +1015,12 @@ impl Sender {
     pub fn run(&mut self, stop: &AtomicBool) -> Result<()> {
         let mut clock: Option<StrategyClock> = None;
         let mut last_beat = Instant::now();
-        self.prune_audit();
+        self.retention();
         let mut pruned = Instant::now();
         let mut down_since: Option<Instant> = None;
         while !stop.load(Ordering::SeqCst) {
             if pruned.elapsed() >= AUDIT_PRUNE_EVERY {
-                self.prune_audit();
+                self.retention();
                 pruned = Instant::now();
             }
             let pass = if down_since.is_some() {

@@ -302,6 +302,8 @@ pub struct SenderConfig {
     pub dialect: String,
     /// `[sign] key` (None: `insecure = true`, the default).
     pub sign_key: Option<PathBuf>,
+    /// `[archive] keep_days` (None: not written, the default 90).
+    pub archive_keep_days: Option<u32>,
 }
 
 impl SenderConfig {
@@ -324,6 +326,7 @@ impl SenderConfig {
             max_frame: None,
             dialect: "sqlite".to_owned(),
             sign_key: None,
+            archive_keep_days: None,
         }
     }
 
@@ -430,6 +433,9 @@ impl SenderConfig {
             "\n[work]\ndir = {}",
             toml_str(&work_dir.display().to_string())
         );
+        if let Some(d) = self.archive_keep_days {
+            let _ = writeln!(s, "\n[archive]\nkeep_days = {d}");
+        }
         s
     }
 }

@@ -1291,3 +1291,250 @@ fn harness_compare_detects_differences() {
     assert!(err.contains("columns"), "{err}");
     assert_eq!(compare_tables(&a, "t", &b, "u", &[("x", "值")]), Ok(3));
 }
+
+// ------------------------------------------------------------------------ archive retention
+
+/// `[archive] keep_days`: at start the service deletes the applied batches cut more
+/// than `keep_days` ago (by their record's `created`): their `archive/` file and their
+/// record in `_gapsync_batches`. Recent batches, the quarantined one and the newest
+/// applied one (old as it is) stay; seq numbering, status and shipping go on unaffected.
+#[test]
+fn archive_retention_prunes_old_applied_batches() {
+    const P: &str = "CREATE TABLE p(id INTEGER PRIMARY KEY, v TEXT, n INTEGER)";
+    let node = "retain";
+    let cfg = SenderConfig::new(node)
+        .table(Table::new("t"))
+        .table(Table::new("p"));
+    let mut rig = Rig::new("retain", cfg, &format!("{T}; {P}"));
+    let src = rig.tx.source();
+    rig.tx.snapshot(&[]);
+    rig.tx.start();
+    rig.wait_synced(secs(20));
+    // One batch per insert.
+    let mut next_t = 1;
+    for _ in 0..5 {
+        insert_t(&src, next_t);
+        next_t += 1;
+        rig.wait_synced(secs(20));
+    }
+    // A poison batch: the target column is renamed, the batch is quarantined on both
+    // sides; then the operator repairs the target and applies the change by hand.
+    rig.rx
+        .target()
+        .execute_batch("ALTER TABLE p RENAME COLUMN v TO v_renamed")
+        .unwrap();
+    src.execute("INSERT INTO p VALUES (100, 'poison', 1000)", [])
+        .unwrap();
+    let bad = rig
+        .ws
+        .wait_for("the poison batch to be quarantined", secs(30), || {
+            rig.tx
+                .batches()
+                .into_iter()
+                .find(|b| b.state == "quarantined")
+        });
+    rig.rx
+        .target()
+        .execute_batch(
+            "ALTER TABLE p RENAME COLUMN v_renamed TO v; \
+             INSERT INTO p VALUES (100, 'poison', 1000);",
+        )
+        .unwrap();
+    for _ in 0..4 {
+        insert_t(&src, next_t);
+        next_t += 1;
+        rig.wait_synced(secs(20));
+    }
+    rig.tx.stop();
+
+    let before = rig.tx.batches();
+    let last = before.last().unwrap().seq;
+    assert!(last >= 10, "only {last} batches");
+    assert!(before.iter().all(|b| b.state != "ready"), "{before:?}");
+    // Two recent batches in the middle; every other one is backdated by a year, the
+    // newest (applied) and the quarantined one included, records and files alike.
+    let recent = [bad.seq - 2, bad.seq + 2];
+    let old_time = SystemTime::now() - Duration::from_secs(365 * 86_400);
+    let old_created = "2020-01-01T00:00:00.000000Z";
+    let db = rig.tx.source();
+    for b in &before {
+        if recent.contains(&b.seq) {
+            continue;
+        }
+        db.execute(
+            "UPDATE _gapsync_batches SET created = ?1 WHERE seq = ?2",
+            params![old_created, b.seq as i64],
+        )
+        .unwrap();
+        let dir = if b.seq == bad.seq {
+            "quarantine"
+        } else {
+            "archive"
+        };
+        let f = std::fs::File::options()
+            .write(true)
+            .open(rig.tx.work_dir.join(dir).join(&b.file))
+            .unwrap();
+        f.set_modified(old_time).unwrap();
+    }
+    drop(db);
+    let archived = |rig: &Rig| -> Vec<String> {
+        rig.tx
+            .work_files("archive")
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(archived(&rig).len(), before.len() - 1);
+
+    rig.tx.cfg.archive_keep_days = Some(30);
+    rig.tx.write_config();
+    rig.tx.start();
+    let expect_kept: Vec<u64> = before
+        .iter()
+        .filter(|b| b.seq == last || b.seq == bad.seq || recent.contains(&b.seq))
+        .map(|b| b.seq)
+        .collect();
+    rig.ws
+        .wait_until("old applied batches to be pruned", secs(20), || {
+            rig.tx.batches().iter().map(|b| b.seq).collect::<Vec<_>>() == expect_kept
+        });
+    let pruned = before.len() - expect_kept.len();
+    let files = archived(&rig);
+    for b in &before {
+        let in_archive = files.contains(&b.file);
+        if b.seq == bad.seq {
+            assert!(!in_archive);
+        } else {
+            assert_eq!(
+                in_archive,
+                expect_kept.contains(&b.seq),
+                "archive file of seq {}: {files:?}",
+                b.seq
+            );
+        }
+    }
+    // The quarantined batch is untouched (file and reason), the outbox is empty.
+    let quarantine = rig.tx.work_dir.join("quarantine");
+    assert!(quarantine.join(&bad.file).exists());
+    assert!(quarantine.join(format!("{}.reason", bad.file)).exists());
+    assert!(rig.tx.work_files("outbox").is_empty());
+    // The log line follows the deletions.
+    rig.ws.wait_until("the retention log line", secs(20), || {
+        rig.tx
+            .log_text()
+            .contains("archive retention: removed old applied batches")
+    });
+    let log = rig.tx.log_text();
+    assert!(
+        log.contains("archive retention: removed old applied batches")
+            && log.contains(&format!("records={pruned}"))
+            && log.contains(&format!("files={pruned}")),
+        "{}",
+        rig.tx.log_tail(20)
+    );
+    // Status still knows the last seq cut and applied.
+    let st = rig.tx.status();
+    assert_eq!(st["last_seq_cut"], last, "{st}");
+    assert_eq!(st["last_seq_applied"], last, "{st}");
+    assert_eq!(st["quarantined"][0]["seq"], bad.seq, "{st}");
+
+    // More changes ship with the next seqs, exactly once.
+    for _ in 0..3 {
+        insert_t(&src, next_t);
+        next_t += 1;
+        rig.wait_synced(secs(20));
+    }
+    src.execute("UPDATE p SET n = n + 1 WHERE id = 100", [])
+        .unwrap();
+    rig.wait_synced(secs(20));
+    let after = rig.tx.batches();
+    let new: Vec<u64> = after.iter().map(|b| b.seq).filter(|s| *s > last).collect();
+    assert_eq!(new, (last + 1..=last + 4).collect::<Vec<_>>(), "{after:?}");
+    assert!(after.iter().all(|b| b.seq <= last || b.state == "applied"));
+    rig.assert_synced();
+    let mut seqs = rig.rx.ledger_seqs(node);
+    assert!(!seqs.contains(&bad.seq));
+    seqs.extend(rig.rx.quarantined_seqs(node));
+    seqs.sort_unstable();
+    assert_contiguous(node, &seqs);
+    // At the next start the old record that was the newest applied one goes too; the
+    // recent ones stay.
+    rig.tx.stop();
+    rig.tx.start();
+    rig.ws
+        .wait_until("the restarted sender to run", secs(20), || {
+            rig.tx.log_text().matches("sender running").count() == 3
+        });
+    rig.wait_synced(secs(20));
+    let kept: Vec<u64> = rig.tx.batches().iter().map(|b| b.seq).collect();
+    let mut want: Vec<u64> = expect_kept.iter().copied().filter(|s| *s != last).collect();
+    want.extend(new);
+    assert_eq!(kept, want);
+    rig.tx.stop();
+    rig.rx.stop();
+}
+
+/// `[archive] keep_days` on PostgreSQL and MariaDB sources: the service deletes the old
+/// applied records (never the newest) and their `archive/` files; shipping goes on with
+/// the next seq.
+#[cfg(feature = "odbc")]
+#[test]
+fn archive_retention_on_server_sources() {
+    use gapsync_tests::odbc::{for_each_server, use_odbc_source};
+    for_each_server("archive_retention_on_server_sources", |server| {
+        let node = "retainsrv";
+        let db = server.fresh_database("retain");
+        db.exec(&["CREATE TABLE t(id INTEGER PRIMARY KEY, v VARCHAR(40))"]);
+        let ws = Workspace::new(&format!("retain-{}", server.dialect()));
+        let mut rx = ws.receiver(ReceiverConfig::default());
+        rx.start();
+        let mut cfg = SenderConfig::new(node)
+            .table(Table::new("t"))
+            .connect(rx.addr());
+        cfg.archive_keep_days = Some(30);
+        let mut tx = ws.sender(cfg);
+        use_odbc_source(&tx, &db.conn_str());
+        tx.install();
+        tx.snapshot(&[]);
+        tx.once();
+        for id in 1..=4 {
+            db.exec(&[&format!("INSERT INTO t VALUES ({id}, 'row {id}')")]);
+            tx.once();
+        }
+        let before = db.sender_batches();
+        let seqs: Vec<u64> = before.iter().map(|b| b.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5], "{before:?}");
+        assert!(before.iter().all(|b| b.state == "applied"), "{before:?}");
+        // `once` does not prune; every batch but seq 4 is backdated, the newest too.
+        db.exec(&[
+            "UPDATE _gapsync_batches SET created = '2020-01-01T00:00:00.000000Z' WHERE seq <> 4",
+        ]);
+        tx.start();
+        ws.wait_until("old applied records to be pruned", secs(30), || {
+            db.sender_batches()
+                .iter()
+                .map(|b| b.seq)
+                .collect::<Vec<_>>()
+                == [4, 5]
+        });
+        let archived: Vec<String> = tx
+            .work_files("archive")
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(archived, [before[3].file.clone(), before[4].file.clone()]);
+        db.exec(&["INSERT INTO t VALUES (5, 'row 5')"]);
+        ws.wait_until("seq 6 to be applied", secs(30), || {
+            rx.ledger_seqs(node) == [1, 2, 3, 4, 5, 6]
+        });
+        tx.stop();
+        let n: i64 = rx
+            .target()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 5);
+        assert_eq!(db.sender_progress().last_cut, 6);
+        rx.stop();
+    });
+}
