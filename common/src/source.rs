@@ -352,6 +352,15 @@ pub trait ChangeSource: std::fmt::Debug {
     /// Up to `limit` pending changes with ids up to `up_to`, in id order, never splitting
     /// what must stay together (a REPLACE and its INSERT; a source transaction).
     fn read_pending(&mut self, limit: u64, up_to: i64) -> Result<Vec<Change>>;
+    /// [`read_pending`](Self::read_pending) for the next cut of the same pass: the
+    /// caller has just cut every pending change up to `after`, so a source may start
+    /// looking after it instead of stepping over the rows already cut (still in the
+    /// table until "applied"). A hint only: the default ignores it. A change committed
+    /// late with a lower id is found by the next pass, which starts from the beginning.
+    fn read_pending_after(&mut self, after: i64, limit: u64, up_to: i64) -> Result<Vec<Change>> {
+        let _ = after;
+        self.read_pending(limit, up_to)
+    }
     /// The sequence number the next batch gets.
     fn next_seq(&mut self) -> Result<u64>;
     /// Record written batch files and mark their tracking rows, in one transaction.
@@ -433,7 +442,7 @@ impl SqliteSource {
         }
     }
 
-    fn read_pending_after(&mut self, after: i64, limit: u64, up_to: i64) -> Result<Vec<Change>> {
+    fn query_pending_after(&mut self, after: i64, limit: u64, up_to: i64) -> Result<Vec<Change>> {
         self.require_installed()?;
         if self.width == (0, 0) {
             self.width = tracking_width(&self.conn)?;
@@ -701,9 +710,15 @@ impl ChangeSource for SqliteSource {
     /// read goes on up to the first change that is not one (so a batch may exceed
     /// `limit` by the few rows of one REPLACE).
     fn read_pending(&mut self, limit: u64, up_to: i64) -> Result<Vec<Change>> {
-        let mut out = self.read_pending_after(i64::MIN, limit, up_to)?;
+        self.read_pending_after(i64::MIN, limit, up_to)
+    }
+
+    /// SQLite has one writer at a time: tracking ids are taken in commit order, so
+    /// nothing pending is left at or below the last id of a cut of the same pass.
+    fn read_pending_after(&mut self, after: i64, limit: u64, up_to: i64) -> Result<Vec<Change>> {
+        let mut out = self.query_pending_after(after, limit, up_to)?;
         while let Some(last) = out.last().filter(|c| c.op == Op::Displaced) {
-            let more = self.read_pending_after(last.id, 16, i64::MAX)?;
+            let more = self.query_pending_after(last.id, 16, i64::MAX)?;
             let Some(end) = more.iter().position(|c| c.op != Op::Displaced) else {
                 let done = more.len() < 16;
                 out.extend(more);
@@ -1487,6 +1502,42 @@ mod tests {
         assert_eq!(late.len(), 1);
         assert_eq!(late[0].row, [Value::Integer(9)]);
         assert_eq!(src.next_seq().unwrap(), 2);
+    }
+
+    /// `read_pending_after` starts after the given id (the next cut of a pass), while
+    /// `read_pending` (every new pass) starts from the beginning: a late commit with a
+    /// lower id is skipped by the rest of a pass only, never lost.
+    #[test]
+    fn read_pending_after_skips_what_the_pass_cut_and_the_next_pass_does_not() {
+        let (_d, mut src) = source("CREATE TABLE t(id INTEGER PRIMARY KEY)");
+        let spec = src.describe(&table("t", None)).unwrap();
+        src.install(&[spec]).unwrap();
+        for i in 1..=5 {
+            src.conn.execute("INSERT INTO t VALUES (?1)", [i]).unwrap();
+        }
+        let all = src.read_pending(10, i64::MAX).unwrap();
+        assert_eq!(all.len(), 5);
+        let after = all[1].id;
+        let rest = src.read_pending_after(after, 10, i64::MAX).unwrap();
+        let ids: Vec<i64> = rest.iter().map(|c| c.id).collect();
+        assert_eq!(ids, all[2..].iter().map(|c| c.id).collect::<Vec<_>>());
+        assert_eq!(
+            src.read_pending_after(after, 2, all[3].id).unwrap().len(),
+            2
+        );
+        // A late commit below `after`: not in this pass, found by the next one.
+        src.conn
+            .execute_batch(
+                "INSERT INTO _gapsync_changes(id, tbl, op, layout, c0) VALUES (0, 't', 'I', 1, 9)",
+            )
+            .unwrap();
+        assert!(
+            src.read_pending_after(after, 10, i64::MAX)
+                .unwrap()
+                .iter()
+                .all(|c| c.id > after)
+        );
+        assert_eq!(src.read_pending(10, i64::MAX).unwrap()[0].id, 0);
     }
 
     /// Archive retention deletes old 'applied' records only: never 'ready' or

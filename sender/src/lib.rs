@@ -483,7 +483,22 @@ impl Sender {
     /// Cut one batch of up to `limit` pending changes with ids up to `up_to`. Returns
     /// its seq, or None when nothing is pending.
     pub fn cut_batch(&mut self, limit: u64, up_to: i64) -> Result<Option<u64>> {
-        let changes = self.source.read_pending(limit, up_to)?;
+        Ok(self
+            .cut_batch_after(i64::MIN, limit, up_to)?
+            .map(|(seq, _)| seq))
+    }
+
+    /// [`cut_batch`](Self::cut_batch) for the next cut of a pass that has just cut every
+    /// pending change up to `after` ([`ChangeSource::read_pending_after`]: without it
+    /// each cut of a large backlog would step over every row cut before it, quadratic
+    /// in the backlog). Returns the seq and the last change id it carries.
+    fn cut_batch_after(
+        &mut self,
+        after: i64,
+        limit: u64,
+        up_to: i64,
+    ) -> Result<Option<(u64, i64)>> {
+        let changes = self.source.read_pending_after(after, limit, up_to)?;
         let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
             return Ok(None);
         };
@@ -530,7 +545,7 @@ impl Sender {
             .commit_batches(std::slice::from_ref(&rec), &[ids], None)?;
         info!(seq, file = %rec.file, changes = changes.len(), size = rec.size, "batch cut");
         self.audit("built", &rec, "ok", "changes");
-        Ok(Some(seq))
+        Ok(Some((seq, last)))
     }
 
     /// Cut every change pending now into batches of at most `max_rows`; changes that
@@ -538,8 +553,10 @@ impl Sender {
     pub fn cut_pending(&mut self) -> Result<Vec<u64>> {
         let up_to = self.source.max_change_id()?;
         let mut seqs = Vec::new();
-        while let Some(seq) = self.cut_batch(self.cfg.batch.max_rows, up_to)? {
+        let mut after = i64::MIN;
+        while let Some((seq, last)) = self.cut_batch_after(after, self.cfg.batch.max_rows, up_to)? {
             seqs.push(seq);
+            after = last;
         }
         Ok(seqs)
     }
