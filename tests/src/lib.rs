@@ -79,6 +79,9 @@ pub mod suite;
 // The soak run (`gapsync-soak`, `tests/soak.sh`).
 pub mod soak;
 
+// The performance budgets as ratios against peers (`gapsync-bench`).
+pub mod bench;
+
 /// How often the `wait_*` helpers look.
 pub const POLL: Duration = Duration::from_millis(50);
 
