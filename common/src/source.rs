@@ -769,6 +769,9 @@ impl ChangeSource for SqliteSource {
             let mut mark = tx.prepare_cached(
                 "UPDATE _gapsync_changes SET batch=?1 WHERE id=?2 AND batch IS NULL",
             )?;
+            let mut mark_range = tx.prepare_cached(
+                "UPDATE _gapsync_changes SET batch=?1 WHERE id BETWEEN ?2 AND ?3 AND batch IS NULL",
+            )?;
             for (i, r) in records.iter().enumerate() {
                 ins.execute(params![
                     r.seq as i64,
@@ -785,7 +788,23 @@ impl ChangeSource for SqliteSource {
                     r.created,
                     r.changes as i64
                 ])?;
-                for id in carried.get(i).map(Vec::as_slice).unwrap_or_default() {
+                let ids = carried.get(i).map(Vec::as_slice).unwrap_or_default();
+                // Consecutive ids (the usual cut): one range update marks exactly them,
+                // and its count proves every one of them was still pending.
+                if let (Some(&lo), Some(&hi)) = (ids.first(), ids.last())
+                    && hi.checked_sub(lo).and_then(|d| d.checked_add(1))
+                        == i64::try_from(ids.len()).ok()
+                {
+                    let n = mark_range.execute(params![r.seq as i64, lo, hi])?;
+                    if n != ids.len() {
+                        return Err(SourceError::Corrupt(format!(
+                            "changes {lo}..={hi}: {n} of {} still pending; some vanished or were already in a batch",
+                            ids.len()
+                        )));
+                    }
+                    continue;
+                }
+                for id in ids {
                     if mark.execute(params![r.seq as i64, id])? != 1 {
                         return Err(SourceError::Corrupt(format!(
                             "change {id} vanished or was already in a batch"
@@ -1538,6 +1557,62 @@ mod tests {
                 .all(|c| c.id > after)
         );
         assert_eq!(src.read_pending(10, i64::MAX).unwrap()[0].id, 0);
+    }
+
+    /// Marking a batch's tracking rows (one range update for consecutive ids, one
+    /// update per id otherwise) refuses, and commits nothing, when a carried change is
+    /// no longer pending.
+    #[test]
+    fn commit_batches_refuses_a_change_that_is_no_longer_pending() {
+        let (_d, mut src) = source("CREATE TABLE t(id INTEGER PRIMARY KEY)");
+        let spec = src.describe(&table("t", None)).unwrap();
+        src.install(&[spec]).unwrap();
+        for i in 1..=4 {
+            src.conn.execute("INSERT INTO t VALUES (?1)", [i]).unwrap();
+        }
+        let ch = src.read_pending(10, i64::MAX).unwrap();
+        let ids: Vec<i64> = ch.iter().map(|c| c.id).collect();
+        let rec = |seq: u64| BatchRecord {
+            seq,
+            kind: "changes".into(),
+            file: format!("n-{seq:020}.sql"),
+            size: 0,
+            sha256: String::new(),
+            statements: 4,
+            changes: 4,
+            first_id: ids.first().copied(),
+            last_id: ids.last().copied(),
+            state: BatchState::Ready,
+            attempts: 0,
+            reason: None,
+            created: now(),
+        };
+        // Another batch took the second change meanwhile.
+        src.conn
+            .execute(
+                "UPDATE _gapsync_changes SET batch = 99 WHERE id = ?1",
+                [ids[1]],
+            )
+            .unwrap();
+        for carried in [ids.clone(), vec![ids[0], ids[1], ids[3]]] {
+            let e = src
+                .commit_batches(&[rec(1)], &[carried], None)
+                .expect_err("a change already in a batch must be refused");
+            assert!(e.to_string().contains("already in a batch"), "{e}");
+            assert_eq!(src.next_seq().unwrap(), 1, "nothing committed");
+            assert!(src.batches(None).unwrap().is_empty());
+        }
+        // Consecutive and pending: marked with one range update.
+        src.conn
+            .execute(
+                "UPDATE _gapsync_changes SET batch = NULL WHERE id = ?1",
+                [ids[1]],
+            )
+            .unwrap();
+        src.commit_batches(&[rec(1)], std::slice::from_ref(&ids), None)
+            .unwrap();
+        assert!(src.read_pending(10, i64::MAX).unwrap().is_empty());
+        assert_eq!(src.next_seq().unwrap(), 2);
     }
 
     /// Archive retention deletes old 'applied' records only: never 'ready' or
