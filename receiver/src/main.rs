@@ -40,7 +40,8 @@ enum Cmd {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Show per node progress, spooled and quarantined batches.
+    /// Show per node progress, spooled and quarantined batches. With the target database
+    /// unavailable it still shows the spool and the quarantine, then exits non-zero.
     Status {
         /// Machine-readable output.
         #[arg(long)]
@@ -118,12 +119,17 @@ fn real_main(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Status { json } => {
-            let mut t = open_target(&cfg)?;
-            let st = status::status(&mut t, &cfg.work_dir)?;
+            let t = Target::open(&cfg.target, &cfg.target_options());
+            let st = status::status(t, &cfg.work_dir);
             if json {
                 println!("{}", serde_json::to_string_pretty(&st)?);
             } else {
                 print!("{}", st.text());
+            }
+            // The spool and quarantine are reported either way; the exit status tells
+            // monitoring that the target is down.
+            if let Some(e) = st.target_error {
+                anyhow::bail!("the target database is unavailable: {e}");
             }
         }
     }

@@ -9,7 +9,11 @@ use gapsync_common::target::{NodeProgress, Target};
 /// The receiver's status.
 #[derive(Debug, Serialize)]
 pub struct ReceiverStatus {
+    /// Per node progress, read from the target's ledger (empty when the target is
+    /// unavailable: see `target_error`).
     pub nodes: Vec<NodeProgress>,
+    /// Why the target database could not be read (None: it could).
+    pub target_error: Option<String>,
     /// Batch files received and waiting to be applied.
     pub spooled: Vec<String>,
     /// Batches that failed once and wait for the sender's resend.
@@ -30,28 +34,38 @@ fn list(dir: &Path, keep: impl Fn(&str) -> Option<String>) -> Vec<String> {
     v
 }
 
+/// The status from the work directory and, when it can be reached, the target's
+/// ledger: a target that cannot be opened or read still gives the spool and quarantine
+/// state, with the reason in `target_error`.
 pub fn status(
-    target: &mut Target,
+    target: Result<Target, gapsync_common::target::ApplyError>,
     work_dir: &Path,
-) -> Result<ReceiverStatus, gapsync_common::target::ApplyError> {
+) -> ReceiverStatus {
     let spool = work_dir.join("spool");
     let batch = |n: &str| {
         gapsync_common::batch::parse_batch_file_name(n)
             .is_ok()
             .then(|| n.to_owned())
     };
-    Ok(ReceiverStatus {
-        nodes: target.progress()?,
+    let (nodes, target_error) = match target.and_then(|mut t| t.progress()) {
+        Ok(nodes) => (nodes, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    ReceiverStatus {
+        nodes,
+        target_error,
         spooled: list(&spool, batch),
         failed_once: list(&spool, |n| n.strip_suffix(".fail1").map(str::to_owned)),
         quarantined: list(&work_dir.join("quarantine"), batch),
-    })
+    }
 }
 
 impl ReceiverStatus {
     pub fn text(&self) -> String {
         let mut s = String::new();
-        if self.nodes.is_empty() {
+        if let Some(e) = &self.target_error {
+            s.push_str(&format!("target database unavailable: {e}\n"));
+        } else if self.nodes.is_empty() {
             s.push_str("no batch applied yet\n");
         }
         for n in &self.nodes {

@@ -1538,3 +1538,59 @@ fn archive_retention_on_server_sources() {
         rx.stop();
     });
 }
+
+/// `gapsync-receiver status` with the target database unavailable (here: its file is
+/// not a database) still reports the spool and the quarantine, names the problem in
+/// `target_error`, and exits non-zero (for monitoring).
+#[test]
+fn receiver_status_without_its_target() {
+    let rig = Rig::new(
+        "status-down",
+        SenderConfig::new("down").table(Table::new("meter_reading")),
+        METER_READING,
+    );
+    rig.tx.snapshot(&[]);
+    rig.tx.once();
+    let st = rig.rx.status();
+    assert_eq!(st["target_error"], serde_json::Value::Null, "{st}");
+    assert_eq!(st["nodes"][0]["last_applied"], 1, "{st}");
+
+    let mut rx = rig.rx;
+    rx.stop();
+    std::fs::write(
+        &rx.target_db,
+        b"this is not a database at all, just text....",
+    )
+    .unwrap();
+    let spooled = rx
+        .work_dir
+        .join("spool")
+        .join("down-00000000000000000009.sql");
+    std::fs::write(&spooled, b"-- waiting\n").unwrap();
+    let out = rx.exec(&["status", "--json"]).expect_failure();
+    let st: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", out.stdout));
+    let why = st["target_error"].as_str().unwrap_or_default();
+    assert!(why.contains("not a database"), "{st}");
+    assert_eq!(
+        st["spooled"],
+        serde_json::json!(["down-00000000000000000009.sql"]),
+        "{st}"
+    );
+    assert!(
+        out.stderr.contains("the target database is unavailable"),
+        "{}",
+        out.stderr
+    );
+    let text = rx.exec(&["status"]).expect_failure();
+    assert!(
+        text.stdout.contains("target database unavailable:"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("spooled, waiting to apply: 1"),
+        "{}",
+        text.stdout
+    );
+}
