@@ -458,3 +458,5 @@ fn sqlite_declared_types_are_accepted() {
         assert_eq!(a.validate(Dialect::Sqlite, &s), Ok(()), "{s}");
     }
 }
+
+mod differential;
