@@ -2,7 +2,6 @@
 //! check accepts too, for the same table. Run on the golden files, the renderer's
 //! outputs, the hostile corpus and seeded mutations of all of them.
 
-
 use super::*;
 use crate::allow::fast::recognise;
 
