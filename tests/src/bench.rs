@@ -238,6 +238,10 @@ impl Row {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            Outcome::Bytes { ours, peer, .. } => format!(
+                "{}: {ours:.1} bytes per change crossed the gap, {peer:.1} bytes per change of uncompressed SQL",
+                self.what
+            ),
             o => format!("{}: {o:?}", self.what),
         }
     }
