@@ -4,9 +4,9 @@
 //! ledger exactly once).
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
@@ -235,4 +235,90 @@ pub fn fill_fs(dir: &Path, free: u64) -> std::io::Result<PathBuf> {
     f.set_len(len.saturating_sub(free))?;
     f.sync_all()?;
     Ok(p)
+}
+
+/// A separate `sqlite3` process (the shell, installed by `deploy/ci-deps.sh`) holding
+/// `BEGIN EXCLUSIVE` on a database file: another process locking a source or a target,
+/// as an operator's tool or a stuck job would. Released by [`release`](Self::release)
+/// (stdin closed: it rolls back and exits) or on drop (killed).
+#[derive(Debug)]
+pub struct SqliteLock {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl SqliteLock {
+    /// Start `sqlite3 <db>` and take the lock (waiting up to 30 s for a transaction under
+    /// way); returns once it is held.
+    pub fn take(db: &Path) -> SqliteLock {
+        let mut child = Command::new("sqlite3")
+            .arg(db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start the sqlite3 shell (deploy/ci-deps.sh installs it): {e}")
+            });
+        let stdin = child.stdin.take().expect("sqlite3 stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("sqlite3 stdout"));
+        let mut lock = SqliteLock {
+            child,
+            stdin: Some(stdin),
+            stdout,
+        };
+        lock.send(".bail on\n.timeout 30000\nBEGIN EXCLUSIVE;\n");
+        lock.ints("1");
+        lock
+    }
+
+    fn send(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("lock released");
+        stdin
+            .write_all(text.as_bytes())
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| panic!("writing to the sqlite3 lock holder: {e}"));
+    }
+
+    /// `SELECT <exprs>` inside the lock, each expression an integer.
+    pub fn ints(&mut self, exprs: &str) -> Vec<i64> {
+        self.send(&format!("SELECT 'gapsync-lock', {exprs};\n"));
+        let mut line = String::new();
+        let read = self.stdout.read_line(&mut line);
+        let v: Option<Vec<i64>> = line
+            .trim()
+            .strip_prefix("gapsync-lock|")
+            .map(|r| r.split('|').map(|x| x.parse().ok()).collect::<Option<_>>())
+            .and_then(|v| v);
+        v.unwrap_or_else(|| {
+            panic!(
+                "the sqlite3 lock holder answered {line:?} ({read:?}, exit: {:?})",
+                self.child.try_wait()
+            )
+        })
+    }
+
+    /// Close the shell's stdin: it rolls back and exits, releasing the lock.
+    pub fn release(mut self) {
+        drop(self.stdin.take());
+        let t0 = Instant::now();
+        while matches!(self.child.try_wait(), Ok(None)) {
+            assert!(
+                t0.elapsed() < secs(10),
+                "sqlite3 did not exit at end of input"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for SqliteLock {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

@@ -12,11 +12,10 @@
 //! process, never restarted); after it everything catches up, source and target are
 //! compared row by row and the ledger holds every seq exactly once.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gapsync_tests::suite::{GapRig, assert_exactly_once};
+use gapsync_tests::suite::{GapRig, SqliteLock, assert_exactly_once};
 use gapsync_tests::*;
 use rusqlite::params;
 
@@ -110,89 +109,6 @@ fn assert_no_failure_audited(tx: &SenderNode, rx: &ReceiverNode) {
 
 // ------------------------------------------------------------------------ SQLite
 
-/// A separate `sqlite3` process holding `BEGIN EXCLUSIVE` on a database file until
-/// [`release`](ExclusiveLock::release) or drop (its stdin is closed, it rolls back and
-/// exits; drop also kills it).
-struct ExclusiveLock {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl ExclusiveLock {
-    /// Start `sqlite3 <db>`, take the lock (waiting up to 30 s for an apply under way)
-    /// and return once it is held, with the ledger's row count read inside the lock.
-    fn take(db: &std::path::Path) -> (ExclusiveLock, i64) {
-        let mut child = Command::new("sqlite3")
-            .arg(db)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start the sqlite3 shell (deploy/ci-deps.sh installs it): {e}")
-            });
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut lock = ExclusiveLock {
-            child,
-            stdin: Some(stdin),
-            stdout,
-        };
-        let n = lock.ask(
-            ".bail on\n.timeout 30000\nBEGIN EXCLUSIVE;\nSELECT 'ledger', count(*) FROM _gapsync_ledger;\n",
-        );
-        (lock, n)
-    }
-
-    /// Send `sql` (ending in one `SELECT 'ledger', count(*) ...`) and read the count.
-    fn ask(&mut self, sql: &str) -> i64 {
-        let stdin = self.stdin.as_mut().expect("lock released");
-        stdin.write_all(sql.as_bytes()).unwrap();
-        stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        let n = line
-            .trim()
-            .strip_prefix("ledger|")
-            .and_then(|n| n.parse().ok());
-        n.unwrap_or_else(|| {
-            panic!(
-                "the sqlite3 lock holder answered {line:?} (exit: {:?})",
-                self.child.try_wait()
-            )
-        })
-    }
-
-    /// The ledger's row count, read inside the lock.
-    fn ledger_count(&mut self) -> i64 {
-        self.ask("SELECT 'ledger', count(*) FROM _gapsync_ledger;\n")
-    }
-
-    /// Close the shell's stdin: it rolls back and exits, releasing the lock.
-    fn release(mut self) {
-        drop(self.stdin.take());
-        let t0 = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                t0.elapsed() < secs(10),
-                "sqlite3 did not exit at end of input"
-            );
-            std::thread::sleep(ms(20));
-        }
-    }
-}
-
-impl Drop for ExclusiveLock {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// The receiver's SQLite target is locked by ANOTHER PROCESS (`sqlite3` holding `BEGIN
 /// EXCLUSIVE`) for 30 s while the sender streams changes: batches are received and wait
 /// in the spool, unanswered; "database is locked" is transient (never a failed apply,
@@ -216,7 +132,8 @@ fn sqlite_target_locked_by_another_process_for_30s() {
             rig.rx.ledger_seqs("lock30").len() >= 4
         });
 
-    let (mut lock, ledger_at_lock) = ExclusiveLock::take(&rig.rx.target_db);
+    let mut lock = SqliteLock::take(&rig.rx.target_db);
+    let ledger_at_lock = lock.ints("(SELECT count(*) FROM _gapsync_ledger)")[0];
     let locked_at = Instant::now();
     // The lock is real: a writer that does not wait is refused.
     {
@@ -232,7 +149,7 @@ fn sqlite_target_locked_by_another_process_for_30s() {
     let w = watch_outage(&rig.ws, &rig.tx, &mut rig.rx, locked_at + OUTAGE);
     let p = rig.tx.progress();
     let spooled_at_end = spooled(&rig.rx);
-    let ledger_in_lock = lock.ledger_count();
+    let ledger_in_lock = lock.ints("(SELECT count(*) FROM _gapsync_ledger)")[0];
     lock.release();
     let released = Instant::now();
 

@@ -18,11 +18,9 @@
 //! source and target compared row by row, every seq in the ledger exactly once, every
 //! batch 'applied' once in the sender's audit record.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gapsync_tests::suite::assert_exactly_once;
+use gapsync_tests::suite::{SqliteLock, assert_exactly_once};
 use gapsync_tests::*;
 use rusqlite::params;
 
@@ -73,87 +71,16 @@ fn assert_applied_once_audited(tx: &SenderNode, last: u64) {
 
 // ------------------------------------------------------------------------ SQLite
 
-/// A separate `sqlite3` process holding `BEGIN EXCLUSIVE` on the source until released
-/// (stdin closed: it rolls back and exits) or dropped (killed).
-struct SourceLock {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl SourceLock {
-    /// Take the lock (waiting up to 30 s for a write under way); returns once it is
-    /// held, with (pending changes, ready batches, last seq) read inside it.
-    fn take(db: &std::path::Path) -> (SourceLock, (i64, i64, i64)) {
-        let mut child = Command::new("sqlite3")
-            .arg(db)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start the sqlite3 shell (deploy/ci-deps.sh installs it): {e}")
-            });
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut lock = SourceLock {
-            child,
-            stdin: Some(stdin),
-            stdout,
-        };
-        let state = lock.ask(".bail on\n.timeout 30000\nBEGIN EXCLUSIVE;\n");
-        (lock, state)
-    }
-
-    /// Send `sql`, then read (pending, ready, last seq) in the same session.
-    fn ask(&mut self, sql: &str) -> (i64, i64, i64) {
-        let stdin = self.stdin.as_mut().expect("lock released");
-        stdin.write_all(sql.as_bytes()).unwrap();
-        stdin
-            .write_all(
-                b"SELECT 'state', (SELECT count(*) FROM _gapsync_changes WHERE batch IS NULL), \
-                  (SELECT count(*) FROM _gapsync_batches WHERE state = 'ready'), \
-                  (SELECT coalesce(max(seq), 0) FROM _gapsync_batches);\n",
-            )
-            .unwrap();
-        stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        let v: Vec<i64> = line
-            .trim()
-            .strip_prefix("state|")
-            .map(|r| r.split('|').filter_map(|x| x.parse().ok()).collect())
-            .unwrap_or_default();
-        match v[..] {
-            [a, b, c] => (a, b, c),
-            _ => panic!(
-                "the sqlite3 lock holder answered {line:?} (exit: {:?})",
-                self.child.try_wait()
-            ),
-        }
-    }
-
-    /// Close the shell's stdin: it rolls back and exits, releasing the lock.
-    fn release(mut self) {
-        drop(self.stdin.take());
-        let t0 = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                t0.elapsed() < secs(10),
-                "sqlite3 did not exit at end of input"
-            );
-            std::thread::sleep(ms(20));
-        }
-    }
-}
-
-impl Drop for SourceLock {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+/// (pending changes, ready batches, last seq cut) read inside the lock.
+fn source_state(lock: &mut SqliteLock) -> (i64, i64, i64) {
+    match lock.ints(
+        "(SELECT count(*) FROM _gapsync_changes WHERE batch IS NULL), \
+         (SELECT count(*) FROM _gapsync_batches WHERE state = 'ready'), \
+         (SELECT coalesce(max(seq), 0) FROM _gapsync_batches)",
+    )[..]
+    {
+        [a, b, c] => (a, b, c),
+        ref v => panic!("source state: {v:?}"),
     }
 }
 
@@ -194,7 +121,8 @@ fn sqlite_source_locked_by_another_process_for_20s() {
     rig.ws.wait_until("everything written cut", secs(30), || {
         rig.tx.progress().pending == 0
     });
-    let (lock, (pending, ready, cut_at_lock)) = SourceLock::take(&rig.tx.source_db);
+    let mut lock = SqliteLock::take(&rig.tx.source_db);
+    let (pending, ready, cut_at_lock) = source_state(&mut lock);
     let locked_at = Instant::now();
     let ledger_at_lock = rig.rx.ledger_seqs("srclock").len();
     rig.rx.start();
@@ -219,7 +147,7 @@ fn sqlite_source_locked_by_another_process_for_20s() {
         rig.tx.log_tail(30)
     );
     let mut lock = lock;
-    let (_, ready_in_lock, cut_in_lock) = lock.ask("");
+    let (_, ready_in_lock, cut_in_lock) = source_state(&mut lock);
     let ledger_in_lock = rig.rx.ledger_seqs("srclock").len();
     lock.release();
     let released = Instant::now();
