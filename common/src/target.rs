@@ -53,7 +53,7 @@ pub struct DbError {
 }
 
 impl DbError {
-    fn context(self, ctx: &str) -> ApplyError {
+    pub(crate) fn context(self, ctx: &str) -> ApplyError {
         let msg = format!("{ctx}: {}", self.message);
         if self.transient {
             ApplyError::Transient(msg)
@@ -105,7 +105,17 @@ pub trait Backend: Send + std::fmt::Debug {
     fn take_refusal(&mut self) -> Option<String> {
         None
     }
+    /// Run a batch's statements: `each` gets an executor and calls it once per
+    /// statement, in order. A backend may keep one statement handle for the whole batch
+    /// (ODBC); the default executes each statement with [`execute`](Self::execute).
+    fn execute_each(&mut self, each: &mut dyn FnMut(&mut Exec<'_>) -> Result<u64>) -> Result<u64> {
+        each(&mut |sql| self.execute(sql))
+    }
 }
+
+/// The executor [`Backend::execute_each`] hands out: runs one statement, returns the
+/// number of rows it changed.
+pub type Exec<'a> = dyn FnMut(&str) -> std::result::Result<u64, DbError> + 'a;
 
 /// Whether a SQLite error is worth retrying.
 pub fn is_transient(e: &rusqlite::Error) -> bool {
@@ -666,32 +676,45 @@ impl Target {
         let mut reader = batch::open_statements(path, limits)
             .map_err(|e| ApplyError::Transient(format!("reading {}: {e}", path.display())))?;
         let mut buf = String::new();
-        let mut count = 0u64;
-        while let Some(line) = reader
-            .next_statement(&mut buf)
-            .map_err(|e| ApplyError::Deterministic(format!("{e}")))?
-        {
-            let refused = |why: String| {
-                ApplyError::Deterministic(format!("{file} line {line}: statement refused: {why}"))
-            };
-            self.allow.validate(dialect, &buf).map_err(refused)?;
-            let changed = match self.db.execute(&buf) {
-                Ok(n) => n,
-                Err(e) => {
-                    return Err(match self.db.take_refusal() {
-                        Some(why) => refused(why),
-                        None => e.context(&format!("{file} line {line}")),
-                    });
+        let refused = |line: u64, why: String| {
+            ApplyError::Deterministic(format!("{file} line {line}: statement refused: {why}"))
+        };
+        // A statement the database refused: (line, error), turned into the batch's
+        // error once the executor is gone (the guard's reason needs the backend).
+        let mut failed: Option<(u64, DbError)> = None;
+        let allow = &self.allow;
+        let applied = self.db.execute_each(&mut |exec| {
+            let mut count = 0u64;
+            while let Some(line) = reader
+                .next_statement(&mut buf)
+                .map_err(|e| ApplyError::Deterministic(format!("{e}")))?
+            {
+                allow
+                    .validate(dialect, &buf)
+                    .map_err(|why| refused(line, why))?;
+                let changed = match exec(&buf) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        failed = Some((line, e));
+                        return Ok(count);
+                    }
+                };
+                if changed == 0 && needs_match(&buf) {
+                    return Err(ApplyError::Deterministic(format!(
+                        "{file} line {line} matched no row on the target (the target has diverged from the source)"
+                    )));
                 }
-            };
-            if changed == 0 && needs_match(&buf) {
-                return Err(ApplyError::Deterministic(format!(
-                    "{file} line {line} matched no row on the target (the target has diverged from the source)"
-                )));
+                count += 1;
             }
-            count += 1;
+            Ok(count)
+        })?;
+        if let Some((line, e)) = failed {
+            return Err(match self.db.take_refusal() {
+                Some(why) => refused(line, why),
+                None => e.context(&format!("{file} line {line}")),
+            });
         }
-        Ok(count)
+        Ok(applied)
     }
 
     /// Record a dropped batch so that the node's order moves past it.
