@@ -322,3 +322,13 @@ impl Drop for SqliteLock {
         }
     }
 }
+
+/// Held by every test of the reliability suite that uses the machine's PostgreSQL
+/// server: the target-outage case stops that server, so no other test may use it
+/// meanwhile (tests of one binary run in parallel).
+pub fn postgres_exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static PG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that panicked while holding it leaves nothing to repair: its guards
+    // (e.g. the one restarting PostgreSQL) have run.
+    PG.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

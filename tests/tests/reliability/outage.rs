@@ -349,9 +349,10 @@ mod postgres {
 /// its own and catches up; the server's rows equal the source's row by row, its ledger
 /// holds every seq exactly once.
 ///
-/// This test stops the SHARED PostgreSQL server: no other test of this binary
-/// (`tests/tests/reliability.rs`) may use PostgreSQL, since tests of one binary run in
-/// parallel (other binaries run after this one under `cargo test`). Keep it that way.
+/// This test stops the SHARED PostgreSQL server, and tests of one binary run in parallel
+/// (other binaries run after this one under `cargo test`): every test of this binary
+/// (`tests/tests/reliability.rs`) that uses PostgreSQL holds
+/// [`gapsync_tests::suite::postgres_exclusive`], and so does this one.
 /// Skipped when PostgreSQL or `pg_ctlcluster` is not available, except with `CI` set,
 /// where it fails.
 #[cfg(feature = "odbc")]
@@ -359,6 +360,8 @@ mod postgres {
 fn postgres_target_stopped_for_30s() {
     use gapsync_tests::odbc::{Server, assert_receiver_has_odbc, assert_synced_with, wait_synced};
     const TEST: &str = "postgres_target_stopped_for_30s";
+    // This test stops the server: no other test of this binary may use it meanwhile.
+    let _pg = gapsync_tests::suite::postgres_exclusive();
     if !Server::Postgres.require(TEST) {
         return;
     }

@@ -374,6 +374,8 @@ mod postgres {
     fn postgres_source_connection_cut_for_15s() {
         const OUTAGE: Duration = Duration::from_secs(15);
         const TEST: &str = "source_outage::postgres_source_connection_cut_for_15s";
+        // outage::postgres_target_stopped_for_30s stops the server: not meanwhile.
+        let _pg = gapsync_tests::suite::postgres_exclusive();
         if !Server::Postgres.require(TEST) {
             return;
         }
