@@ -12,7 +12,6 @@
 //! process, never restarted); after it everything catches up, source and target are
 //! compared row by row and the ledger holds every seq exactly once.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gapsync_tests::suite::{GapRig, SqliteLock, assert_exactly_once};
@@ -220,6 +219,7 @@ fn sqlite_target_locked_by_another_process_for_30s() {
 #[cfg(feature = "odbc")]
 mod postgres {
     use super::*;
+    use std::process::{Command, Stdio};
 
     /// Skip (print why) or, with `CI` set, fail loudly.
     pub(super) fn skip_or_panic(test: &str, why: &str) {
