@@ -1729,6 +1729,22 @@ impl BackgroundWriter {
         }
     }
 
+    /// [`start`](Self::start) at a steady rate: step n is due at start + n * `period`,
+    /// whatever a step costs (a late step is not waited for).
+    pub fn paced<F>(db: &Path, seed: u64, period: Duration, mut op: F) -> BackgroundWriter
+    where
+        F: FnMut(&Connection, &mut Rng, u64) -> rusqlite::Result<()> + Send + 'static,
+    {
+        let t0 = Instant::now();
+        BackgroundWriter::start(db, seed, Duration::ZERO, move |c, rng, n| {
+            let due = t0 + period.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX));
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            op(c, rng, n)
+        })
+    }
+
     /// Steps completed so far.
     pub fn steps(&self) -> u64 {
         self.steps.load(Ordering::SeqCst)

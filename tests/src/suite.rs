@@ -78,12 +78,7 @@ pub fn mix_change(conn: &Connection, rng: &mut Rng, ids: &mut MixIds) -> rusqlit
 /// rate).
 pub fn mix_writer(db: &Path, seed: u64, per_step: u32, period: Duration) -> BackgroundWriter {
     let mut ids = MixIds::default();
-    let t0 = Instant::now();
-    BackgroundWriter::start(db, seed, Duration::ZERO, move |c, rng, n| {
-        let due = t0 + period.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX));
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
+    BackgroundWriter::paced(db, seed, period, move |c, rng, _| {
         // Ids taken by a transaction that failed busy stay taken: harmless.
         c.execute_batch("BEGIN IMMEDIATE")?;
         for _ in 0..per_step {
