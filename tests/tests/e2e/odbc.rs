@@ -833,3 +833,51 @@ fn odbc_update_that_changes_nothing_is_applied() {
         rig.rx.stop();
     });
 }
+
+// ------------------------------------------------------------------------ 6. atomic apply
+
+/// DESIGN.md invariant 2 through ODBC: a batch whose statements run through one statement
+/// handle (`Backend::execute_each`) and whose second statement fails on the server (a
+/// duplicate key the target alone has) leaves nothing behind: the statement before it is
+/// rolled back with the batch, no ledger row; sent twice, it is quarantined on both
+/// sides. Once the target is repaired, `resync` heals the table.
+#[test]
+fn odbc_a_failing_statement_rolls_back_the_whole_batch() {
+    for_each_server(
+        "odbc_a_failing_statement_rolls_back_the_whole_batch",
+        |server| {
+            let cfg = SenderConfig::new("atomic").table(Table::new("t"));
+            let mut rig = OdbcRig::new(server, "atomic", cfg, ReceiverConfig::default(), T);
+            let src = rig.tx.source();
+            rig.tx.install();
+            rig.tx.snapshot(&[]);
+            rig.once();
+            rig.db
+                .exec(&["INSERT INTO t VALUES (3, 'the target alone')"]);
+            src.execute_batch(
+                "BEGIN; INSERT INTO t VALUES (2, 'b'); INSERT INTO t VALUES (3, 'c'); \
+             INSERT INTO t VALUES (4, 'd'); COMMIT;",
+            )
+            .unwrap();
+            rig.tx.exec(&["once"]).expect_failure();
+            assert_eq!(rig.tx.batch(2).state, "quarantined");
+            let ids = rig.db.query("SELECT id FROM t ORDER BY id");
+            assert_eq!(
+                ids,
+                vec![vec![Value::Integer(3)]],
+                "{}: the rows before the failing statement must be rolled back",
+                server.title()
+            );
+            assert_eq!(rig.db.ledger_seqs("atomic"), vec![1]);
+            assert_eq!(rig.db.quarantined_seqs("atomic"), vec![2]);
+
+            rig.db.exec(&["DELETE FROM t WHERE id = 3"]);
+            rig.tx.exec(&["resync", "t"]).expect_success();
+            rig.once();
+            rig.wait_synced(secs(10));
+            rig.assert_synced();
+            assert_eq!(rig.db.ledger_seqs("atomic"), vec![1, 3]);
+            rig.rx.stop();
+        },
+    );
+}
