@@ -91,6 +91,14 @@ pub fn key_id(public: &[u8; 32]) -> String {
     hex::encode(&h[..8])
 }
 
+/// Key id as raw bytes: the first 8 bytes of SHA-256 of the public key.
+pub fn key_id_bytes(public: &[u8; 32]) -> [u8; 8] {
+    let h = Sha256::digest(public);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&h[..8]);
+    out
+}
+
 /// The exact bytes that are signed for a batch.
 pub fn signing_message(node: &str, seq: u64, name: &str, content_sha256: &[u8; 32]) -> Vec<u8> {
     format!(
@@ -196,6 +204,18 @@ impl BatchSigner {
             self.key_id,
             hex::encode(self.key.verifying_key().as_bytes())
         )
+    }
+
+    /// The key id as the 8 raw bytes the link protocol carries.
+    pub fn key_id_bytes(&self) -> [u8; 8] {
+        key_id_bytes(self.key.verifying_key().as_bytes())
+    }
+
+    /// Signs a link-protocol message (HELLO or END, see `gapsync_protocol`'s
+    /// authentication docs; those messages carry their own domain prefix, distinct from
+    /// [`DOMAIN`], so a link signature never verifies as a batch signature and back).
+    pub fn sign_link(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
     }
 
     /// The text of the `-- signature:` line (after the prefix): `<key id> <hex>`.
@@ -327,6 +347,33 @@ impl TrustStore {
 
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// Verifies a link-protocol signature (HELLO or END) of `node` by the trusted key
+    /// whose raw id is `key_id`; returns the key id (hex).
+    pub fn verify_link(
+        &self,
+        node: &str,
+        key_id: &[u8; 8],
+        message: &[u8],
+        signature: &[u8; 64],
+    ) -> Result<String> {
+        let id = hex::encode(key_id);
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.node == node && k.key_id == id)
+            .ok_or_else(|| SignError::UnknownKey {
+                node: node.to_owned(),
+                key_id: id.clone(),
+            })?;
+        key.key
+            .verify_strict(message, &Signature::from_bytes(signature))
+            .map_err(|_| SignError::BadSignature {
+                node: node.to_owned(),
+                key_id: id.clone(),
+            })?;
+        Ok(id)
     }
 
     /// Verifies `signature` (the text after `-- signature: `) of a batch against the keys

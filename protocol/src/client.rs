@@ -2,10 +2,12 @@
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use crate::auth::{Hello, LinkSigner, validate_receiver_id};
 use crate::wire::{
     self, Answer, EndInfo, FrameError, FrameType, HEADER_LEN, MAX_MAX_FRAME, MIN_MAX_FRAME,
     encode_header, read_answer, read_up_to, validate_node,
@@ -63,6 +65,30 @@ impl LinkOptions {
     }
 }
 
+/// Who the sender is and whom it talks to: the node id, the receiver id it signs into
+/// its HELLO (the receiver's `[link] id`), and the node key that signs HELLO and END
+/// (`None`: unsigned, accepted only by an `insecure` receiver for a node without keys).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The node id (see [`validate_node`]).
+    pub node: String,
+    /// The receiver id (1..=64 of `[A-Za-z0-9._-]`).
+    pub receiver_id: String,
+    /// The node key.
+    pub signer: Option<Arc<dyn LinkSigner>>,
+}
+
+impl Identity {
+    /// An identity without a key (for `insecure` receivers and tests).
+    pub fn unsigned(node: &str, receiver_id: &str) -> Identity {
+        Identity {
+            node: node.to_owned(),
+            receiver_id: receiver_id.to_owned(),
+            signer: None,
+        }
+    }
+}
+
 /// Answer of the receiver to RESULT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResultAnswer {
@@ -102,7 +128,9 @@ pub enum LinkError {
         source: io::Error,
     },
     /// HELLO or HEARTBEAT answered `0x00`: the receiver refuses (stop and raise an alarm).
-    #[error("receiver refused (answered 0x00 to HELLO/HEARTBEAT)")]
+    #[error(
+        "receiver refused the session (0x00 to HELLO/HEARTBEAT): check that its [[trust]] has this node's current .pub line, that [link] receiver_id here equals the receiver's [link] id, that both clocks agree within its hello_max_skew, and that both run gapsync/2; the receiver's log names the reason"
+    )]
     Refused,
     /// END answered `0x00`: the file did not arrive intact; resend the whole batch.
     /// The client stays usable.
@@ -228,25 +256,45 @@ enum Reply {
 pub struct LinkClient {
     stream: TcpStream,
     node: String,
+    signer: Option<Arc<dyn LinkSigner>>,
     opts: LinkOptions,
     broken: bool,
 }
 
 impl LinkClient {
     /// Connects to `addr` (`host:port`, every resolved address tried in turn with
-    /// `connect_timeout`), sets TCP_NODELAY and sends HELLO with payload
-    /// `gapsync/1 <hello_text>`.
+    /// `connect_timeout`), sets TCP_NODELAY and sends HELLO: the current time, a fresh
+    /// nonce from `/dev/urandom`, the receiver id and `hello_text`, signed with the
+    /// identity's key (see the crate docs, "Authentication").
     ///
     /// Yes: connected. No: [`LinkError::Refused`]. Garbage, timeout or close: a link
     /// fault error (reconnect later).
     pub fn connect(
         addr: &str,
-        node: &str,
+        id: &Identity,
         hello_text: &str,
         opts: LinkOptions,
     ) -> Result<LinkClient, LinkError> {
         opts.validate()?;
+        let node = id.node.as_str();
         validate_node(node)?;
+        validate_receiver_id(&id.receiver_id)?;
+        let mut nonce = [0u8; 16];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut nonce))
+            .map_err(LinkError::Io)?;
+        let time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let payload = Hello::encode(
+            node,
+            &id.receiver_id,
+            time,
+            nonce,
+            hello_text,
+            id.signer.as_deref(),
+        )?;
         let addrs: Vec<SocketAddr> = addr
             .to_socket_addrs()
             .map_err(|source| LinkError::Resolve {
@@ -276,11 +324,11 @@ impl LinkClient {
         let mut client = LinkClient {
             stream,
             node: node.to_owned(),
+            signer: id.signer.clone(),
             opts,
             broken: false,
         };
-        let payload = wire::hello_payload(hello_text);
-        let frame = client.frame_bytes(FrameType::Hello, 0, 0, payload.as_bytes())?;
+        let frame = client.frame_bytes(FrameType::Hello, 0, 0, &payload)?;
         match client.exchange(&frame, FrameType::Hello, 0, client.opts.frame_timeout)? {
             Reply::Yes => {
                 tracing::debug!(node, addr, "link connected");
@@ -348,12 +396,11 @@ impl LinkClient {
         if self.broken {
             return Err(LinkError::Broken);
         }
-        let end = EndInfo {
-            size,
-            sha256,
-            name: name.to_owned(),
+        let mut end = EndInfo::new(size, sha256, name);
+        if let Some(signer) = &self.signer {
+            end.sign(&self.node, seq, signer.as_ref())?;
         }
-        .encode()?;
+        let end = end.encode()?;
         let end_frame = self.frame_bytes(FrameType::End, seq, 0, &end)?;
         let file_err = |source| LinkError::File { seq, source };
         file.seek(SeekFrom::Start(0)).map_err(file_err)?;
@@ -619,7 +666,12 @@ mod tests {
             ..LinkOptions::default()
         };
         assert!(matches!(zero.validate(), Err(LinkError::Options(_))));
-        let e = LinkClient::connect("127.0.0.1:1", "bad node", "", LinkOptions::default());
+        let e = LinkClient::connect(
+            "127.0.0.1:1",
+            &Identity::unsigned("bad node", "rx"),
+            "",
+            LinkOptions::default(),
+        );
         assert!(matches!(
             e,
             Err(LinkError::Frame(FrameError::BadNode { .. }))

@@ -4,6 +4,7 @@ use std::io::{self, Read};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::auth::Hello;
 use crate::wire::{
     self, EndInfo, Frame, FrameError, FrameHeader, FrameType, MAX_MAX_FRAME, MIN_MAX_FRAME,
     read_frame, write_answer,
@@ -12,9 +13,12 @@ use crate::wire::{
 /// What the receiver does with each verified frame. Every `bool` becomes the answer byte
 /// (`true` = `0xFF`, `false` = `0x00`).
 pub trait FrameHandler {
-    /// A HELLO from `node` with the free text after `gapsync/1 `. `true`: alive and
-    /// willing; `false`: refuse (the connection is then closed).
-    fn hello(&mut self, node: &str, text: &str) -> bool;
+    /// A well-formed HELLO from `node`; `message` is the exact byte string its
+    /// signature covers (see the crate docs, "Authentication"). The handler decides
+    /// whether the peer is authenticated and welcome: `true`: alive and willing (the
+    /// session belongs to `node` from now on); `false`: refuse (the connection is then
+    /// closed). Nothing else of the peer reaches the handler before this returned `true`.
+    fn hello(&mut self, node: &str, hello: &Hello, message: &[u8]) -> bool;
     /// A HEARTBEAT. `true`: alive; `false`: refuse (the sender stops and raises an alarm).
     fn heartbeat(&mut self) -> bool;
     /// A DATA chunk of batch `seq` at `offset`. `true`: stored; `false`: resend it.
@@ -40,6 +44,10 @@ pub struct ServerOptions {
     /// A started frame must be complete within this (so a sender dribbling bytes cannot
     /// hold the receiver); also the write timeout of answers. Default 60 s.
     pub frame_timeout: Duration,
+    /// The first frame (HELLO) must be complete within this of the start of
+    /// [`serve_connection`], so an unauthenticated peer holds its slot only briefly.
+    /// Default 10 s.
+    pub hello_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -48,6 +56,7 @@ impl Default for ServerOptions {
             max_frame: wire::DEFAULT_MAX_FRAME,
             idle_timeout: Duration::from_secs(120),
             frame_timeout: Duration::from_secs(60),
+            hello_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -59,7 +68,8 @@ pub enum ConnEnd {
     PeerClosed,
     /// No frame started within `idle_timeout`.
     IdleTimeout,
-    /// HELLO was refused (answered `0x00`: handler said no, or another protocol version).
+    /// HELLO was refused (answered `0x00`: handler said no, a malformed HELLO, or
+    /// another protocol version).
     HelloRefused,
     /// The handler returned `None` for RESULT of `seq`; closed without an answer.
     ResultPending {
@@ -84,6 +94,9 @@ pub enum ServeError {
     /// The first frame was not HELLO.
     #[error("closing link: first frame must be HELLO, got {0}")]
     NotHello(FrameType),
+    /// No complete HELLO within `hello_timeout`.
+    #[error("closing link: no HELLO within {0:?}")]
+    HelloTimeout(Duration),
     /// A frame named another node than the HELLO did.
     #[error("closing link: frame from node {got:?} on a connection opened by node {expected:?}")]
     NodeMismatch {
@@ -130,8 +143,24 @@ impl Read for DeadlineReader<'_> {
     }
 }
 
-fn receive(stream: &TcpStream, opts: &ServerOptions) -> Result<Incoming, ServeError> {
-    stream.set_read_timeout(Some(opts.idle_timeout))?;
+/// Reads the next frame. `hello_by`: the deadline of the first frame (HELLO), which
+/// bounds both the wait for its first byte and its completion.
+fn receive(
+    stream: &TcpStream,
+    opts: &ServerOptions,
+    hello_by: Option<Instant>,
+) -> Result<Incoming, ServeError> {
+    let idle = match hello_by {
+        Some(by) => {
+            let left = by.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ServeError::HelloTimeout(opts.hello_timeout));
+            }
+            left.min(opts.idle_timeout)
+        }
+        None => opts.idle_timeout,
+    };
+    stream.set_read_timeout(Some(idle))?;
     let mut first = [0u8; 1];
     loop {
         let mut s = stream;
@@ -139,15 +168,24 @@ fn receive(stream: &TcpStream, opts: &ServerOptions) -> Result<Incoming, ServeEr
             Ok(0) => return Ok(Incoming::Closed),
             Ok(_) => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if wire::is_timeout(&e) && hello_by.is_some() => {
+                return Err(ServeError::HelloTimeout(opts.hello_timeout));
+            }
             Err(e) if wire::is_timeout(&e) => return Ok(Incoming::Idle),
             Err(e) => return Err(ServeError::Io(e)),
         }
     }
-    let deadline = Instant::now() + opts.frame_timeout;
+    let frame_by = Instant::now() + opts.frame_timeout;
+    // Which deadline ends the frame: the HELLO's when it comes first.
+    let hello_bound = hello_by.filter(|by| *by < frame_by);
+    let deadline = hello_bound.unwrap_or(frame_by);
     let mut reader = (&first[..]).chain(DeadlineReader { stream, deadline });
     match read_frame(&mut reader, opts.max_frame) {
         Ok(frame) => Ok(Incoming::Frame(frame)),
         Err(FrameError::PayloadCorrupt(h)) => Ok(Incoming::PayloadCorrupt(h)),
+        Err(FrameError::Timeout) if hello_bound.is_some() => {
+            Err(ServeError::HelloTimeout(opts.hello_timeout))
+        }
         Err(FrameError::Timeout) => Err(ServeError::FrameTimeout(opts.frame_timeout)),
         Err(e) => Err(ServeError::Frame(e)),
     }
@@ -178,7 +216,8 @@ pub fn serve_connection(
             opts.max_frame
         )));
     }
-    if opts.idle_timeout.is_zero() || opts.frame_timeout.is_zero() {
+    if opts.idle_timeout.is_zero() || opts.frame_timeout.is_zero() || opts.hello_timeout.is_zero()
+    {
         return Err(ServeError::Options("timeouts must be above zero".into()));
     }
     let peer = stream
@@ -188,9 +227,11 @@ pub fn serve_connection(
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(opts.frame_timeout))?;
     let mut session: Option<String> = None;
+    let hello_by = Instant::now() + opts.hello_timeout;
     let answer = |yes: bool| write_answer(&mut &stream, yes);
     loop {
-        let (header, frame) = match receive(&stream, &opts) {
+        let first = session.is_none().then_some(hello_by);
+        let (header, frame) = match receive(&stream, &opts, first) {
             Ok(Incoming::Frame(f)) => (f.header(), Some(f)),
             Ok(Incoming::PayloadCorrupt(h)) => (h, None),
             Ok(Incoming::Closed) => return Ok(ConnEnd::PeerClosed),
@@ -225,11 +266,25 @@ pub fn serve_connection(
         };
         tracing::debug!(peer = %peer, node = %frame.node, seq, kind = %kind, offset = frame.offset, len = frame.payload.len(), "frame");
         let yes = match kind {
+            FrameType::Hello if session.is_some() => {
+                // A second HELLO on an authenticated connection: nothing may re-open
+                // a session under another identity; close.
+                let e = ServeError::NotHello(FrameType::Hello);
+                tracing::warn!(peer = %peer, node = %frame.node, "second HELLO on one connection: closing");
+                return Err(e);
+            }
             FrameType::Hello => {
-                let yes = wire::parse_hello(&frame.payload)
-                    .is_some_and(|text| handler.hello(&frame.node, text));
+                let yes = match Hello::decode(&frame.payload) {
+                    Ok(hello) => {
+                        let message = hello.message(&frame.node, &frame.payload);
+                        handler.hello(&frame.node, &hello, &message)
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %peer, node = %frame.node, error = %e, "HELLO refused: malformed");
+                        false
+                    }
+                };
                 if !yes {
-                    tracing::warn!(peer = %peer, node = %frame.node, "HELLO refused");
                     answer(false)?;
                     return Ok(ConnEnd::HelloRefused);
                 }

@@ -7,6 +7,11 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest, Sha256};
 
+use crate::auth::{
+    KEY_ID_LEN, LinkSignature, LinkSigner, SCHEME_ED25519, SCHEME_NONE, SIGNATURE_LEN,
+    end_message,
+};
+
 /// The four magic bytes every frame starts with.
 pub const MAGIC: [u8; 4] = *b"GSF1";
 /// Length of the fixed frame header in bytes.
@@ -21,8 +26,8 @@ pub const MAX_MAX_FRAME: usize = HEADER_LEN + u32::MAX as usize;
 pub const MAX_NODE_LEN: usize = 32;
 /// Longest batch file name carried in an END payload.
 pub const MAX_NAME_LEN: usize = 255;
-/// Protocol tag a HELLO payload starts with (`gapsync/1 <free text>`).
-pub const PROTOCOL_TAG: &str = "gapsync/1";
+/// Protocol tag a HELLO payload starts with (see [`crate::auth::Hello`]).
+pub const PROTOCOL_TAG: &str = "gapsync/2";
 /// Answer byte "yes".
 pub const YES: u8 = 0xFF;
 /// Answer byte "no".
@@ -35,7 +40,7 @@ const END_FIXED_LEN: usize = 8 + 32 + 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum FrameType {
-    /// Opens a session; payload `gapsync/1 <free text>`.
+    /// Opens a session; payload a [`crate::auth::Hello`].
     Hello = 1,
     /// Liveness probe; empty payload.
     Heartbeat = 2,
@@ -234,6 +239,12 @@ pub enum FrameError {
     /// An END payload is malformed, or a batch file name is invalid.
     #[error("invalid END payload: {0}")]
     BadEnd(String),
+    /// A HELLO payload is malformed.
+    #[error("invalid HELLO payload: {0}")]
+    BadHello(String),
+    /// The peer speaks an older protocol version.
+    #[error("the peer speaks {0}; this side needs gapsync/2 (authenticated HELLO and END): upgrade the older side")]
+    OldPeer(&'static str),
     /// Any other I/O error.
     #[error("frame i/o error: {0}")]
     Io(#[source] io::Error),
@@ -501,28 +512,8 @@ pub fn read_frame<R: Read + ?Sized>(r: &mut R, max_frame: usize) -> Result<Frame
     })
 }
 
-/// The HELLO payload for a free text: `gapsync/1 <text>` (just `gapsync/1` if empty).
-pub fn hello_payload(text: &str) -> String {
-    if text.is_empty() {
-        PROTOCOL_TAG.to_owned()
-    } else {
-        format!("{PROTOCOL_TAG} {text}")
-    }
-}
-
-/// Parses a HELLO payload: returns the free text after `gapsync/1 `, or `None` if the
-/// payload is not UTF-8 or speaks another protocol version.
-pub fn parse_hello(payload: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(payload).ok()?;
-    let rest = text.strip_prefix(PROTOCOL_TAG)?;
-    if rest.is_empty() {
-        Some("")
-    } else {
-        rest.strip_prefix(' ')
-    }
-}
-
-/// Payload of an END frame: `size u64 BE | sha256 [32] | name length u16 BE | name`.
+/// Payload of an END frame (layout in the crate documentation): size, SHA-256 and name
+/// of the file as transmitted, and the node key's signature over them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndInfo {
     /// Size of the whole batch file in bytes, as transmitted.
@@ -531,17 +522,60 @@ pub struct EndInfo {
     pub sha256: [u8; 32],
     /// Batch file name (see [`validate_name`]).
     pub name: String,
+    /// Key id and signature (scheme 1); `None` for an unsigned END (scheme 0).
+    pub auth: Option<LinkSignature>,
 }
 
 impl EndInfo {
-    /// Encodes the payload; fails if the name is invalid.
-    pub fn encode(&self) -> Result<Vec<u8>, FrameError> {
+    /// An unsigned END.
+    pub fn new(size: u64, sha256: [u8; 32], name: impl Into<String>) -> EndInfo {
+        EndInfo {
+            size,
+            sha256,
+            name: name.into(),
+            auth: None,
+        }
+    }
+
+    /// The signed part of the payload: everything but the signature.
+    fn signed_part(&self, key_id: Option<&[u8; KEY_ID_LEN]>) -> Result<Vec<u8>, FrameError> {
         validate_name(&self.name)?;
-        let mut out = Vec::with_capacity(END_FIXED_LEN + self.name.len());
+        let mut out = Vec::with_capacity(END_FIXED_LEN + self.name.len() + 1 + 72);
         out.extend_from_slice(&self.size.to_be_bytes());
         out.extend_from_slice(&self.sha256);
         out.extend_from_slice(&(self.name.len() as u16).to_be_bytes()); // validated <= 255
         out.extend_from_slice(self.name.as_bytes());
+        match key_id {
+            Some(id) => {
+                out.push(SCHEME_ED25519);
+                out.extend_from_slice(id);
+            }
+            None => out.push(SCHEME_NONE),
+        }
+        Ok(out)
+    }
+
+    /// Signs this END for `node` and `seq` with `signer` (sets [`EndInfo::auth`]).
+    pub fn sign(&mut self, node: &str, seq: u64, signer: &dyn LinkSigner) -> Result<(), FrameError> {
+        let key_id = signer.key_id();
+        let part = self.signed_part(Some(&key_id))?;
+        let signature = signer.sign(&end_message(node, seq, &part));
+        self.auth = Some(LinkSignature { key_id, signature });
+        Ok(())
+    }
+
+    /// The message the signature covers, for `node` and `seq`.
+    pub fn message(&self, node: &str, seq: u64) -> Result<Vec<u8>, FrameError> {
+        let part = self.signed_part(self.auth.as_ref().map(|a| &a.key_id))?;
+        Ok(end_message(node, seq, &part))
+    }
+
+    /// Encodes the payload; fails if the name is invalid.
+    pub fn encode(&self) -> Result<Vec<u8>, FrameError> {
+        let mut out = self.signed_part(self.auth.as_ref().map(|a| &a.key_id))?;
+        if let Some(a) = &self.auth {
+            out.extend_from_slice(&a.signature);
+        }
         Ok(out)
     }
 
@@ -554,21 +588,45 @@ impl EndInfo {
             )));
         }
         let name_len = usize::from(u16::from_be_bytes([payload[40], payload[41]]));
-        if payload.len() != END_FIXED_LEN + name_len {
+        let scheme_at = END_FIXED_LEN + name_len;
+        let scheme = payload.get(scheme_at).copied();
+        let want = match scheme {
+            Some(SCHEME_NONE) => scheme_at + 1,
+            Some(SCHEME_ED25519) => scheme_at + 1 + KEY_ID_LEN + SIGNATURE_LEN,
+            Some(other) => {
+                return Err(FrameError::BadEnd(format!("unknown scheme {other}")));
+            }
+            None => {
+                return Err(FrameError::BadEnd(format!(
+                    "{} bytes, but name length {name_len} needs at least {}",
+                    payload.len(),
+                    scheme_at + 1
+                )));
+            }
+        };
+        if payload.len() != want {
             return Err(FrameError::BadEnd(format!(
-                "{} bytes, but name length {name_len} needs {}",
+                "{} bytes, but name length {name_len} and scheme {} need {want}",
                 payload.len(),
-                END_FIXED_LEN + name_len
+                scheme.unwrap_or_default()
             )));
         }
-        let name = String::from_utf8_lossy(&payload[END_FIXED_LEN..]).into_owned();
+        let name = String::from_utf8_lossy(&payload[END_FIXED_LEN..scheme_at]).into_owned();
         validate_name(&name)?;
         let mut sha256 = [0u8; 32];
         sha256.copy_from_slice(&payload[8..40]);
+        let auth = (scheme == Some(SCHEME_ED25519)).then(|| {
+            let mut key_id = [0u8; KEY_ID_LEN];
+            key_id.copy_from_slice(&payload[scheme_at + 1..scheme_at + 1 + KEY_ID_LEN]);
+            let mut signature = [0u8; SIGNATURE_LEN];
+            signature.copy_from_slice(&payload[scheme_at + 1 + KEY_ID_LEN..]);
+            LinkSignature { key_id, signature }
+        });
         Ok(EndInfo {
             size: be_u64(&payload[..8]),
             sha256,
             name,
+            auth,
         })
     }
 }
@@ -647,15 +705,14 @@ mod tests {
 
     fn sample(kind: FrameType) -> Frame {
         let payload = match kind {
-            FrameType::Hello => hello_payload("sender 0.1.0").into_bytes(),
-            FrameType::Data => (0..=255u8).cycle().take(1000).collect(),
-            FrameType::End => EndInfo {
-                size: 1000,
-                sha256: [7; 32],
-                name: "n1-00000000000000000005.sql".into(),
+            FrameType::Hello => {
+                crate::auth::Hello::encode("n1", "rx", 1, [5; 16], "sender 0.1.0", None)
+                    .expect("encode hello")
             }
-            .encode()
-            .expect("encode end"),
+            FrameType::Data => (0..=255u8).cycle().take(1000).collect(),
+            FrameType::End => EndInfo::new(1000, [7; 32], "n1-00000000000000000005.sql")
+                .encode()
+                .expect("encode end"),
             FrameType::Heartbeat | FrameType::Result => Vec::new(),
         };
         Frame::new(
@@ -893,14 +950,37 @@ mod tests {
 
     #[test]
     fn end_info_round_trip_and_errors() {
-        let info = EndInfo {
-            size: u64::MAX - 3,
-            sha256: [0xAB; 32],
-            name: "n-00000000000000000001.sql.zst".into(),
-        };
+        let mut info = EndInfo::new(u64::MAX - 3, [0xAB; 32], "n-00000000000000000001.sql.zst");
         let p = info.encode().expect("encode");
-        assert_eq!(p.len(), 42 + info.name.len());
+        assert_eq!(p.len(), 42 + info.name.len() + 1);
         assert_eq!(EndInfo::decode(&p).expect("decode"), info);
+        #[derive(Debug)]
+        struct Signer;
+        impl LinkSigner for Signer {
+            fn key_id(&self) -> [u8; KEY_ID_LEN] {
+                [4; KEY_ID_LEN]
+            }
+            fn sign(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
+                let mut s = [0u8; SIGNATURE_LEN];
+                s[..8].copy_from_slice(&sum8(message));
+                s
+            }
+        }
+        info.sign("n", 1, &Signer).expect("sign");
+        let signed = info.encode().expect("encode");
+        assert_eq!(signed.len(), 42 + info.name.len() + 1 + 8 + 64);
+        let back = EndInfo::decode(&signed).expect("decode signed");
+        assert_eq!(back, info);
+        let msg = back.message("n", 1).expect("message");
+        assert_eq!(back.auth.as_ref().map(|a| a.signature), Some(Signer.sign(&msg)));
+        assert_ne!(back.message("n", 2).expect("m"), msg, "the seq is signed");
+        assert_ne!(back.message("m", 1).expect("m"), msg, "the node is signed");
+        for cut in 0..signed.len() {
+            assert!(EndInfo::decode(&signed[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut scheme = p.clone();
+        *scheme.last_mut().expect("scheme byte") = 7;
+        assert!(EndInfo::decode(&scheme).is_err());
         assert!(EndInfo::decode(&p[..p.len() - 1]).is_err());
         assert!(EndInfo::decode(&p[..10]).is_err());
         let mut longer = p.clone();
@@ -913,15 +993,6 @@ mod tests {
             };
             assert!(e.encode().is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn hello_payload_parsing() {
-        assert_eq!(parse_hello(hello_payload("v1.2").as_bytes()), Some("v1.2"));
-        assert_eq!(parse_hello(hello_payload("").as_bytes()), Some(""));
-        assert_eq!(parse_hello(b"gapsync/2 x"), None);
-        assert_eq!(parse_hello(b"gapsync/10"), None);
-        assert_eq!(parse_hello(b"\xff"), None);
     }
 
     #[test]

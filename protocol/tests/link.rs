@@ -29,7 +29,12 @@ fn server_opts() -> ServerOptions {
         max_frame: MAX,
         idle_timeout: Duration::from_secs(5),
         frame_timeout: Duration::from_secs(5),
+        hello_timeout: Duration::from_secs(5),
     }
+}
+
+fn id(node: &str) -> Identity {
+    Identity::unsigned(node, "rx")
 }
 
 fn data(len: usize) -> Vec<u8> {
@@ -61,8 +66,8 @@ struct Assembler {
 }
 
 impl FrameHandler for Assembler {
-    fn hello(&mut self, node: &str, text: &str) -> bool {
-        self.hellos.push((node.into(), text.into()));
+    fn hello(&mut self, node: &str, hello: &Hello, _message: &[u8]) -> bool {
+        self.hellos.push((node.into(), hello.text.clone()));
         !self.refuse_hello
     }
     fn heartbeat(&mut self) -> bool {
@@ -116,7 +121,7 @@ fn multi_chunk_file_arrives_intact_and_results_are_answered() {
     h.results.insert(7, Some(true));
     h.results.insert(8, Some(false));
     let (addr, join) = spawn_server(h, server_opts());
-    let mut c = LinkClient::connect(&addr, "node-1", "sender 0.1.0", opts()).unwrap();
+    let mut c = LinkClient::connect(&addr, &id("node-1"), "sender 0.1.0", opts()).unwrap();
     c.heartbeat().unwrap();
     let name = "node-1-00000000000000000007.sql";
     c.send_file(
@@ -157,7 +162,7 @@ fn chunk_answered_no_is_resent() {
         ..Default::default()
     };
     let (addr, join) = spawn_server(h, server_opts());
-    let mut c = LinkClient::connect(&addr, "n", "", opts()).unwrap();
+    let mut c = LinkClient::connect(&addr, &id("n"), "", opts()).unwrap();
     c.send_file(
         1,
         "n-1.sql",
@@ -183,7 +188,7 @@ fn end_rejected_leaves_client_usable_and_resend_works() {
         ..Default::default()
     };
     let (addr, join) = spawn_server(h, server_opts());
-    let mut c = LinkClient::connect(&addr, "n", "", opts()).unwrap();
+    let mut c = LinkClient::connect(&addr, &id("n"), "", opts()).unwrap();
     let mut f = Cursor::new(&file);
     let e = c
         .send_file(3, "n-3.sql", &mut f, 100, sha(&file))
@@ -205,7 +210,7 @@ fn end_rejected_leaves_client_usable_and_resend_works() {
 #[test]
 fn empty_file_and_local_file_errors() {
     let (addr, join) = spawn_server(Assembler::default(), server_opts());
-    let mut c = LinkClient::connect(&addr, "n", "", opts()).unwrap();
+    let mut c = LinkClient::connect(&addr, &id("n"), "", opts()).unwrap();
     c.send_file(1, "n-1.sql", &mut Cursor::new(Vec::new()), 0, sha(b""))
         .unwrap();
     let file = data(5000);
@@ -260,7 +265,7 @@ fn hello_refused() {
         ..Default::default()
     };
     let (addr, join) = spawn_server(h, server_opts());
-    let e = LinkClient::connect(&addr, "n", "", opts()).unwrap_err();
+    let e = LinkClient::connect(&addr, &id("n"), "", opts()).unwrap_err();
     assert!(matches!(e, LinkError::Refused), "{e}");
     assert_eq!(join.join().unwrap().1.unwrap(), ConnEnd::HelloRefused);
 }
@@ -270,7 +275,7 @@ fn result_pending_closes_without_answer_and_is_unknown() {
     let mut h = Assembler::default();
     h.results.insert(9, None);
     let (addr, join) = spawn_server(h, server_opts());
-    let mut c = LinkClient::connect(&addr, "n", "", opts()).unwrap();
+    let mut c = LinkClient::connect(&addr, &id("n"), "", opts()).unwrap();
     let e = c.ask_result(9).unwrap_err();
     assert!(
         matches!(
@@ -320,7 +325,7 @@ fn fake_receiver(
 #[test]
 fn garbage_answer_to_hello_is_a_link_fault() {
     let (addr, join) = fake_receiver(vec![0x41], |_| None);
-    let e = LinkClient::connect(&addr, "n", "", opts()).unwrap_err();
+    let e = LinkClient::connect(&addr, &id("n"), "", opts()).unwrap_err();
     assert!(
         matches!(
             e,
@@ -339,7 +344,7 @@ fn garbage_answer_to_hello_is_a_link_fault() {
 #[test]
 fn garbage_answers_to_data_exhaust_retries() {
     let (addr, join) = fake_receiver(vec![YES], |_| Some(vec![0x41]));
-    let mut c = LinkClient::connect(&addr, "n", "", opts()).unwrap();
+    let mut c = LinkClient::connect(&addr, &id("n"), "", opts()).unwrap();
     let file = data(10);
     let e = c
         .send_file(1, "n-1.sql", &mut Cursor::new(&file), 10, sha(&file))
@@ -361,7 +366,7 @@ fn garbage_answers_to_data_exhaust_retries() {
 #[test]
 fn garbage_or_missing_result_answer_is_unknown_not_failed() {
     let (addr, join) = fake_receiver(vec![YES], |_| Some(vec![0x41]));
-    let mut c = LinkClient::connect(&addr, "n", "", opts()).unwrap();
+    let mut c = LinkClient::connect(&addr, &id("n"), "", opts()).unwrap();
     let e = c.ask_result(5).unwrap_err();
     assert!(
         matches!(
@@ -382,7 +387,7 @@ fn garbage_or_missing_result_answer_is_unknown_not_failed() {
         result_timeout: Duration::from_millis(300),
         ..opts()
     };
-    let mut c = LinkClient::connect(&addr, "n", "", short).unwrap();
+    let mut c = LinkClient::connect(&addr, &id("n"), "", short).unwrap();
     let start = Instant::now();
     let e = c.ask_result(5).unwrap_err();
     assert!(
@@ -408,7 +413,7 @@ fn silent_receiver_times_out_data() {
         frame_timeout: Duration::from_millis(300),
         ..opts()
     };
-    let mut c = LinkClient::connect(&addr, "n", "", short).unwrap();
+    let mut c = LinkClient::connect(&addr, &id("n"), "", short).unwrap();
     let file = data(10);
     let e = c
         .send_file(1, "n-1.sql", &mut Cursor::new(&file), 10, sha(&file))
@@ -436,7 +441,7 @@ fn receiver_closing_is_a_link_fault() {
         let (mut s, _) = listener.accept().unwrap();
         read_frame(&mut s, MAX).unwrap();
     });
-    let e = LinkClient::connect(&addr, "n", "", opts()).unwrap_err();
+    let e = LinkClient::connect(&addr, &id("n"), "", opts()).unwrap_err();
     assert!(
         matches!(
             e,
@@ -456,7 +461,7 @@ fn flood_of_bytes_is_never_taken_for_answers() {
         let mut hello = vec![YES];
         hello.extend(std::iter::repeat_n(flood_byte, 100_000));
         let (addr, join) = fake_receiver(hello, |_| Some(vec![YES]));
-        let mut c = LinkClient::connect(&addr, "n", "", opts()).unwrap();
+        let mut c = LinkClient::connect(&addr, &id("n"), "", opts()).unwrap();
         thread::sleep(Duration::from_millis(200));
         let e = c.ask_result(1).unwrap_err();
         assert!(matches!(e, LinkError::UnexpectedBytes), "{e}");
@@ -480,11 +485,11 @@ fn connect_failures() {
     let addr = listener.local_addr().unwrap().to_string();
     drop(listener);
     assert!(matches!(
-        LinkClient::connect(&addr, "n", "", opts()),
+        LinkClient::connect(&addr, &id("n"), "", opts()),
         Err(LinkError::Connect { .. })
     ));
     assert!(matches!(
-        LinkClient::connect("no-such-host.invalid:1", "n", "", opts()),
+        LinkClient::connect("no-such-host.invalid:1", &id("n"), "", opts()),
         Err(LinkError::Resolve { .. } | LinkError::Connect { .. })
     ));
 }
@@ -500,7 +505,8 @@ fn raw(kind: FrameType, node: &str, seq: u64, offset: u64, payload: &[u8]) -> Ve
 }
 
 fn hello(node: &str) -> Vec<u8> {
-    raw(FrameType::Hello, node, 0, 0, b"gapsync/1 raw")
+    let payload = Hello::encode(node, "rx", 1, [1; 16], "raw", None).unwrap();
+    raw(FrameType::Hello, node, 0, 0, &payload)
 }
 
 fn connect_raw(addr: &str) -> TcpStream {
@@ -584,13 +590,7 @@ fn corrupt_data_payload_is_answered_no_and_the_link_goes_on() {
         "a",
         1,
         0,
-        &EndInfo {
-            size: 5,
-            sha256: [0; 32],
-            name: "a-1.sql".into(),
-        }
-        .encode()
-        .unwrap(),
+        &EndInfo::new(5, [0; 32], "a-1.sql").encode().unwrap(),
     );
     e[HEADER_LEN] ^= 1;
     send_expect(&mut s, &e, Answer::No);
@@ -701,4 +701,50 @@ fn idle_connection_is_closed() {
     assert_eq!(r.unwrap(), ConnEnd::IdleTimeout);
     assert!(elapsed < Duration::from_secs(3));
     expect_closed_without_answer(&mut s);
+}
+
+/// A peer that connects and sends nothing, or only part of a HELLO, is closed once
+/// `hello_timeout` has passed, even though the idle and frame timeouts are longer.
+#[test]
+fn no_hello_within_hello_timeout_is_closed() {
+    for partial in [0usize, 20] {
+        let so = ServerOptions {
+            hello_timeout: Duration::from_millis(400),
+            idle_timeout: Duration::from_secs(30),
+            frame_timeout: Duration::from_secs(30),
+            ..server_opts()
+        };
+        let (addr, join) = spawn_server(Assembler::default(), so);
+        let mut s = connect_raw(&addr);
+        s.write_all(&hello("a")[..partial]).unwrap();
+        let (h, r, elapsed) = join.join().unwrap();
+        assert!(matches!(r, Err(ServeError::HelloTimeout(_))), "{r:?}");
+        assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+        assert!(h.hellos.is_empty());
+    }
+}
+
+/// HELLO from an older sender (`gapsync/1`), a malformed HELLO and a second HELLO on an
+/// open session: refused or closed, and the handler never sees them.
+#[test]
+fn old_malformed_and_second_hellos_are_refused() {
+    for payload in [
+        b"gapsync/1 sender 0.1.0".to_vec(),
+        b"gapsync/2".to_vec(),
+        b"GET / HTTP/1.1".to_vec(),
+    ] {
+        let (addr, join) = spawn_server(Assembler::default(), server_opts());
+        let mut s = connect_raw(&addr);
+        send_expect(&mut s, &raw(FrameType::Hello, "a", 0, 0, &payload), Answer::No);
+        let (h, r, _) = join.join().unwrap();
+        assert!(matches!(r, Ok(ConnEnd::HelloRefused)), "{r:?}");
+        assert!(h.hellos.is_empty());
+    }
+    let (addr, join) = spawn_server(Assembler::default(), server_opts());
+    let mut s = connect_raw(&addr);
+    send_expect(&mut s, &hello("a"), Answer::Yes);
+    s.write_all(&hello("a")).unwrap();
+    let (h, r, _) = join.join().unwrap();
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(h.hellos.len(), 1);
 }
