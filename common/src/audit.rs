@@ -13,11 +13,16 @@
 //! Retention: [`Audit::prune`] deletes whole month files older than `keep_months`
 //! (`[audit] keep_months`, default 12, at least 6), by the month in the file name; the
 //! current month's file is never deleted.
+//!
+//! Modes: `audit/` is `0700` and the files `0600` ([`fsx`]); an `audit/` or a month
+//! file that is a symbolic link is refused with an error naming it, never followed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+use crate::fsx;
 
 /// One audit event.
 #[derive(Debug, Clone, Serialize)]
@@ -98,7 +103,9 @@ impl Audit {
     /// failure never stops a batch.
     pub fn record(&self, ev: &AuditEvent<'_>) -> std::io::Result<()> {
         let now = chrono::Utc::now();
-        std::fs::create_dir_all(&self.dir)?;
+        // 0700, tightened if older; a symlink or a non-directory is refused (the error
+        // names the path).
+        fsx::private_dir(&self.dir)?;
         let path = self
             .dir
             .join(format!("audit-{}.jsonl", now.format("%Y-%m")));
@@ -109,12 +116,12 @@ impl Audit {
         };
         let mut text = serde_json::to_string(&line).map_err(std::io::Error::other)?;
         text.push('\n');
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        f.write_all(text.as_bytes())?;
-        f.flush()
+        // 0600 (an older 0644 file is tightened), never through a symlink.
+        let at =
+            |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let mut f = fsx::open_append_private(&path).map_err(at)?;
+        f.write_all(text.as_bytes()).map_err(at)?;
+        f.flush().map_err(at)
     }
 
     /// Delete the month files (`audit-YYYY-MM.jsonl`) older than `keep_months` months
@@ -185,6 +192,101 @@ mod tests {
             .collect();
         let text = std::fs::read_to_string(&files[0]).expect("read");
         assert!(text.contains("\"key_id\":\"k1\""), "{text}");
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(p)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    fn month_file(work: &Path) -> PathBuf {
+        work.join("audit").join(format!(
+            "audit-{}.jsonl",
+            chrono::Utc::now().format("%Y-%m")
+        ))
+    }
+
+    #[test]
+    fn the_directory_is_0700_and_the_file_0600() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = Audit::new(dir.path(), "sender");
+        a.record(&AuditEvent::new("built", "n1", 1, "f", 1, "ab"))
+            .expect("record");
+        assert_eq!(mode_of(&dir.path().join("audit")), 0o700);
+        assert_eq!(mode_of(&month_file(dir.path())), 0o600);
+    }
+
+    #[test]
+    fn an_older_world_readable_directory_and_file_are_tightened_and_appended_to() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let audit = dir.path().join("audit");
+        std::fs::create_dir(&audit).expect("mkdir");
+        std::fs::set_permissions(&audit, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let file = month_file(dir.path());
+        std::fs::write(&file, "{\"old\":1}\n").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        Audit::new(dir.path(), "sender")
+            .record(&AuditEvent::new("sent", "n1", 2, "f", 1, "ab"))
+            .expect("record");
+        assert_eq!(mode_of(&audit), 0o700);
+        assert_eq!(mode_of(&file), 0o600);
+        let text = std::fs::read_to_string(&file).expect("read");
+        assert!(text.starts_with("{\"old\":1}\n"), "{text}");
+        assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[test]
+    fn a_month_file_that_is_a_symlink_is_refused_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "precious\n").expect("write");
+        std::fs::create_dir(dir.path().join("audit")).expect("mkdir");
+        let file = month_file(dir.path());
+        std::os::unix::fs::symlink(&victim, &file).expect("symlink");
+        let e = Audit::new(dir.path(), "receiver")
+            .record(&AuditEvent::new("applied", "n1", 3, "f", 1, "ab"))
+            .expect_err("symlink refused");
+        let text = e.to_string();
+        assert!(text.contains("symbolic link"), "{text}");
+        assert!(
+            text.contains(&*file.to_string_lossy()),
+            "names the file: {text}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("read"),
+            "precious\n"
+        );
+        // A dangling link is refused too: its target is not created.
+        std::fs::remove_file(&file).expect("rm");
+        let nowhere = outside.path().join("nowhere");
+        std::os::unix::fs::symlink(&nowhere, &file).expect("symlink");
+        Audit::new(dir.path(), "receiver")
+            .record(&AuditEvent::new("applied", "n1", 3, "f", 1, "ab"))
+            .expect_err("dangling symlink refused");
+        assert!(!nowhere.exists());
+    }
+
+    #[test]
+    fn an_audit_directory_that_is_a_symlink_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("audit")).expect("symlink");
+        let e = Audit::new(dir.path(), "receiver")
+            .record(&AuditEvent::new("applied", "n1", 3, "f", 1, "ab"))
+            .expect_err("refused");
+        let text = e.to_string();
+        assert!(
+            text.contains("symbolic link") && text.contains("audit"),
+            "{text}"
+        );
+        let written: Vec<_> = std::fs::read_dir(outside.path()).expect("dir").collect();
+        assert!(written.is_empty(), "nothing written through the link");
     }
 
     #[test]

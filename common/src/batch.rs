@@ -507,7 +507,13 @@ impl BatchWriter {
         if final_path.try_exists().map_err(io_at(&final_path))? {
             return Err(BatchError::AlreadyExists { path: final_path });
         }
-        let file = File::create(&tmp_path).map_err(io_at(&tmp_path))?;
+        // A stale temp file (or a symlink) of an interrupted writer is removed, not
+        // followed; the new one is 0600, created O_EXCL | O_NOFOLLOW.
+        match fs::remove_file(&tmp_path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_at(&tmp_path)(e)),
+            _ => {}
+        }
+        let file = crate::fsx::create_private(&tmp_path).map_err(io_at(&tmp_path))?;
         let guard = TempGuard(Some(tmp_path.clone()));
         let hw = HashingWriter {
             inner: file,

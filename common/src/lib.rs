@@ -8,6 +8,7 @@
 //! - [`source`]: change capture on a source database (tracking table, triggers, reads).
 //! - [`target`]: applying batches on a target database with the ledger, exactly once.
 //! - [`audit`]: the append-only audit record.
+//! - [`fsx`]: file-system rules of the work directories (private modes, no symlinks followed).
 //! - [`sign`]: Ed25519 key files, batch signing and verification against trusted keys.
 //!
 //! This crate opens no sockets.
@@ -18,6 +19,7 @@ pub mod batch;
 pub mod capture_ddl;
 pub mod config;
 pub mod dialect;
+pub mod fsx;
 pub mod logging;
 #[cfg(feature = "odbc")]
 pub mod odbc;
