@@ -219,17 +219,15 @@ impl Sender {
     }
 
     fn lock_and_recover(&mut self) -> Result<()> {
+        // 0700 (an older 0755 one tightened); a symlink or a file in their place is refused.
         for d in ["outbox", "archive", "quarantine", "state"] {
             let p = self.dir(d);
-            std::fs::create_dir_all(&p).map_err(work_err(&p))?;
+            gapsync_common::fsx::private_dir(&p).map_err(|e| work_err(&p)(e.into_io()))?;
         }
+        // 0600, never through a symlink; opened for appending, its content is never read.
         let lock_path = self.dir("state").join("sender.lock");
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(work_err(&lock_path))?;
+        let f =
+            gapsync_common::fsx::open_append_private(&lock_path).map_err(work_err(&lock_path))?;
         if f.try_lock().is_err() {
             return Err(SenderError::Locked(self.cfg.work_dir.clone()));
         }
