@@ -827,6 +827,15 @@ impl fmt::Debug for StatementReader {
 
 /// Opens a batch file for a streaming pass: parses and checks the name and the header.
 pub fn open_statements(path: &Path, limits: &ReadLimits) -> Result<StatementReader> {
+    let file = File::open(path).map_err(io_at(path))?;
+    read_statements(file, path, limits)
+}
+
+/// [`open_statements`] on a file that is already open (read from its current
+/// position), named by `path`. Verifying and then applying through the same open file
+/// (rewound in between) reads the same bytes both times, whatever happens to the
+/// directory entry meanwhile.
+pub fn read_statements(file: File, path: &Path, limits: &ReadLimits) -> Result<StatementReader> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -836,7 +845,6 @@ pub fn open_statements(path: &Path, limits: &ReadLimits) -> Result<StatementRead
         })?
         .to_owned();
     let (name_node, name_seq, compressed) = parse_batch_file_name(&name)?;
-    let file = File::open(path).map_err(io_at(path))?;
     let source = if compressed {
         Source::Zstd(zstd::stream::read::Decoder::new(file).map_err(io_at(path))?)
     } else {
@@ -1044,7 +1052,15 @@ impl StatementReader {
 /// One full streaming pass: checks name, header, every statement line, the count and the
 /// sha256 trailer. Does not check the signature (returned as text).
 pub fn verify_batch(path: &Path, limits: &ReadLimits) -> Result<VerifiedBatch> {
-    let mut r = open_statements(path, limits)?;
+    verify_statements(open_statements(path, limits)?)
+}
+
+/// [`verify_batch`] on an open file named by `path` (see [`read_statements`]).
+pub fn verify_open_batch(file: File, path: &Path, limits: &ReadLimits) -> Result<VerifiedBatch> {
+    verify_statements(read_statements(file, path, limits)?)
+}
+
+fn verify_statements(mut r: StatementReader) -> Result<VerifiedBatch> {
     let mut buf = String::new();
     while r.next_statement(&mut buf)?.is_some() {}
     match r.state {

@@ -214,6 +214,7 @@ struct RawSenderLink {
     connect_timeout: Option<String>,
     heartbeat: Option<String>,
     once_connect_attempts: Option<u32>,
+    receiver_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,6 +258,9 @@ struct RawReceiverLink {
     frame_timeout: Option<String>,
     result_wait: Option<String>,
     max_connections: Option<u32>,
+    id: Option<String>,
+    hello_timeout: Option<String>,
+    hello_max_skew: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -318,6 +322,9 @@ pub struct SenderLinkConfig {
     pub heartbeat: Duration,
     /// `once` gives up after this many failed connection attempts.
     pub once_connect_attempts: u32,
+    /// `[link] receiver_id`: the receiver's `[link] id`, signed into every HELLO so a
+    /// HELLO meant for one receiver is refused by any other.
+    pub receiver_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -352,7 +359,41 @@ pub struct ReceiverLinkConfig {
     /// How long a `result?` answer may wait for an apply that is being retried before
     /// the receiver closes the connection instead (the sender then asks again).
     pub result_wait: Duration,
+    /// Connections that have not (yet) authenticated, in total; at most
+    /// [`MAX_UNAUTHENTICATED_PER_PEER`] of them per peer address.
     pub max_connections: u32,
+    /// `[link] id`: this receiver's id; a HELLO must name it.
+    pub id: String,
+    /// `[link] hello_timeout`: a connection must authenticate within this.
+    pub hello_timeout: Duration,
+    /// `[link] hello_max_skew`: how far a HELLO's time may be from this clock.
+    pub hello_max_skew: Duration,
+}
+
+/// The default receiver id on both sides (`[link] id`, `[link] receiver_id`).
+pub const DEFAULT_RECEIVER_ID: &str = "gapsync-receiver";
+
+/// Unauthenticated connections one peer address may hold at once (the oldest is closed
+/// when it opens another).
+pub const MAX_UNAUTHENTICATED_PER_PEER: usize = 4;
+
+/// A receiver id: 1..=64 of `[A-Za-z0-9._-]` (the link protocol's rule).
+pub fn valid_receiver_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn receiver_id(path: &Path, key: &str, v: Option<String>) -> Result<String, ConfigError> {
+    let id = v.unwrap_or_else(|| DEFAULT_RECEIVER_ID.to_owned());
+    if !valid_receiver_id(&id) {
+        return Err(invalid(
+            path,
+            format!("{key} = {id:?}: write 1 to 64 of A-Z a-z 0-9 . _ -"),
+        ));
+    }
+    Ok(id)
 }
 
 #[derive(Debug, Clone)]
@@ -775,6 +816,7 @@ impl SenderConfig {
                 Duration::from_secs(10),
             )?,
             once_connect_attempts: l.once_connect_attempts.unwrap_or(5).max(1),
+            receiver_id: receiver_id(path, "[link] receiver_id", l.receiver_id)?,
         };
         if raw.sign.is_none() && !raw.insecure {
             return Err(invalid(
@@ -848,6 +890,19 @@ impl ReceiverConfig {
                 Duration::from_secs(20),
             )?,
             max_connections: l.max_connections.unwrap_or(16).max(1),
+            id: receiver_id(path, "[link] id", l.id)?,
+            hello_timeout: duration(
+                path,
+                "[link] hello_timeout",
+                &l.hello_timeout,
+                Duration::from_secs(10),
+            )?,
+            hello_max_skew: duration(
+                path,
+                "[link] hello_max_skew",
+                &l.hello_max_skew,
+                Duration::from_secs(300),
+            )?,
         };
         if raw.trust.is_empty() && !raw.insecure {
             return Err(invalid(

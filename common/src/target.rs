@@ -19,6 +19,7 @@
 //! [`ApplyError::Deterministic`] (the statement itself fails: counts as a failed apply,
 //! with the line number of the statement).
 
+use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use rusqlite::hooks::Authorization;
 use rusqlite::{Connection, ErrorCode};
 
 use crate::allow::AllowList;
-use crate::batch::{self, ReadLimits};
+use crate::batch::{self, ReadLimits, StatementReader};
 use crate::config::DbUrl;
 use crate::dialect::Dialect;
 
@@ -605,10 +606,28 @@ impl Target {
         sha256: &str,
         limits: &ReadLimits,
     ) -> Result<ApplyOutcome> {
+        let input = File::open(path)
+            .map_err(|e| ApplyError::Transient(format!("opening {}: {e}", path.display())))?;
+        self.apply_open(input, path, node, seq, sha256, limits)
+    }
+
+    /// [`Target::apply`] on a file that is already open (read from its current
+    /// position; named by `path`): the caller verifies through the same descriptor,
+    /// rewinds it and passes it here, so the bytes verified are the bytes executed. The
+    /// content hash of what ran is compared with `sha256` before the commit.
+    pub fn apply_open(
+        &mut self,
+        input: File,
+        path: &Path,
+        node: &str,
+        seq: u64,
+        sha256: &str,
+        limits: &ReadLimits,
+    ) -> Result<ApplyOutcome> {
         self.db
             .begin()
             .map_err(|e| e.context("beginning the apply transaction"))?;
-        let r = self.apply_in_txn(path, node, seq, sha256, limits);
+        let r = self.apply_in_txn(input, path, node, seq, sha256, limits);
         match r {
             Ok(ApplyOutcome::Applied { statements }) => {
                 self.db
@@ -625,6 +644,7 @@ impl Target {
 
     fn apply_in_txn(
         &mut self,
+        input: File,
         path: &Path,
         node: &str,
         seq: u64,
@@ -647,10 +667,20 @@ impl Target {
         self.db
             .guard(Some(&self.allow))
             .map_err(|e| e.context("installing the statement guard"))?;
-        let r = self.apply_statements(path, &file, limits);
+        let mut reader = batch::read_statements(input, path, limits)
+            .map_err(|e| ApplyError::Deterministic(format!("reading {}: {e}", path.display())))?;
+        let r = self.apply_statements(&mut reader, &file);
         let off = self.db.guard(None);
         let count = r?;
         off.map_err(|e| e.context("removing the statement guard"))?;
+        // What ran must be what was verified: the executed bytes' content hash (checked
+        // against the file's own trailer by the reader) must be the verified one.
+        let ran = reader.content_sha256().map(hex::encode).unwrap_or_default();
+        if ran != sha256 {
+            return Err(ApplyError::Deterministic(format!(
+                "{file}: the statements executed hash to {ran:?}, not to the verified sha256 {sha256}: the file changed between verification and apply; nothing committed"
+            )));
+        }
         self.db
             .execute_params(
                 "INSERT INTO \"_gapsync_ledger\"(\"node\", \"seq\", \"sha256\", \"file\", \"statements\", \
@@ -671,10 +701,8 @@ impl Target {
     /// Check and execute a batch's statements (the guard is on); returns their number.
     /// A statement the allow-list refuses fails the batch deterministically, with its
     /// line number, before anything of it runs.
-    fn apply_statements(&mut self, path: &Path, file: &str, limits: &ReadLimits) -> Result<u64> {
+    fn apply_statements(&mut self, reader: &mut StatementReader, file: &str) -> Result<u64> {
         let dialect = self.db.dialect();
-        let mut reader = batch::open_statements(path, limits)
-            .map_err(|e| ApplyError::Transient(format!("reading {}: {e}", path.display())))?;
         let mut buf = String::new();
         let refused = |line: u64, why: String| {
             ApplyError::Deterministic(format!("{file} line {line}: statement refused: {why}"))

@@ -157,7 +157,10 @@ impl Hello {
             )));
         }
         if payload.len() < HELLO_FIXED {
-            return Err(bad(format!("{} bytes, shorter than the fixed part", payload.len())));
+            return Err(bad(format!(
+                "{} bytes, shorter than the fixed part",
+                payload.len()
+            )));
         }
         let scheme = payload[9];
         if scheme != SCHEME_NONE && scheme != SCHEME_ED25519 {
@@ -265,8 +268,15 @@ mod tests {
     #[test]
     fn hello_round_trip_signed_and_unsigned() {
         let nonce = [3u8; 16];
-        let p = Hello::encode("plant-1", "mis_1", 1_700_000_000, nonce, "sender 1", Some(&Fake))
-            .expect("encode");
+        let p = Hello::encode(
+            "plant-1",
+            "mis_1",
+            1_700_000_000,
+            nonce,
+            "sender 1",
+            Some(&Fake),
+        )
+        .expect("encode");
         assert_eq!(&p[..9], b"gapsync/2");
         assert_eq!(p[9], SCHEME_ED25519);
         assert_eq!(p.len(), 43 + 5 + 2 + 8 + 64);

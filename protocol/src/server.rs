@@ -216,8 +216,7 @@ pub fn serve_connection(
             opts.max_frame
         )));
     }
-    if opts.idle_timeout.is_zero() || opts.frame_timeout.is_zero() || opts.hello_timeout.is_zero()
-    {
+    if opts.idle_timeout.is_zero() || opts.frame_timeout.is_zero() || opts.hello_timeout.is_zero() {
         return Err(ServeError::Options("timeouts must be above zero".into()));
     }
     let peer = stream

@@ -8,8 +8,7 @@ use std::io::{self, Read, Write};
 use sha2::{Digest, Sha256};
 
 use crate::auth::{
-    KEY_ID_LEN, LinkSignature, LinkSigner, SCHEME_ED25519, SCHEME_NONE, SIGNATURE_LEN,
-    end_message,
+    KEY_ID_LEN, LinkSignature, LinkSigner, SCHEME_ED25519, SCHEME_NONE, SIGNATURE_LEN, end_message,
 };
 
 /// The four magic bytes every frame starts with.
@@ -243,7 +242,9 @@ pub enum FrameError {
     #[error("invalid HELLO payload: {0}")]
     BadHello(String),
     /// The peer speaks an older protocol version.
-    #[error("the peer speaks {0}; this side needs gapsync/2 (authenticated HELLO and END): upgrade the older side")]
+    #[error(
+        "the peer speaks {0}; this side needs gapsync/2 (authenticated HELLO and END): upgrade the older side"
+    )]
     OldPeer(&'static str),
     /// Any other I/O error.
     #[error("frame i/o error: {0}")]
@@ -556,7 +557,12 @@ impl EndInfo {
     }
 
     /// Signs this END for `node` and `seq` with `signer` (sets [`EndInfo::auth`]).
-    pub fn sign(&mut self, node: &str, seq: u64, signer: &dyn LinkSigner) -> Result<(), FrameError> {
+    pub fn sign(
+        &mut self,
+        node: &str,
+        seq: u64,
+        signer: &dyn LinkSigner,
+    ) -> Result<(), FrameError> {
         let key_id = signer.key_id();
         let part = self.signed_part(Some(&key_id))?;
         let signature = signer.sign(&end_message(node, seq, &part));
@@ -972,7 +978,10 @@ mod tests {
         let back = EndInfo::decode(&signed).expect("decode signed");
         assert_eq!(back, info);
         let msg = back.message("n", 1).expect("message");
-        assert_eq!(back.auth.as_ref().map(|a| a.signature), Some(Signer.sign(&msg)));
+        assert_eq!(
+            back.auth.as_ref().map(|a| a.signature),
+            Some(Signer.sign(&msg))
+        );
         assert_ne!(back.message("n", 2).expect("m"), msg, "the seq is signed");
         assert_ne!(back.message("m", 1).expect("m"), msg, "the node is signed");
         for cut in 0..signed.len() {

@@ -735,7 +735,11 @@ fn old_malformed_and_second_hellos_are_refused() {
     ] {
         let (addr, join) = spawn_server(Assembler::default(), server_opts());
         let mut s = connect_raw(&addr);
-        send_expect(&mut s, &raw(FrameType::Hello, "a", 0, 0, &payload), Answer::No);
+        send_expect(
+            &mut s,
+            &raw(FrameType::Hello, "a", 0, 0, &payload),
+            Answer::No,
+        );
         let (h, r, _) = join.join().unwrap();
         assert!(matches!(r, Ok(ConnEnd::HelloRefused)), "{r:?}");
         assert!(h.hellos.is_empty());

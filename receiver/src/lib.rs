@@ -6,9 +6,18 @@
 //! connection used for applying. They share [`Shared`]: the outcome of the latest attempt
 //! of every batch in flight, with a condition variable that `result?` waits on.
 //!
-//! Work directory:
-//! - `spool/.part-<node>-<seq>`: a batch being received (DATA chunks appended);
-//! - `spool/<file name>`: received, fsynced and renamed at END: waiting to be applied;
+//! Trust boundary (DESIGN.md invariant 8): a connection is unauthenticated until its
+//! HELLO verified ([`Conn::hello`]: receiver id, time, node key, fresh nonce); until
+//! then it holds only a slot ([`sessions`]) and nothing it sends reaches the spool,
+//! the ledger or a RESULT answer. An upload takes its (node, seq) name in the spool
+//! only after its END signature by the node key and its SHA-256 checked out; the
+//! applier then verifies and executes one open descriptor of that file.
+//!
+//! Work directory (directories 0700, files 0600, nothing followed through a symlink):
+//! - `spool/.part-<node>-<seq>-<connection>`: a batch being received on one connection
+//!   (created exclusively, removed when the connection ends);
+//! - `spool/<file name>`: received, authenticated, fsynced and linked at END (never
+//!   over an existing file): waiting to be applied;
 //! - `spool/<file name>.fail1`: the batch failed once (holds the reason); the file was
 //!   removed and the sender sends it once more;
 //! - `quarantine/<file name>` + `.reason`: failed twice: dropped, with the reason (a
@@ -19,24 +28,33 @@
 //! - `state/listen.addr`: the address actually listened on; `audit/`: the audit record.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gapsync_common::audit::{Audit, AuditEvent};
 use gapsync_common::batch::{self, ReadLimits};
 use gapsync_common::config::ReceiverConfig;
+use gapsync_common::fsx;
 use gapsync_common::sign::TrustStore;
 pub use gapsync_common::stop::sleep_unless;
 use gapsync_common::target::{ApplyError, ApplyOutcome, Target};
-use gapsync_protocol::{EndInfo, FrameHandler, ServerOptions, serve_connection};
+use gapsync_protocol::{EndInfo, FrameHandler, Hello, ServerOptions, serve_connection};
 use tracing::{debug, error, info, warn};
 
+pub mod sessions;
 pub mod status;
+
+use sessions::Sessions;
+
+/// How far ahead of the ledger's next expected seq an upload may be. The sender ships
+/// in order, so a legitimate upload is at most a few seqs ahead; a far-future seq
+/// (10^12, 2^63) would wait in the spool forever.
+pub const SEQ_WINDOW: u64 = 10_000;
 
 /// How often a running receiver prunes old audit files.
 const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
@@ -94,7 +112,14 @@ pub struct Shared {
     spooled: Condvar,
     spool_flag: Mutex<bool>,
     audit: Audit,
-    connections: AtomicU32,
+    /// Open connections and their slots.
+    pub sessions: Sessions,
+    /// Nonces of accepted HELLOs, with when they may be forgotten.
+    nonces: Mutex<HashMap<(String, [u8; 16]), Instant>>,
+    /// Bytes in part files (received, not yet authenticated by END), all connections.
+    unverified: AtomicU64,
+    /// The ledger's next expected seq per node, as last read (for the seq window).
+    next_seen: Mutex<HashMap<String, u64>>,
     pub limits: ReadLimits,
     /// The `[[trust]]` keys, parsed at start.
     pub trust: TrustStore,
@@ -167,6 +192,89 @@ impl Shared {
     pub fn open_target(&self) -> std::result::Result<Target, ApplyError> {
         Target::open(&self.cfg.target, &self.cfg.target_options())
     }
+
+    /// Most bytes all connections together may hold in part files.
+    fn max_unverified(&self) -> u64 {
+        self.cfg.limits.max_batch_bytes.saturating_mul(2)
+    }
+
+    fn note_next(&self, node: &str, next: u64) {
+        if let Ok(mut m) = self.next_seen.lock() {
+            m.insert(node.to_owned(), next);
+        }
+    }
+
+    /// Whether `seq` of `node` is within [`SEQ_WINDOW`] of the ledger's next expected
+    /// seq (as last read). Unknown (target not read yet): within.
+    fn in_window(&self, node: &str, seq: u64) -> bool {
+        let next = self
+            .next_seen
+            .lock()
+            .ok()
+            .and_then(|m| m.get(node).copied());
+        next.is_none_or(|n| seq <= n.saturating_add(SEQ_WINDOW))
+    }
+
+    /// Records a HELLO nonce; false if it was seen before (a replay).
+    fn fresh_nonce(&self, node: &str, nonce: [u8; 16]) -> bool {
+        let Ok(mut m) = self.nonces.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        m.retain(|_, until| *until > now);
+        let keep = now + self.cfg.link.hello_max_skew * 2;
+        m.insert((node.to_owned(), nonce), keep).is_none()
+    }
+
+    /// Checks a HELLO (see the protocol docs, "Authentication"). Ok(key id, "" when
+    /// unsigned and accepted because of `insecure`); Err: the reason for the log.
+    pub fn authenticate_hello(
+        &self,
+        node: &str,
+        hello: &Hello,
+        message: &[u8],
+    ) -> std::result::Result<String, String> {
+        let link = &self.cfg.link;
+        if hello.receiver_id != link.id {
+            return Err(format!(
+                "HELLO is for receiver {:?}, this is {:?} (set [link] receiver_id in the sender's config to this receiver's [link] id)",
+                hello.receiver_id, link.id
+            ));
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let skew = now.abs_diff(hello.time);
+        if skew > link.hello_max_skew.as_secs() {
+            return Err(format!(
+                "HELLO time is {skew} s off this clock, over [link] hello_max_skew = {} s (a replay, or the clocks of the two zones disagree: fix the time source)",
+                link.hello_max_skew.as_secs()
+            ));
+        }
+        let key = if self.trust.has_node(node) {
+            let Some(auth) = &hello.auth else {
+                return Err(format!(
+                    "unsigned HELLO for node {node}, which has [[trust]] keys"
+                ));
+            };
+            self.trust
+                .verify_link(node, &auth.key_id, message, &auth.signature)
+                .map_err(|e| format!("HELLO signature: {e}"))?
+        } else if self.cfg.insecure {
+            // `insecure` lets nodes without keys in unauthenticated; a signature that
+            // there is no key to check against proves nothing and changes nothing.
+            String::new()
+        } else {
+            return Err(format!(
+                "node {node} has no [[trust]] entry (add its .pub line to [[trust]])"
+            ));
+        };
+        if !self.fresh_nonce(node, hello.nonce) {
+            return Err("HELLO nonce seen before: a replayed HELLO".to_owned());
+        }
+        Ok(key)
+    }
 }
 
 /// A running receiver.
@@ -177,13 +285,21 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn new(cfg: ReceiverConfig) -> Result<Receiver> {
+        fsx::private_dir(&cfg.work_dir).map_err(|e| ReceiverError::Work {
+            path: cfg.work_dir.clone(),
+            source: e.into_io(),
+        })?;
         for d in ["spool", "quarantine", "state"] {
             let p = cfg.work_dir.join(d);
-            fs::create_dir_all(&p).map_err(work_err(&p))?;
+            fsx::private_dir(&p).map_err(|e| ReceiverError::Work {
+                path: p.clone(),
+                source: e.into_io(),
+            })?;
         }
         let trust = TrustStore::from_config(&cfg.trust)?;
         let audit = Audit::new(&cfg.work_dir, "receiver");
         let cfg_limits = cfg.limits.read.clone();
+        let sessions = Sessions::new(cfg.link.max_connections as usize);
         let shared = Arc::new(Shared {
             cfg,
             outcomes: Mutex::new(HashMap::new()),
@@ -191,7 +307,10 @@ impl Receiver {
             spooled: Condvar::new(),
             spool_flag: Mutex::new(true),
             audit,
-            connections: AtomicU32::new(0),
+            sessions,
+            nonces: Mutex::new(HashMap::new()),
+            unverified: AtomicU64::new(0),
+            next_seen: Mutex::new(HashMap::new()),
             limits: cfg_limits,
             trust,
         });
@@ -200,6 +319,8 @@ impl Receiver {
         for e in fs::read_dir(&spool).map_err(work_err(&spool))? {
             let e = e.map_err(work_err(&spool))?;
             if e.file_name().to_string_lossy().starts_with(".part-") {
+                // A part that cannot be removed now is removed at the next start;
+                // it is never given a batch name.
                 let _ = fs::remove_file(e.path());
             }
         }
@@ -218,7 +339,7 @@ impl Receiver {
             source,
         })?;
         let p = self.shared.cfg.work_dir.join("state").join("listen.addr");
-        fs::write(&p, format!("{local}\n")).map_err(work_err(&p))?;
+        fsx::write_private_synced(&p, format!("{local}\n").as_bytes()).map_err(work_err(&p))?;
         info!(listen = %local, "receiver listening");
         Ok(l)
     }
@@ -240,18 +361,21 @@ impl Receiver {
             }
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    let max = self.shared.cfg.link.max_connections;
-                    if self.shared.connections.load(Ordering::SeqCst) >= max {
-                        warn!(%peer, max, "too many connections: closing the new one");
-                        drop(stream);
+                    if let Err(e) = stream.set_nonblocking(false) {
+                        warn!(%peer, error = %e, "cannot set up the connection; closing it");
                         continue;
                     }
-                    let _ = stream.set_nonblocking(false);
-                    self.shared.connections.fetch_add(1, Ordering::SeqCst);
+                    let id = match self.shared.sessions.admit(&stream, peer.ip()) {
+                        Ok(id) => id,
+                        Err(e) => {
+                            warn!(%peer, error = %e, "cannot register the connection; closing it");
+                            continue;
+                        }
+                    };
                     let shared = Arc::clone(&self.shared);
                     std::thread::spawn(move || {
-                        serve(&shared, stream, peer.to_string());
-                        shared.connections.fetch_sub(1, Ordering::SeqCst);
+                        serve(&shared, stream, peer.to_string(), id);
+                        shared.sessions.leave(id);
                     });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -319,6 +443,7 @@ impl Receiver {
         let mut did = false;
         for (node, files) in spooled_files(&sh.spool()) {
             let next = t.next_expected(&node)?;
+            sh.note_next(&node, next);
             for (&seq, path) in files.range(..next) {
                 // Applied or quarantined before: a resent copy.
                 let applied = t.applied_sha(&node, seq)?.is_some();
@@ -331,6 +456,7 @@ impl Receiver {
                         Outcome::Failed
                     },
                 );
+                // Gone already is as good: the entry is stale either way.
                 let _ = fs::remove_file(path);
                 did = true;
             }
@@ -361,8 +487,22 @@ impl Receiver {
     ) -> std::result::Result<(), ApplyError> {
         let sh = &self.shared;
         let name = file_name(path);
-        let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let verified = match batch::verify_batch(path, &sh.limits) {
+        // One descriptor, opened without following a symlink, for verification and
+        // execution: what is verified is what runs, whatever happens to the name.
+        let mut input = match fsx::open_nofollow(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(ApplyError::Transient(format!("opening {name}: {e}"))),
+        };
+        let size = input.metadata().map(|m| m.len()).unwrap_or(0);
+        let checked = input
+            .try_clone()
+            .map_err(|e| batch::BatchError::Io {
+                path: path.to_owned(),
+                source: e,
+            })
+            .and_then(|f| batch::verify_open_batch(f, path, &sh.limits));
+        let verified = match checked {
             Ok(v) => v,
             Err(e) => {
                 let detail = e.to_string();
@@ -388,7 +528,10 @@ impl Receiver {
             }
         };
         sh.audit(AuditEvent::new("verified", node, seq, &name, size, &sha).key(&key));
-        match t.apply(path, node, seq, &sha, &sh.limits) {
+        input
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| ApplyError::Transient(format!("rewinding {name}: {e}")))?;
+        match t.apply_open(input, path, node, seq, &sha, &sh.limits) {
             Ok(outcome) => {
                 let n = match outcome {
                     ApplyOutcome::Applied { statements } => statements,
@@ -401,9 +544,12 @@ impl Receiver {
                         .key(&key)
                         .verdict("ok", &detail),
                 );
+                // Applied and in the ledger: a file left behind is answered from the
+                // ledger and removed on the next pass.
                 let _ = fs::remove_file(path);
                 let _ = fs::remove_file(marker(path));
                 sh.set(node, seq, Outcome::Applied);
+                sh.note_next(node, seq + 1);
                 Ok(())
             }
             Err(ApplyError::Deterministic(msg)) => self.failed(t, node, seq, path, &msg),
@@ -429,12 +575,17 @@ impl Receiver {
         if mark.exists() {
             let qdir = sh.quarantine_dir();
             let dest = qdir.join(&name);
-            move_file(path, &dest).map_err(io)?;
-            fs::write(qdir.join(format!("{name}.reason")), format!("{reason}\n")).map_err(io)?;
+            fsx::move_file(path, &dest).map_err(io)?;
+            fsx::write_private_synced(
+                &qdir.join(format!("{name}.reason")),
+                format!("{reason}\n").as_bytes(),
+            )
+            .map_err(io)?;
             let sha = batch::sha256_file(&dest)
                 .map(|(_, h)| hex::encode(h))
                 .unwrap_or_default();
             t.record_quarantine(node, seq, &sha, &name, reason)?;
+            // The ledger has the quarantine row now; a marker left over is inert.
             let _ = fs::remove_file(&mark);
             error!(alarm = true, %node, seq, file = %name, reason, "batch failed twice: dropped to quarantine");
             sh.audit(
@@ -442,7 +593,7 @@ impl Receiver {
                     .verdict("quarantined", reason),
             );
         } else {
-            write_synced(&mark, reason.as_bytes()).map_err(io)?;
+            fsx::write_private_synced(&mark, reason.as_bytes()).map_err(io)?;
             fs::remove_file(path).map_err(io)?;
             warn!(%node, seq, file = %name, reason, "batch failed; waiting for the sender to send it once more");
             sh.audit(
@@ -460,10 +611,9 @@ impl Receiver {
 /// trusted key; Ok(None): unsigned or unverifiable and accepted because of `insecure =
 /// true`. Err: the rejection reason.
 ///
-/// Without `insecure`, every batch must carry a valid signature by a `[[trust]]` key of
-/// its node. With `insecure = true`, signatures are not required, but a batch that
-/// carries one is still verified when keys are configured for its node (a bad
-/// signature is never accepted when it could have been checked).
+/// Every batch of a node that has `[[trust]]` keys must carry a valid signature by one
+/// of them, with or without `insecure`. `insecure = true` only lets batches of nodes
+/// *without* keys through unsigned.
 pub fn authenticate(
     cfg: &ReceiverConfig,
     trust: &TrustStore,
@@ -478,7 +628,7 @@ pub fn authenticate(
             "wrong node: the batch header says node {node}, but it came from node {want}"
         ));
     }
-    if cfg.insecure && (v.signature.is_none() || !trust.has_node(node)) {
+    if cfg.insecure && !trust.has_node(node) {
         return Ok(None);
     }
     trust
@@ -519,41 +669,6 @@ fn marker(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Write `data` to `p` durably. On failure (e.g. a full spool) nothing is left at `p`:
-/// an empty `.fail1` marker would count a failure that was never recorded.
-fn write_synced(p: &Path, data: &[u8]) -> std::io::Result<()> {
-    let written = File::create(p).and_then(|mut f| {
-        f.write_all(data)?;
-        f.sync_all()
-    });
-    if written.is_err() {
-        let _ = fs::remove_file(p);
-    }
-    written
-}
-
-fn sync_dir(p: &Path) -> std::io::Result<()> {
-    File::open(p)?.sync_all()
-}
-
-/// Move a file out of the spool: a rename, or, when the destination is on another file
-/// system (a spool mounted on its own, e.g. a size-limited tmpfs or a quota'd volume), a
-/// copy made durable, then the source removed. A failed copy leaves the source as it was
-/// and no partial destination.
-fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
-    match fs::rename(from, to) {
-        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
-            let copied = fs::copy(from, to).and_then(|_| File::open(to)?.sync_all());
-            if let Err(e) = copied {
-                let _ = fs::remove_file(to);
-                return Err(e);
-            }
-            fs::remove_file(from)
-        }
-        other => other,
-    }
-}
-
 /// Spooled final files by node and seq.
 fn spooled_files(spool: &Path) -> BTreeMap<String, BTreeMap<u64, PathBuf>> {
     let mut out: BTreeMap<String, BTreeMap<u64, PathBuf>> = BTreeMap::new();
@@ -563,21 +678,31 @@ fn spooled_files(spool: &Path) -> BTreeMap<String, BTreeMap<u64, PathBuf>> {
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if let Ok((node, seq, _)) = batch::parse_batch_file_name(&name) {
+            // Only regular files: a symlink (or anything else) under a batch name was
+            // not put there by this receiver and is never followed.
+            if !e.file_type().is_ok_and(|t| t.is_file()) {
+                warn!(file = %name, "spool entry is not a regular file (a symlink?): ignored, never followed; remove it");
+                continue;
+            }
             out.entry(node).or_default().insert(seq, e.path());
         }
     }
     out
 }
 
-fn serve(shared: &Arc<Shared>, stream: TcpStream, peer: String) {
+fn serve(shared: &Arc<Shared>, stream: TcpStream, peer: String, id: u64) {
     let opts = ServerOptions {
         max_frame: shared.cfg.link.max_frame,
         idle_timeout: shared.cfg.link.idle_timeout,
         frame_timeout: shared.cfg.link.frame_timeout,
+        hello_timeout: shared.cfg.link.hello_timeout,
     };
     let mut conn = Conn {
         shared: Arc::clone(shared),
+        id,
+        peer: peer.clone(),
         node: String::new(),
+        keyed: false,
         part: None,
         target: None,
     };
@@ -587,21 +712,79 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, peer: String) {
     }
 }
 
-/// One sender connection.
+/// A batch being received on one connection.
+#[derive(Debug)]
+struct Part {
+    seq: u64,
+    path: PathBuf,
+    file: File,
+    /// Bytes stored so far.
+    len: u64,
+}
+
+/// One sender connection. Until [`FrameHandler::hello`] accepted the peer, `node` is
+/// empty and nothing else of the handler runs (the protocol's server closes a
+/// connection whose first frame is not HELLO).
 struct Conn {
     shared: Arc<Shared>,
+    /// The connection id (unique in this process): part files carry it.
+    id: u64,
+    peer: String,
     node: String,
-    /// The batch being received: (seq, file, bytes so far).
-    part: Option<(u64, File, u64)>,
+    /// Whether the node has `[[trust]]` keys (then every END must be signed).
+    keyed: bool,
+    /// The batch being received on this connection.
+    part: Option<Part>,
     /// A target connection for ledger look-ups (opened lazily).
     target: Option<Target>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.drop_part();
+    }
 }
 
 impl Conn {
     fn part_path(&self, seq: u64) -> PathBuf {
         self.shared
             .spool()
-            .join(format!(".part-{}-{seq:020}", self.node))
+            .join(format!(".part-{}-{seq:020}-{}", self.node, self.id))
+    }
+
+    fn unverified_add(&self, n: u64) {
+        self.shared.unverified.fetch_add(n, Ordering::SeqCst);
+    }
+
+    fn unverified_sub(&self, n: u64) {
+        // Saturating: the counter never wraps below zero on a bookkeeping slip.
+        let _ = self
+            .shared
+            .unverified
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some(v.saturating_sub(n))
+            });
+    }
+
+    /// Takes the part out of the connection (its bytes no longer count as
+    /// unverified); the caller owns its file now.
+    fn take_part(&mut self) -> Option<Part> {
+        let p = self.part.take()?;
+        self.unverified_sub(p.len);
+        Some(p)
+    }
+
+    /// Removes the part file, if any.
+    fn drop_part(&mut self) {
+        if let Some(p) = self.take_part() {
+            drop(p.file);
+            if let Err(e) = fs::remove_file(&p.path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                // Left for the next start, which removes every part file.
+                warn!(file = %p.path.display(), error = %e, "cannot remove a part file");
+            }
+        }
     }
 
     /// Ledger look-up: Some(true) applied, Some(false) quarantined, None unknown.
@@ -625,6 +808,33 @@ impl Conn {
         }
     }
 
+    /// The seq window (see [`SEQ_WINDOW`]): refuses a seq far ahead of the ledger.
+    fn seq_in_window(&mut self, seq: u64) -> bool {
+        let known = self
+            .shared
+            .next_seen
+            .lock()
+            .is_ok_and(|m| m.contains_key(&self.node));
+        if known && self.shared.in_window(&self.node, seq) {
+            return true;
+        }
+        // Not read yet, or the cached value may be old: read the ledger (a target that
+        // cannot be read leaves the window open: only an authenticated node gets here).
+        if self.target.is_none() {
+            self.target = self.shared.open_target().ok();
+        }
+        match self.target.as_mut().map(|t| t.next_expected(&self.node)) {
+            Some(Ok(next)) => self.shared.note_next(&self.node, next),
+            Some(Err(_)) => self.target = None,
+            None => {}
+        }
+        if self.shared.in_window(&self.node, seq) {
+            return true;
+        }
+        warn!(node = %self.node, seq, window = SEQ_WINDOW, "upload refused: seq too far ahead of the ledger's next expected seq");
+        false
+    }
+
     fn store_chunk(&mut self, seq: u64, offset: u64, chunk: &[u8]) -> std::io::Result<bool> {
         let max = self.shared.cfg.limits.max_batch_bytes;
         if offset.saturating_add(chunk.len() as u64) > max {
@@ -635,35 +845,65 @@ impl Conn {
                 max_batch_bytes = max,
                 "batch refused: larger than [limits] max_batch_bytes; partial file dropped"
             );
-            self.part = None;
-            let _ = fs::remove_file(self.part_path(seq));
+            self.drop_part();
             return Ok(false);
         }
         if offset == 0 {
-            // A failed open leaves no half-known part behind.
-            self.part = None;
-            let f = OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(true)
-                .open(self.part_path(seq))?;
-            self.part = Some((seq, f, 0));
+            if !self.seq_in_window(seq) {
+                self.drop_part();
+                return Ok(false);
+            }
+            match self.part.as_mut() {
+                // The sender starts the batch again: this connection's own part.
+                Some(p) if p.seq == seq => {
+                    p.file.set_len(0)?;
+                    let was = p.len;
+                    p.len = 0;
+                    self.unverified_sub(was);
+                }
+                _ => {
+                    self.drop_part();
+                    let path = self.part_path(seq);
+                    // Exclusive, 0600, never through a symlink.
+                    let file = fsx::create_private(&path)?;
+                    self.part = Some(Part {
+                        seq,
+                        path,
+                        file,
+                        len: 0,
+                    });
+                }
+            }
         }
-        let Some((pseq, f, len)) = self.part.as_mut() else {
+        let Some(p) = self.part.as_mut() else {
             return Ok(false);
         };
-        if *pseq != seq || offset > *len {
+        if p.seq != seq || offset > p.len {
             return Ok(false);
         }
-        if offset < *len {
-            f.set_len(offset)?;
-            *len = offset;
+        if offset < p.len {
+            p.file.set_len(offset)?;
+            let cut = p.len - offset;
+            p.len = offset;
+            self.unverified_sub(cut);
         }
-        let written = f
+        let n = chunk.len() as u64;
+        let held = self.shared.unverified.load(Ordering::SeqCst);
+        let cap = self.shared.max_unverified();
+        if held.saturating_add(n) > cap {
+            warn!(node = %self.node, seq, offset, held, cap, "chunk refused: too many unverified bytes held in part files; answering no");
+            return Ok(false);
+        }
+        let Some(p) = self.part.as_mut() else {
+            return Ok(false);
+        };
+        let written = p
+            .file
             .seek(SeekFrom::Start(offset))
-            .and_then(|_| f.write_all(chunk));
+            .and_then(|_| p.file.write_all(chunk));
         let Err(e) = written else {
-            *len += chunk.len() as u64;
+            p.len += n;
+            self.unverified_add(n);
             return Ok(true);
         };
         // Disk full (or another write error) part-way through the chunk: cut the file
@@ -671,15 +911,40 @@ impl Conn {
         // and its resend at the same offset lands on a clean end (and the space the
         // partial chunk took is free again). If even that fails, drop the part: the
         // sender starts the batch again from offset 0.
-        if let Err(cut) = f.set_len(*len) {
+        if let Err(cut) = p.file.set_len(p.len) {
             warn!(node = %self.node, seq, offset, error = %cut, "cannot cut the partial file back; dropping it");
-            self.part = None;
-            let _ = fs::remove_file(self.part_path(seq));
+            self.drop_part();
         }
         Err(e)
     }
 
+    /// The END signature check: a node with keys must sign its END with one of them.
+    fn authenticate_end(&self, seq: u64, info: &EndInfo) -> std::result::Result<(), String> {
+        if !self.keyed {
+            return Ok(()); // insecure, node without keys: accepted unsigned at HELLO
+        }
+        let Some(auth) = &info.auth else {
+            return Err(format!(
+                "unsigned END for node {}, which has [[trust]] keys",
+                self.node
+            ));
+        };
+        let message = info.message(&self.node, seq).map_err(|e| e.to_string())?;
+        self.shared
+            .trust
+            .verify_link(&self.node, &auth.key_id, &message, &auth.signature)
+            .map(|_| ())
+            .map_err(|e| format!("END signature: {e}"))
+    }
+
     fn finish(&mut self, seq: u64, info: &EndInfo) -> std::result::Result<bool, String> {
+        // Authenticity first: nothing of an END the node key did not sign is looked at
+        // further (no ledger query, no hashing, no name taken).
+        if let Err(reason) = self.authenticate_end(seq, info) {
+            self.drop_part();
+            warn!(peer = %self.peer, node = %self.node, seq, file = %info.name, %reason, "END refused: upload dropped, nothing spooled, not counted as a failure");
+            return Err(reason);
+        }
         let (node, fseq, _) =
             batch::parse_batch_file_name(&info.name).map_err(|e| e.to_string())?;
         if node != self.node || fseq != seq {
@@ -692,55 +957,93 @@ impl Conn {
         }
         let max = self.shared.cfg.limits.max_batch_bytes;
         if info.size > max {
-            self.part = None;
-            let _ = fs::remove_file(self.part_path(seq));
+            self.drop_part();
             return Err(format!(
                 "END declares {} bytes, over [limits] max_batch_bytes = {max}",
                 info.size
             ));
         }
+        if !self.seq_in_window(seq) {
+            self.drop_part();
+            return Err(format!("seq {seq} is too far ahead of the ledger"));
+        }
         match self.recorded(seq) {
             Some(true) => return self.check_replay(seq, info),
             Some(false) => {
                 // Quarantined: nothing to spool again.
-                self.part = None;
-                let _ = fs::remove_file(self.part_path(seq));
+                self.drop_part();
                 return Ok(true);
             }
             None => {}
         }
-        let Some((pseq, f, len)) = self.part.take() else {
+        let Some(part) = self.take_part() else {
             return Err("END without data".into());
         };
-        let part = self.part_path(seq);
-        if pseq != seq || len != info.size {
-            let _ = fs::remove_file(&part);
-            return Err(format!("received {len} bytes, END says {}", info.size));
-        }
-        // Any failure from here on (a full disk at fsync, a failed rename) answers "no"
-        // and drops the part, freeing its space: the sender resends the whole batch.
+        let Part {
+            seq: pseq,
+            path,
+            file,
+            len,
+        } = part;
+        // From here on the part file is removed on every way out but one (linked).
         let dropped = |what: &str, e: &dyn std::fmt::Display| {
-            let _ = fs::remove_file(&part);
+            // Gone already is as good.
+            let _ = fs::remove_file(&path);
             format!("{what}: {e}")
         };
-        let synced = f.sync_all();
-        drop(f);
+        if pseq != seq || len != info.size {
+            return Err(dropped(
+                "size",
+                &format!("received {len} bytes, END says {}", info.size),
+            ));
+        }
+        // Any failure from here on (a full disk at fsync, a failed link) answers "no"
+        // and drops the part, freeing its space: the sender resends the whole batch.
+        let synced = file.sync_all();
+        drop(file);
         synced.map_err(|e| dropped("cannot make the received file durable", &e))?;
-        let (_, sha) = batch::sha256_file(&part)
+        let sha = sha256_nofollow(&path)
             .map_err(|e| dropped("cannot read the received file back", &e))?;
         if sha != info.sha256 {
-            let _ = fs::remove_file(&part);
-            return Err("sha256 of the received file does not match END".into());
+            return Err(dropped(
+                "sha256",
+                &"the received file does not match the signed END",
+            ));
         }
-        let dest = self.shared.spool().join(&info.name);
+        let spool = self.shared.spool();
+        let dest = spool.join(&info.name);
         // Pending before the file is visible to the applier: set after, it could
         // overwrite the outcome of an apply that finished in between.
         self.shared.set(&self.node, seq, Outcome::Pending);
-        fs::rename(&part, &dest).map_err(|e| dropped("cannot rename into the spool", &e))?;
+        // A hard link never replaces an existing name (a file spooled by another
+        // connection, or anything else placed there): what the applier may be
+        // verifying right now stays as it is.
+        match fs::hard_link(&path, &dest) {
+            Ok(()) => {
+                // The batch name holds the file now; the part name is surplus (and
+                // removed at the next start if this fails).
+                let _ = fs::remove_file(&path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let same = sha256_nofollow(&dest).is_ok_and(|d| d == sha);
+                // The part is surplus either way.
+                let _ = fs::remove_file(&path);
+                if same {
+                    debug!(node = %self.node, seq, file = %info.name, "already spooled with the same content");
+                    return Ok(true);
+                }
+                error!(alarm = true, node = %self.node, seq, file = %info.name, "a different signed file for a seq that is already spooled: refused, the spooled one stays");
+                return Err(format!(
+                    "{} is already spooled with other content",
+                    info.name
+                ));
+            }
+            Err(e) => return Err(dropped("cannot link into the spool", &e)),
+        }
         // The file is visible to the applier now: never removed here. If the directory
         // cannot be made durable the answer is "no" and the resend finds it applied or
-        // replaces it with the same content.
-        sync_dir(&self.shared.spool())
+        // spooled with the same content.
+        fsx::sync_dir(&spool)
             .map_err(|e| format!("cannot make the spool directory durable: {e}"))?;
         let sha_hex = hex::encode(sha);
         self.shared.audit(AuditEvent::new(
@@ -749,29 +1052,27 @@ impl Conn {
         self.shared.wake_applier();
         Ok(true)
     }
-}
 
-impl Conn {
-    /// A batch whose seq is already applied arrived again. The same content is a resend
-    /// (answered "applied" from the ledger); different content is a replay: rejected,
-    /// kept in `quarantine/replayed/` with a `.reason`, audited, and answered "failed".
     /// Keep a refused transfer in `quarantine/rejected/` with its reason, audit and log
     /// it (nothing of it is spooled or executed).
     fn reject_part(&mut self, seq: u64, info: &EndInfo, reason: &str) {
-        self.part = None;
-        let part = self.part_path(seq);
         let dir = self.shared.quarantine_dir().join("rejected");
         let safe = batch::parse_batch_file_name(&info.name).is_ok();
-        if safe && fs::create_dir_all(&dir).is_ok() {
-            let dest = dir.join(&info.name);
-            if move_file(&part, &dest).is_ok() {
-                let _ = fs::write(
-                    dir.join(format!("{}.reason", info.name)),
-                    format!("{reason}\n"),
-                );
+        if let Some(part) = self.take_part() {
+            if safe && fsx::private_dir(&dir).is_ok() {
+                let dest = dir.join(&info.name);
+                if fsx::move_file(&part.path, &dest).is_ok()
+                    && let Err(e) = fsx::write_private_synced(
+                        &dir.join(format!("{}.reason", info.name)),
+                        format!("{reason}\n").as_bytes(),
+                    )
+                {
+                    warn!(file = %info.name, error = %e, "cannot write the .reason of a rejected upload (the audit record has it)");
+                }
             }
+            // Moved, or dropped here: never left under the part name.
+            let _ = fs::remove_file(&part.path);
         }
-        let _ = fs::remove_file(&part);
         error!(alarm = true, node = %self.node, seq, file = %info.name, reason, "batch rejected at END: nothing spooled");
         self.shared.audit(
             AuditEvent::new("rejected", &self.node, seq, &info.name, info.size, "")
@@ -779,20 +1080,28 @@ impl Conn {
         );
     }
 
+    /// A batch whose seq is already applied arrived again. The same content is a resend
+    /// (answered "applied" from the ledger); different content is a replay: rejected,
+    /// kept in `quarantine/replayed/` with a `.reason`, audited, and answered "failed".
     fn check_replay(&mut self, seq: u64, info: &EndInfo) -> std::result::Result<bool, String> {
-        let part = self.part_path(seq);
-        let complete = matches!(&self.part, Some((s, _, len)) if *s == seq && *len == info.size);
-        self.part = None;
+        let complete = self
+            .part
+            .as_ref()
+            .is_some_and(|p| p.seq == seq && p.len == info.size);
         if !complete {
-            let _ = fs::remove_file(&part);
+            self.drop_part();
             return Ok(true);
         }
         let sh = Arc::clone(&self.shared);
         let dir = sh.quarantine_dir().join("replayed");
-        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        fsx::private_dir(&dir).map_err(|e| e.to_string())?;
         let dest = dir.join(&info.name);
-        move_file(&part, &dest).map_err(|e| {
-            let _ = fs::remove_file(&part);
+        let Some(part) = self.take_part() else {
+            return Ok(true);
+        };
+        fsx::move_file(&part.path, &dest).map_err(|e| {
+            // Removed on the way out; it never gets a batch name.
+            let _ = fs::remove_file(&part.path);
             format!("cannot move the resent copy out of the spool: {e}")
         })?;
         let (size, file_sha) = batch::sha256_file(&dest).map_err(|e| e.to_string())?;
@@ -843,10 +1152,12 @@ impl Conn {
                 ),
             ),
         };
-        let _ = fs::write(
-            dir.join(format!("{}.reason", info.name)),
-            format!("{reason}\n"),
-        );
+        if let Err(e) = fsx::write_private_synced(
+            &dir.join(format!("{}.reason", info.name)),
+            format!("{reason}\n").as_bytes(),
+        ) {
+            warn!(file = %info.name, error = %e, "cannot write the .reason of a replayed copy (the audit record has it)");
+        }
         error!(alarm = true, node = %self.node, seq, file = %info.name, %reason, "batch rejected: nothing executed");
         sh.audit(
             AuditEvent::new("rejected", &self.node, seq, &info.name, size, &content)
@@ -857,11 +1168,45 @@ impl Conn {
     }
 }
 
+/// SHA-256 of a file, opened without following a symlink.
+fn sha256_nofollow(path: &Path) -> std::io::Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = fsx::open_nofollow(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return Ok(h.finalize().into()),
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl FrameHandler for Conn {
-    fn hello(&mut self, node: &str, text: &str) -> bool {
-        info!(%node, peer_says = %text, "sender connected");
-        self.node = node.to_owned();
-        true
+    fn hello(&mut self, node: &str, hello: &Hello, message: &[u8]) -> bool {
+        match self.shared.authenticate_hello(node, hello, message) {
+            Ok(key) => {
+                if !self.shared.sessions.authenticated(self.id, node) {
+                    return false;
+                }
+                self.node = node.to_owned();
+                self.keyed = self.shared.trust.has_node(node);
+                let key = if key.is_empty() {
+                    "none (insecure)"
+                } else {
+                    &key
+                };
+                info!(peer = %self.peer, %node, key, peer_says = %hello.text, "sender authenticated");
+                true
+            }
+            Err(reason) => {
+                warn!(peer = %self.peer, %node, %reason, "HELLO refused");
+                false
+            }
+        }
     }
 
     fn heartbeat(&mut self) -> bool {
@@ -1078,7 +1423,10 @@ mod spool_full_tests {
         let rx = Receiver::new(cfg).unwrap();
         Conn {
             shared: rx.shared,
+            id: 1,
+            peer: "test".to_owned(),
             node: "plant1".to_owned(),
+            keyed: false,
             part: None,
             target: None,
         }
@@ -1127,6 +1475,7 @@ mod spool_full_tests {
             size: whole.len() as u64,
             sha256: Sha256::digest(&whole).into(),
             name: name.clone(),
+            auth: None,
         };
         assert!(c.end(1, &info), "END spools the file");
         assert_eq!(fs::read(spool.join(&name)).unwrap(), whole);
@@ -1150,6 +1499,7 @@ mod spool_full_tests {
             size: body.len() as u64,
             sha256: Sha256::digest(&body).into(),
             name: name.clone(),
+            auth: None,
         };
         assert!(c.data(2, 0, &body));
         // END names another size than was received: refused, the part is gone.
@@ -1287,14 +1637,20 @@ mod outage_tests {
             size: bytes.len() as u64,
             sha256: Sha256::digest(&bytes).into(),
             name: written.name.clone(),
+            auth: None,
         };
         let dropping = Dropping {
             inner: SqliteBackend::open(&replica, Duration::from_secs(1)).unwrap(),
-            queries_left: 1,
+            // The seq window's ledger read at DATA offset 0 (two queries), then
+            // `recorded` at END (one).
+            queries_left: 3,
         };
         let mut c = Conn {
             shared: Arc::clone(&rx.shared),
+            id: 1,
+            peer: "test".to_owned(),
             node: "plant1".into(),
+            keyed: false,
             part: None,
             target: Some(
                 Target::with_backend_allowing(Box::new(dropping), AllowList::default()).unwrap(),

@@ -72,7 +72,8 @@ fn real_main(cli: Cli) -> Result<()> {
     let cfg = ReceiverConfig::load(&cli.config)?;
     if cfg.insecure {
         warn!(
-            "insecure = true: unsigned batches are accepted (a signature present is still checked when [[trust]] has keys for its node)"
+            listen = %cfg.link.listen,
+            "insecure = true: a sender of any node WITHOUT a [[trust]] key is accepted unauthenticated, under any node name it claims: anyone who can reach the listen address can write to the target through such a node. Nodes with [[trust]] keys still need valid signatures on HELLO, END and every batch"
         );
     }
     match cli.cmd {

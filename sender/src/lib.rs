@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,9 @@ use gapsync_common::source::{
 };
 pub use gapsync_common::stop::sleep_unless;
 use gapsync_common::value::Value;
-use gapsync_protocol::{Backoff, LinkClient, LinkError, LinkOptions, ResultAnswer};
+use gapsync_protocol::{
+    Backoff, Identity, LinkClient, LinkError, LinkOptions, LinkSigner, ResultAnswer,
+};
 use tracing::{error, info, warn};
 
 pub mod status;
@@ -765,12 +768,15 @@ impl Sender {
         }
         if self.link.is_none() {
             let hello = format!("gapsync-sender {}", env!("CARGO_PKG_VERSION"));
-            let c = LinkClient::connect(
-                &self.cfg.link.connect,
-                &self.cfg.node,
-                &hello,
-                self.link_options(),
-            )?;
+            let id = Identity {
+                node: self.cfg.node.clone(),
+                receiver_id: self.cfg.link.receiver_id.clone(),
+                signer: self
+                    .signer
+                    .clone()
+                    .map(|s| Arc::new(NodeKey(s)) as Arc<dyn LinkSigner>),
+            };
+            let c = LinkClient::connect(&self.cfg.link.connect, &id, &hello, self.link_options())?;
             info!(receiver = %self.cfg.link.connect, "link up");
             self.backoff.reset();
             self.link = Some(c);
@@ -1188,5 +1194,21 @@ impl StrategyClock {
             last_activity: now,
             last_id,
         }
+    }
+}
+
+/// The node key as the link's signer: the key that signs batch files also signs HELLO
+/// and END (with the link's own domain prefixes, so neither signature can stand for the
+/// other).
+#[derive(Debug)]
+struct NodeKey(BatchSigner);
+
+impl LinkSigner for NodeKey {
+    fn key_id(&self) -> [u8; 8] {
+        self.0.key_id_bytes()
+    }
+
+    fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign_link(message)
     }
 }

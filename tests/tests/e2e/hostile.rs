@@ -1,6 +1,6 @@
 //! Hostile and broken senders against a running receiver: an oversized frame, a zstd
-//! bomb, an endless statement, a slow-dribbling sender and 100 idle connections (within
-//! and over `max_connections`). Each is refused with a clear log line while a good sender
+//! bomb, an endless statement, a slow-dribbling sender and 100 idle connections of one
+//! address (at most four stay open). Each is refused with a clear log line while a good sender
 //! keeps getting its batches applied.
 
 use std::fs::File;
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use gapsync_common::batch::{self, BatchHeader, BatchKind, BatchWriter};
-use gapsync_protocol::{Frame, FrameType, LinkClient, LinkOptions, ResultAnswer};
+use gapsync_protocol::{Frame, FrameType, Identity, LinkClient, LinkOptions, ResultAnswer};
 use gapsync_tests::plant::METER_READING;
 use gapsync_tests::*;
 use rusqlite::params;
@@ -48,13 +48,23 @@ fn push_twice(addr: &str, path: &Path) -> Vec<ResultAnswer> {
     let (size, sha) = batch::sha256_file(path).unwrap();
     let mut answers = Vec::new();
     for _ in 0..2 {
-        let mut link =
-            LinkClient::connect(addr, &node, "hostile test", LinkOptions::default()).unwrap();
+        let mut link = LinkClient::connect(
+            addr,
+            &unsigned(&node),
+            "hostile test",
+            LinkOptions::default(),
+        )
+        .unwrap();
         let mut f = File::open(path).unwrap();
         link.send_file(seq, &name, &mut f, size, sha).unwrap();
         answers.push(link.ask_result(seq).unwrap());
     }
     answers
+}
+
+/// An identity without a key, for the `insecure` receivers of these tests.
+fn unsigned(node: &str) -> Identity {
+    Identity::unsigned(node, gapsync_common::config::DEFAULT_RECEIVER_ID)
 }
 
 /// The `.reason` text of a quarantined file of the receiver.
@@ -224,8 +234,9 @@ fn hostile_senders_are_refused_while_a_good_sender_is_served() {
         "dribbler sent {sent} bytes in {took:?} before being closed"
     );
 
-    // (e) 100 idle connections within max_connections = 150, held while the good
-    // sender keeps getting batches applied.
+    // (e) 100 idle connections from one address while the good sender keeps getting
+    // batches applied: an address holds at most MAX_UNAUTHENTICATED_PER_PEER
+    // unauthenticated connections, each new one closes its oldest.
     let mut idle: Vec<TcpStream> = (0..100)
         .map(|_| TcpStream::connect(&addr).unwrap())
         .collect();
@@ -235,9 +246,10 @@ fn hostile_senders_are_refused_while_a_good_sender_is_served() {
         secs(20),
         || rx.last_seq("plant1") >= before + 3,
     );
+    let open = idle.iter_mut().map(|s| !closed(s)).filter(|o| *o).count();
     assert!(
-        idle.iter_mut().all(|s| !closed(s)),
-        "idle connections within max_connections must stay open"
+        open <= gapsync_common::config::MAX_UNAUTHENTICATED_PER_PEER,
+        "{open} idle connections of one address still open"
     );
 
     stop.store(true, Ordering::SeqCst);
@@ -294,7 +306,7 @@ fn hostile_senders_are_refused_while_a_good_sender_is_served() {
 }
 
 #[test]
-fn connections_over_max_connections_are_closed_at_accept() {
+fn idle_unauthenticated_connections_make_room_for_the_newest() {
     let ws = Workspace::new("hostile-maxconn");
     let mut rx = ws.receiver(ReceiverConfig {
         max_connections: Some(5),
@@ -302,38 +314,37 @@ fn connections_over_max_connections_are_closed_at_accept() {
     });
     rx.start();
     let addr = rx.addr().to_owned();
+    let per_peer = gapsync_common::config::MAX_UNAUTHENTICATED_PER_PEER;
     let mut conns: Vec<TcpStream> = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..100 {
         conns.push(TcpStream::connect(&addr).unwrap());
     }
-    // The first five are being served (idle) before the excess arrives.
-    std::thread::sleep(ms(500));
-    for _ in 0..95 {
-        conns.push(TcpStream::connect(&addr).unwrap());
-    }
+    let excess = conns.len() - per_peer;
     let mut is_closed = vec![false; conns.len()];
-    ws.wait_until("95 excess connections to be closed", secs(20), || {
+    ws.wait_until("the excess idle connections to be closed", secs(20), || {
         for (i, s) in conns.iter_mut().enumerate() {
             if !is_closed[i] {
                 is_closed[i] = closed(s);
             }
         }
-        is_closed.iter().filter(|c| **c).count() >= 95
+        is_closed.iter().filter(|c| **c).count() >= excess
     });
     assert!(
-        is_closed[..5].iter().all(|c| !c),
-        "the first connections within max_connections stay open"
+        is_closed[excess..].iter().all(|c| !c),
+        "the newest connections of the address stay open (the oldest made room)"
     );
     let log = rx.log_text();
     assert_eq!(
-        count(&log, &["too many connections: closing the new one"]),
-        95,
-        "one log line per refused connection\n{}",
+        count(
+            &log,
+            &["closing an unauthenticated connection to make room for a new one"]
+        ),
+        excess,
+        "one log line per closed connection\n{}",
         rx.log_tail(20)
     );
 
-    // With the idle ones gone, a good sender is served.
-    drop(conns);
+    // While the idle ones are still held, a good sender is served.
     let mut tx = ws.sender(
         SenderConfig::new("plant1")
             .table(Table::new("meter_reading"))
@@ -352,4 +363,5 @@ fn connections_over_max_connections_are_closed_at_accept() {
     ws.wait_synced(&tx, &rx, secs(30));
     assert_synced(&tx, &rx);
     tx.stop();
+    drop(conns);
 }

@@ -288,7 +288,9 @@ fn link_signed_pipeline_rotation_and_rejections() {
     assert_eq!(target_rows(&rx), 5);
     let applied = rx.ledger_seqs("plant1").len() as u64;
 
-    // The old key is removed from the receiver: a batch signed with it is rejected.
+    // The old key is removed from the receiver: a sender still holding it is refused
+    // at HELLO (it is no longer a trusted node); nothing of it is spooled, executed or
+    // counted as a failure, its batch waits.
     rx.stop();
     rx.cfg.trust.retain(|(_, k)| k != &pub1);
     rx.write_config();
@@ -297,28 +299,51 @@ fn link_signed_pipeline_rotation_and_rejections() {
     tx.write_config();
     insert(&tx, 6..7, "m3");
     let out = tx.exec(&["once"]);
-    assert!(!out.success(), "a batch signed with a removed key: {out:?}");
-    assert_eq!(
-        target_rows(&rx),
-        5,
-        "nothing of the rejected batch executed"
+    assert!(!out.success(), "a sender with a removed key: {out:?}");
+    assert!(
+        out.stderr.contains("receiver refused the session"),
+        "{out:?}"
     );
-    assert_link_rejected(&tx, &rx, applied + 1, "not a trusted key");
+    assert!(
+        rx.log_text()
+            .contains("is not a trusted key of node plant1"),
+        "the receiver names the reason: {}",
+        rx.log_tail(10)
+    );
+    assert_eq!(target_rows(&rx), 5, "nothing of it executed");
+    assert_eq!(
+        tx.batch(applied + 1).state,
+        "ready",
+        "not counted as a failure"
+    );
+    assert!(rx.quarantined_seqs("plant1").is_empty());
 
-    // An unsigned sender (insecure) to a receiver that requires signatures.
+    // An unsigned sender (insecure) to a receiver that requires signatures: refused
+    // at HELLO the same way.
     tx.cfg.sign_key = None;
     tx.write_config();
     insert(&tx, 7..8, "m4");
     let out = tx.exec(&["once"]);
-    assert!(!out.success(), "an unsigned batch: {out:?}");
+    assert!(!out.success(), "an unsigned sender: {out:?}");
     assert_eq!(target_rows(&rx), 5);
-    assert_link_rejected(&tx, &rx, applied + 2, "not signed");
+    assert_eq!(tx.batch(applied + 2).state, "ready");
+    assert!(
+        rx.log_text().contains("unsigned HELLO for node plant1"),
+        "{}",
+        rx.log_tail(10)
+    );
 
-    // The current key still works afterwards.
+    // With the current key the session is authenticated again: the two waiting
+    // batches arrive, and their files' own signatures decide: the one signed with the
+    // removed key and the unsigned one are rejected before any statement runs and
+    // quarantined on both sides; the stream goes on.
     tx.cfg.sign_key = Some(k2);
     tx.write_config();
     insert(&tx, 8..9, "m5");
-    tx.once();
+    let _ = tx.exec(&["once"]);
+    assert_link_rejected(&tx, &rx, applied + 1, "not a trusted key");
+    assert_link_rejected(&tx, &rx, applied + 2, "not signed");
+    let _ = tx.exec(&["once"]);
     assert_eq!(target_rows(&rx), 6);
 }
 
@@ -502,7 +527,7 @@ fn link_rejects_a_file_of_another_node() {
     let (size, sha) = gapsync_common::batch::sha256_file(&path).unwrap();
     let mut link = gapsync_protocol::LinkClient::connect(
         rx.addr(),
-        "plant2",
+        &gapsync_protocol::Identity::unsigned("plant2", "gapsync-receiver"),
         "forger",
         gapsync_protocol::LinkOptions::default(),
     )

@@ -7,7 +7,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gapsync_protocol::{LinkClient, LinkOptions, ResultAnswer};
+use gapsync_protocol::{Identity, LinkClient, LinkOptions, ResultAnswer};
 use gapsync_tests::suite::*;
 use gapsync_tests::*;
 use rusqlite::params;
@@ -242,7 +242,8 @@ fn spool_full_answers_no_loses_nothing_and_resumes() {
         max_frame: MAX_FRAME as usize,
         ..LinkOptions::default()
     };
-    let mut link = LinkClient::connect(rx.addr(), &node, "spool_full resend", opts).unwrap();
+    let me = Identity::unsigned(&node, gapsync_common::config::DEFAULT_RECEIVER_ID);
+    let mut link = LinkClient::connect(rx.addr(), &me, "spool_full resend", opts).unwrap();
     link.send_file(seq, &name, &mut File::open(file).unwrap(), size, sha)
         .unwrap_or_else(|e| panic!("resend of applied {name}: {e}\n{}", rx.log_tail(20)));
     assert_eq!(link.ask_result(seq).unwrap(), ResultAnswer::Applied);

@@ -1,0 +1,239 @@
+//! Who holds a connection, and for how long: the receiver's slots.
+//!
+//! The receiver's port is open to the whole outside network, so a peer that has not
+//! authenticated must not be able to keep anyone else out. Every connection is
+//! registered here from accept to close:
+//!
+//! - **Unauthenticated** (before an accepted HELLO): at most
+//!   [`MAX_UNAUTHENTICATED_PER_PEER`] per peer address and `max_unauthenticated` in
+//!   total. A new connection over either cap closes the *oldest* unauthenticated one (of
+//!   that address first), so a stranger holding idle connections is pushed out by the
+//!   next arrival instead of shutting the real sender out; and the HELLO deadline
+//!   (`[link] hello_timeout`) ends every such connection soon anyway.
+//! - **Authenticated** (a node's HELLO verified): no longer counted against the caps
+//!   above; at most [`MAX_SESSIONS_PER_NODE`] per node, the oldest closed first (a
+//!   sender that reconnects after a fault leaves its old connection waiting for its
+//!   idle timeout; the new one wins).
+//!
+//! Closing means `shutdown` of a clone of the victim's socket: its thread's next read
+//! fails and it ends, removing its part file on the way out.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Shutdown, TcpStream};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+pub use gapsync_common::config::MAX_UNAUTHENTICATED_PER_PEER;
+
+/// Authenticated connections one node may hold at once.
+pub const MAX_SESSIONS_PER_NODE: usize = 4;
+
+#[derive(Debug)]
+struct Slot {
+    ip: IpAddr,
+    since: Instant,
+    node: Option<String>,
+    /// A clone of the connection's socket, to close it.
+    stream: TcpStream,
+}
+
+/// The registry of open connections (see the module docs).
+#[derive(Debug)]
+pub struct Sessions {
+    slots: Mutex<HashMap<u64, Slot>>,
+    next_id: AtomicU64,
+    max_unauthenticated: usize,
+}
+
+/// Counts for `status` and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionCounts {
+    pub unauthenticated: usize,
+    pub authenticated: usize,
+}
+
+impl Sessions {
+    pub fn new(max_unauthenticated: usize) -> Sessions {
+        Sessions {
+            slots: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            max_unauthenticated: max_unauthenticated.max(1),
+        }
+    }
+
+    /// Registers a new, unauthenticated connection; closes the oldest unauthenticated
+    /// ones over the caps. Returns the connection id, or the error of cloning the
+    /// socket (the caller then drops the connection).
+    pub fn admit(&self, stream: &TcpStream, ip: IpAddr) -> std::io::Result<u64> {
+        let clone = stream.try_clone()?;
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let Ok(mut slots) = self.slots.lock() else {
+            return Ok(id);
+        };
+        // Per address, then in total: make room for one more.
+        for per_peer in [true, false] {
+            let cap = if per_peer {
+                MAX_UNAUTHENTICATED_PER_PEER
+            } else {
+                self.max_unauthenticated
+            };
+            loop {
+                let pending: Vec<(u64, Instant)> = slots
+                    .iter()
+                    .filter(|(_, s)| s.node.is_none() && (!per_peer || s.ip == ip))
+                    .map(|(id, s)| (*id, s.since))
+                    .collect();
+                if pending.len() < cap {
+                    break;
+                }
+                let Some((victim, _)) = pending.into_iter().min_by_key(|(_, since)| *since) else {
+                    break;
+                };
+                if let Some(s) = slots.remove(&victim) {
+                    tracing::warn!(peer = %s.ip, held_for = ?s.since.elapsed(), "closing an unauthenticated connection to make room for a new one");
+                    // Already closed by the peer is as good.
+                    let _ = s.stream.shutdown(Shutdown::Both);
+                }
+            }
+        }
+        slots.insert(
+            id,
+            Slot {
+                ip,
+                since: Instant::now(),
+                node: None,
+                stream: clone,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Connection `id` authenticated as `node`: it leaves the unauthenticated caps;
+    /// older connections of `node` beyond [`MAX_SESSIONS_PER_NODE`] are closed.
+    /// Returns false if the connection was closed meanwhile (evicted).
+    pub fn authenticated(&self, id: u64, node: &str) -> bool {
+        let Ok(mut slots) = self.slots.lock() else {
+            return false;
+        };
+        let Some(slot) = slots.get_mut(&id) else {
+            return false;
+        };
+        slot.node = Some(node.to_owned());
+        slot.since = Instant::now();
+        loop {
+            let mine: Vec<(u64, Instant)> = slots
+                .iter()
+                .filter(|(_, s)| s.node.as_deref() == Some(node))
+                .map(|(id, s)| (*id, s.since))
+                .collect();
+            if mine.len() <= MAX_SESSIONS_PER_NODE {
+                return true;
+            }
+            let Some((victim, _)) = mine.into_iter().min_by_key(|(_, since)| *since) else {
+                return true;
+            };
+            if let Some(s) = slots.remove(&victim) {
+                tracing::info!(%node, peer = %s.ip, "closing the oldest connection of the node: it opened a newer one");
+                // Already closed by the peer is as good.
+                let _ = s.stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Connection `id` ended.
+    pub fn leave(&self, id: u64) {
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.remove(&id);
+        }
+    }
+
+    pub fn counts(&self) -> SessionCounts {
+        let Ok(slots) = self.slots.lock() else {
+            return SessionCounts::default();
+        };
+        let authenticated = slots.values().filter(|s| s.node.is_some()).count();
+        SessionCounts {
+            unauthenticated: slots.len() - authenticated,
+            authenticated,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    fn pair(l: &TcpListener) -> (TcpStream, TcpStream) {
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (c, s)
+    }
+
+    fn is_closed(c: &mut TcpStream) -> bool {
+        c.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .unwrap();
+        matches!(c.read(&mut [0u8; 1]), Ok(0) | Err(_))
+            && c.read(&mut [0u8; 1]).map(|n| n == 0).unwrap_or(true)
+    }
+
+    #[test]
+    fn the_oldest_unauthenticated_connection_of_a_peer_makes_room() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let reg = Sessions::new(16);
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..MAX_UNAUTHENTICATED_PER_PEER {
+            let (c, s) = pair(&l);
+            reg.admit(&s, ip).unwrap();
+            held.push((c, s));
+        }
+        assert_eq!(reg.counts().unauthenticated, MAX_UNAUTHENTICATED_PER_PEER);
+        let (_c, s) = pair(&l);
+        reg.admit(&s, ip).unwrap();
+        assert_eq!(reg.counts().unauthenticated, MAX_UNAUTHENTICATED_PER_PEER);
+        assert!(is_closed(&mut held[0].0), "the oldest was closed");
+        // Another address is not affected by this one's cap.
+        let (_c2, s2) = pair(&l);
+        reg.admit(&s2, "10.0.0.10".parse().unwrap()).unwrap();
+        assert_eq!(
+            reg.counts().unauthenticated,
+            MAX_UNAUTHENTICATED_PER_PEER + 1
+        );
+    }
+
+    #[test]
+    fn authenticated_sessions_leave_the_caps_and_are_bounded_per_node() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let reg = Sessions::new(2);
+        let mut held = Vec::new();
+        for i in 0..(MAX_SESSIONS_PER_NODE + 1) {
+            let (c, s) = pair(&l);
+            let id = reg
+                .admit(&s, format!("10.0.1.{i}").parse().unwrap())
+                .unwrap();
+            assert!(reg.authenticated(id, "plant1"));
+            held.push((c, s));
+        }
+        let n = reg.counts();
+        assert_eq!(n.authenticated, MAX_SESSIONS_PER_NODE);
+        assert_eq!(n.unauthenticated, 0);
+        assert!(
+            is_closed(&mut held[0].0),
+            "the node's oldest session was closed"
+        );
+        // The total cap of unauthenticated connections evicts the oldest of them.
+        let (mut a, sa) = pair(&l);
+        reg.admit(&sa, "10.0.2.1".parse().unwrap()).unwrap();
+        let (_b, sb) = pair(&l);
+        reg.admit(&sb, "10.0.2.2".parse().unwrap()).unwrap();
+        let (_c, sc) = pair(&l);
+        reg.admit(&sc, "10.0.2.3".parse().unwrap()).unwrap();
+        assert_eq!(reg.counts().unauthenticated, 2);
+        assert!(is_closed(&mut a));
+        assert_eq!(reg.counts().authenticated, MAX_SESSIONS_PER_NODE);
+    }
+}
