@@ -17,7 +17,7 @@ shift || true
 cd "$(dirname "$0")"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(frame_decoder batch_parser statement_validator)
+    targets=(frame_decoder batch_parser statement_validator link_auth)
 fi
 
 export RUSTC_BOOTSTRAP="${RUSTC_BOOTSTRAP:-1}"

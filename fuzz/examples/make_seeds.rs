@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use gapsync_common::batch::{BatchHeader, BatchKind, BatchWriter};
 use gapsync_common::dialect::Dialect;
 use gapsync_common::value::Value;
-use gapsync_protocol::wire::{EndInfo, Frame, FrameType, hello_payload};
+use gapsync_protocol::Hello;
+use gapsync_protocol::auth::LinkSigner;
+use gapsync_protocol::wire::{EndInfo, Frame, FrameType};
 
 fn out(target: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,20 +21,17 @@ fn out(target: &str) -> PathBuf {
 
 fn frames() {
     let d = out("frame_decoder");
-    let end = EndInfo {
-        size: 1234,
-        sha256: [7; 32],
-        name: "plant1-00000000000000000001.sql".to_owned(),
-    }
-    .encode()
-    .expect("end");
+    let end = EndInfo::new(1234, [7; 32], "plant1-00000000000000000001.sql")
+        .encode()
+        .expect("end");
     let all = [
         Frame::new(
             FrameType::Hello,
             "plant1",
             0,
             0,
-            hello_payload("sender 0.1").into_bytes(),
+            Hello::encode("plant1", "gapsync-receiver", 1, [3; 16], "sender 0.1", None)
+                .expect("hello"),
         ),
         Frame::new(FrameType::Heartbeat, "plant1", 0, 0, Vec::new()),
         Frame::new(
@@ -178,8 +177,42 @@ fn statements() {
     }
 }
 
+/// A fixed, throw-away signer (the fuzz target checks that nothing it did not sign
+/// verifies; these seeds only give it valid layouts to mutate).
+#[derive(Debug)]
+struct SeedSigner;
+
+impl LinkSigner for SeedSigner {
+    fn key_id(&self) -> [u8; 8] {
+        [0x5e; 8]
+    }
+    fn sign(&self, message: &[u8]) -> [u8; 64] {
+        let mut s = [0u8; 64];
+        for (i, b) in message.iter().enumerate() {
+            s[i % 64] ^= b;
+        }
+        s
+    }
+}
+
+fn link_auth() {
+    let d = out("link_auth");
+    let hellos = [
+        Hello::encode("plant1", "gapsync-receiver", 1_790_000_000, [1; 16], "s", None),
+        Hello::encode("plant1", "mis-1", 1_790_000_000, [2; 16], "gapsync-sender 0.1.0", Some(&SeedSigner)),
+    ];
+    for (i, h) in hellos.into_iter().enumerate() {
+        fs::write(d.join(format!("hello{i}")), h.expect("hello")).expect("write");
+    }
+    let mut end = EndInfo::new(99, [9; 32], "plant1-00000000000000000001.sql.zst");
+    fs::write(d.join("end0"), end.encode().expect("end")).expect("write");
+    end.sign("plant1", 1, &SeedSigner).expect("sign");
+    fs::write(d.join("end1"), end.encode().expect("end")).expect("write");
+}
+
 fn main() {
     frames();
+    link_auth();
     batches();
     statements();
 }

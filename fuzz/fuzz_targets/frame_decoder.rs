@@ -1,5 +1,5 @@
 //! Frame decoder: `read_frame` over arbitrary bytes (several frames in a row), the
-//! END payload decoder and the HELLO parser. Every frame that decodes must re-encode to
+//! END payload decoder and the HELLO decoder (see also `link_auth`). Every frame that decodes must re-encode to
 //! exactly the bytes it was read from.
 //!
 //! The header carries SHA-256 based checksums that random mutation cannot forge, so when
@@ -10,6 +10,7 @@
 
 use std::io::Cursor;
 
+use gapsync_protocol::Hello;
 use gapsync_protocol::wire::{self, EndInfo, FrameType, HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
@@ -53,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
         rest
     };
     let _ = EndInfo::decode(rest);
-    let _ = wire::parse_hello(rest);
+    let _ = Hello::decode(rest);
     let mut cur = Cursor::new(rest);
     loop {
         let start = cur.position() as usize;
@@ -73,8 +74,10 @@ fuzz_target!(|data: &[u8]| {
                     let enc = info.encode().expect("a decoded END re-encodes");
                     assert_eq!(enc, frame.payload);
                 }
-                if frame.kind == FrameType::Hello {
-                    let _ = wire::parse_hello(&frame.payload);
+                if frame.kind == FrameType::Hello
+                    && let Ok(hello) = Hello::decode(&frame.payload)
+                {
+                    let _ = hello.message(&frame.node, &frame.payload);
                 }
             }
             Err(e) => {
