@@ -890,7 +890,7 @@ impl Sender {
     /// Send the file, then ask for the result.
     fn try_ship(&mut self, rec: &BatchRecord, path: &Path, sha: [u8; 32]) -> Result<ResultAnswer> {
         self.ensure_link()?;
-        let mut f = File::open(path).map_err(work_err(path))?;
+        let mut f = gapsync_common::fsx::open_nofollow(path).map_err(work_err(path))?;
         self.audit("sent", rec, "pending", "");
         let link = match self.link.as_mut() {
             Some(l) => l,
@@ -907,7 +907,8 @@ impl Sender {
         );
         let qdir = self.dir("quarantine");
         let rpath = qdir.join(format!("{}.reason", rec.file));
-        std::fs::write(&rpath, format!("{reason}\n")).map_err(work_err(&rpath))?;
+        gapsync_common::fsx::write_private_synced(&rpath, format!("{reason}\n").as_bytes())
+            .map_err(work_err(&rpath))?;
         self.source.mark_quarantined(rec.seq, &reason)?;
         let dest = qdir.join(&rec.file);
         std::fs::rename(path, &dest).map_err(work_err(&dest))?;
