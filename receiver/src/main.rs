@@ -78,6 +78,12 @@ fn real_main(cli: Cli) -> Result<()> {
     }
     match cli.cmd {
         Cmd::Check => {
+            gapsync_common::sign::TrustStore::from_config(&cfg.trust).with_context(|| {
+                format!(
+                    "{}: [[trust]] key: paste the sender's .pub line",
+                    cli.config.display()
+                )
+            })?;
             open_target(&cfg).with_context(|| format!("opening the target {}", cfg.target))?;
             println!(
                 "{}: configuration OK (target {})",
