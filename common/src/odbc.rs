@@ -201,7 +201,10 @@ fn to_params(params: &[Param<'_>]) -> Vec<Box<dyn InputParameter>> {
 }
 
 /// The consumer of [`OdbcBackend::query_each`]'s rows.
-pub type RowSink<'a> = dyn FnMut(&[Option<String>]) -> Result<(), crate::source::SinkError> + 'a;
+/// What a row sink may fail with (the caller's own error, boxed).
+pub type RowError = Box<dyn std::error::Error + Send + Sync>;
+
+pub type RowSink<'a> = dyn FnMut(&[Option<String>]) -> Result<(), RowError> + 'a;
 
 impl OdbcBackend {
     /// Run a query and hand every row (values as text, NULL as None) to `f`, streaming:
@@ -212,7 +215,7 @@ impl OdbcBackend {
         sql: &str,
         params: &[Param<'_>],
         f: &mut RowSink<'_>,
-    ) -> Result<(), crate::source::SinkError> {
+    ) -> Result<(), RowError> {
         let p = to_params(params);
         let Some(mut cursor) = self.conn.execute(sql, &p[..], None).map_err(odbc_err)? else {
             return Ok(());

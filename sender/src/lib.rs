@@ -15,7 +15,7 @@
 //! applied batches (their `archive/` file and their record) cut more than `keep_days`
 //! ago, at start and once a day; the audit record keeps their name, size and SHA-256.
 //! The durable state (next seq, batch records, which rows a batch carries) lives in the
-//! source database, next to the tracking rows (see `gapsync_common::source`).
+//! source database, next to the tracking rows (see `crate::capture`).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -24,13 +24,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::capture::{
+    BatchRecord, BatchState, Change, ChangeSource, Op, SnapshotEvent, SqliteSource, TableSpec,
+};
 use gapsync_common::audit::{Audit, AuditEvent};
 use gapsync_common::batch::{self, BatchHeader, BatchKind, BatchWriter};
 use gapsync_common::config::{DbUrl, OnSecondFailure, SenderConfig, Strategy};
 use gapsync_common::sign::BatchSigner;
-use gapsync_common::source::{
-    BatchRecord, BatchState, Change, ChangeSource, Op, SnapshotEvent, SqliteSource, TableSpec,
-};
 pub use gapsync_common::stop::sleep_unless;
 use gapsync_common::value::Value;
 use gapsync_protocol::{
@@ -38,13 +38,14 @@ use gapsync_protocol::{
 };
 use tracing::{error, info, warn};
 
+pub mod capture;
 pub mod status;
 
 /// Errors of the sender library.
 #[derive(Debug, thiserror::Error)]
 pub enum SenderError {
     #[error(transparent)]
-    Source(#[from] gapsync_common::source::SourceError),
+    Source(#[from] crate::capture::SourceError),
     #[error(transparent)]
     Batch(#[from] gapsync_common::batch::BatchError),
     #[error(transparent)]
@@ -158,13 +159,13 @@ impl Sender {
         let source: Box<dyn ChangeSource> = match &cfg.source {
             DbUrl::Sqlite(p) => Box::new(SqliteSource::open(p)?),
             #[cfg(feature = "odbc")]
-            DbUrl::Odbc(cs) => Box::new(gapsync_common::odbc_source::OdbcSource::connect(
+            DbUrl::Odbc(cs) => Box::new(crate::capture::odbc::OdbcSource::connect(
                 cs,
                 cfg.source_dialect.as_deref(),
             )?),
             #[cfg(not(feature = "odbc"))]
             DbUrl::Odbc(_) => {
-                return Err(gapsync_common::source::SourceError::Unsupported(
+                return Err(crate::capture::SourceError::Unsupported(
                     "[source] url: this build has no ODBC support (build with --features odbc)"
                         .into(),
                 )
@@ -244,7 +245,7 @@ impl Sender {
     /// and its record: with a server source, even a failed COMMIT may have committed).
     fn recover_outbox(&mut self) -> Result<()> {
         if !self.source.is_installed()? {
-            return Err(gapsync_common::source::SourceError::NotInstalled.into());
+            return Err(crate::capture::SourceError::NotInstalled.into());
         }
         // Files are written before their record commits: a file without a record is
         // the leftover of a crash between the two and was never sent.
@@ -423,7 +424,7 @@ impl Sender {
     /// where statement `i` ends. `R` rows (rows a REPLACE displaced) become a DELETE
     /// only when the next change is the INSERT of the very row they recorded; otherwise
     /// the insert was ignored, failed or turned into an upsert's UPDATE, and they are
-    /// dropped (see `gapsync_common::source`).
+    /// dropped (see `crate::capture`).
     ///
     /// A change the target's dialect cannot express (e.g. NUL in PostgreSQL text) is
     /// returned in `rejected` with the reason instead of stopping the pipeline.
@@ -687,13 +688,13 @@ impl Sender {
             }
             rows_seen += 1;
             if rows_seen > total {
-                return Err(gapsync_common::source::SourceError::Corrupt(format!(
+                return Err(crate::capture::SourceError::Corrupt(format!(
                     "table {table} returned more rows than it counted"
                 ))
                 .into());
             }
             let (w, _) = writer.as_mut().ok_or_else(|| {
-                gapsync_common::source::SourceError::Corrupt("snapshot row before start".into())
+                crate::capture::SourceError::Corrupt("snapshot row before start".into())
             })?;
             buf.clear();
             d.render_insert(&spec.target, &cols, row, &mut buf)?;
@@ -702,20 +703,20 @@ impl Sender {
             Ok(())
         };
         let absorbed = self.source.snapshot_each(&spec, &mut |ev| {
-            sink(ev).map_err(|e| -> gapsync_common::source::SinkError { Box::new(e) })
+            sink(ev).map_err(|e| -> crate::capture::SinkError { Box::new(e) })
         });
         let absorbed = match absorbed {
             Ok(a) => a,
             Err(e) => {
                 let e = match e.downcast::<SenderError>() {
                     Ok(e) => *e,
-                    Err(e) => match e.downcast::<gapsync_common::source::SourceError>() {
+                    Err(e) => match e.downcast::<crate::capture::SourceError>() {
                         Ok(e) => SenderError::Source(*e),
                         Err(e) => match e.downcast::<gapsync_common::target::DbError>() {
                             Ok(e) => SenderError::Source((*e).into()),
-                            Err(e) => SenderError::Source(
-                                gapsync_common::source::SourceError::Corrupt(e.to_string()),
-                            ),
+                            Err(e) => SenderError::Source(crate::capture::SourceError::Corrupt(
+                                e.to_string(),
+                            )),
                         },
                     },
                 };
@@ -840,7 +841,7 @@ impl Sender {
             .ok()
             .and_then(|v| v.try_into().ok())
             .ok_or_else(|| {
-                gapsync_common::source::SourceError::Corrupt(format!("batch {} sha256", rec.seq))
+                crate::capture::SourceError::Corrupt(format!("batch {} sha256", rec.seq))
             })?;
         let mut faults = 0u32;
         loop {

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use gapsync_common::source::{BatchState, ChangeSource};
+use crate::capture::{BatchState, ChangeSource};
 
 /// A quarantined batch as status shows it.
 #[derive(Debug, Serialize)]
@@ -35,7 +35,7 @@ pub struct SenderStatus {
 pub fn status(
     node: &str,
     src: &mut dyn ChangeSource,
-) -> Result<SenderStatus, gapsync_common::source::SourceError> {
+) -> Result<SenderStatus, crate::capture::SourceError> {
     let batches = src.batches(None)?;
     Ok(SenderStatus {
         node: node.to_owned(),

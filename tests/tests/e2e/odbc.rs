@@ -489,7 +489,7 @@ fn odbc_values_round_trip_exactly() {
         rig.assert_clean_ledger();
 
         if server == Server::MariaDb {
-            // Documented (common/src/dialect, common/src/source): MySQL/MariaDB floats
+            // Documented (common/src/dialect, sender/src/capture): MySQL/MariaDB floats
             // have no infinity, so the mysql dialect refuses it instead of writing a
             // value the target would change or reject; the change is rejected loudly
             // (an alarm naming the reason, a row in the source's `_gapsync_rejected`,

@@ -983,7 +983,7 @@ impl SrcRig {
 }
 
 /// The type gapsync's snapshot gives column `c` (source `src`) on `dest`: the product's
-/// declared type per column class (common/src/odbc_source.rs) through the dialect's
+/// declared type per column class (sender/src/capture/odbc.rs) through the dialect's
 /// mapping (common/src/dialect/types.rs).
 fn expected_type(dest: Dest, src: Server, c: &Col, is_key: bool) -> String {
     let dec = c.precision(src);

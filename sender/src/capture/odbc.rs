@@ -1,7 +1,7 @@
 //! Change capture on PostgreSQL and MySQL/MariaDB sources through ODBC (feature `odbc`).
-//! The DDL and the canonical text per column class come from [`crate::capture_ddl`].
+//! The DDL and the canonical text per column class come from [`crate::capture::ddl`].
 //!
-//! The same design as the SQLite source (`crate::source`), in the server's own SQL:
+//! The same design as the SQLite source (`crate::capture`), in the server's own SQL:
 //!
 //! - `_gapsync_changes(id, tbl, op, layout, at, txid, batch, k0.., c0..)`: one row per
 //!   change, written by row triggers. Values are stored as TEXT in a canonical form per
@@ -27,19 +27,19 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::capture_ddl::{self, CaptureDialect, Class};
-use crate::config::TableConfig;
-use crate::odbc::{Dbms, OdbcBackend};
-use crate::source::{
+use crate::capture::ddl::{self as capture_ddl, CaptureDialect, Class};
+use crate::capture::{
     Absorbed, BatchRecord, BatchState, Change, ChangeSource, ColumnSpec, InstallPlan, Layout, Op,
     SinkError, SnapshotEvent, SnapshotSink, SourceError, TableSpec, from_json, now, quote_lit,
     to_json,
 };
-use crate::target::{Backend, DbError, Param};
+use gapsync_common::config::TableConfig;
+use gapsync_common::odbc::{Dbms, OdbcBackend};
+use gapsync_common::target::{Backend, DbError, Param};
 
 type Result<T> = std::result::Result<T, SourceError>;
 
-/// A classified database error (transient or not, by SQLSTATE: `crate::odbc::odbc_err`).
+/// A classified database error (transient or not, by SQLSTATE: `gapsync_common::odbc::odbc_err`).
 fn db(e: DbError) -> SourceError {
     SourceError::from(e)
 }

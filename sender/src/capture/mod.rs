@@ -33,6 +33,10 @@
 //! The source is switched to WAL journal mode at install, so that the sender's reads
 //! (snapshots included) never block the plant's writers.
 
+pub mod ddl;
+#[cfg(feature = "odbc")]
+pub mod odbc;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -40,9 +44,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::config::TableConfig;
-use crate::dialect::Dialect;
-use crate::value::Value;
+use gapsync_common::config::TableConfig;
+use gapsync_common::dialect::Dialect;
+use gapsync_common::value::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -80,21 +84,21 @@ impl SourceError {
     /// Whether trying again later may succeed: the database is locked or busy beyond the
     /// busy timeout, its file or disk failed to answer, or a server source is unreachable
     /// (connection lost, shutting down, starting up; SQLSTATE class 08, 57P01..57P03,
-    /// ...). The same classification as a target's ([`crate::target::is_transient`],
-    /// `crate::odbc::odbc_err`). Everything else (a missing table or column, capture not
+    /// ...). The same classification as a target's ([`gapsync_common::target::is_transient`],
+    /// `gapsync_common::odbc::odbc_err`). Everything else (a missing table or column, capture not
     /// installed, inconsistent tracking data) is deterministic, and so is a SQLite
     /// source file that cannot be opened at start (a wrong path or permissions).
     pub fn transient(&self) -> bool {
         match self {
-            SourceError::Sql(source) => crate::target::is_transient(source),
+            SourceError::Sql(source) => gapsync_common::target::is_transient(source),
             SourceError::Db { transient, .. } => *transient,
             _ => false,
         }
     }
 }
 
-impl From<crate::target::DbError> for SourceError {
-    fn from(e: crate::target::DbError) -> Self {
+impl From<gapsync_common::target::DbError> for SourceError {
+    fn from(e: gapsync_common::target::DbError) -> Self {
         SourceError::Db {
             transient: e.transient,
             message: e.message,
@@ -327,7 +331,7 @@ pub(crate) fn from_json(s: &str) -> Result<Vec<String>> {
 }
 
 /// A source database with gapsync's capture objects: SQLite ([`SqliteSource`]) or,
-/// with the `odbc` feature, PostgreSQL and MySQL/MariaDB (`crate::odbc_source`).
+/// with the `odbc` feature, PostgreSQL and MySQL/MariaDB (`crate::capture::odbc`).
 pub trait ChangeSource: std::fmt::Debug {
     /// Whether `install` has run on this database.
     fn is_installed(&mut self) -> Result<bool>;
@@ -382,7 +386,7 @@ pub trait ChangeSource: std::fmt::Debug {
     /// Drop the batch into quarantine (its tracking rows are kept).
     fn mark_quarantined(&mut self, seq: u64, reason: &str) -> Result<()>;
     /// Archive retention: delete the records of batches in state 'applied' whose
-    /// `created` time (the [`crate::batch::format_created`] text, compared as text) is
+    /// `created` time (the [`gapsync_common::batch::format_created`] text, compared as text) is
     /// earlier than `before`, except the applied batch with the highest seq (it is what
     /// "last seq applied" reports). 'ready' and 'quarantined' records are never deleted.
     /// Nothing else depends on old records: the next seq is kept in `_gapsync_state`,
@@ -1399,7 +1403,7 @@ mod tests {
         let e = src.describe(&table("gone", None)).unwrap_err();
         assert!(!e.transient(), "{e}");
         assert!(!SourceError::NotInstalled.transient());
-        let lost = crate::target::DbError {
+        let lost = gapsync_common::target::DbError {
             transient: true,
             message: "08S01 connection lost".into(),
         };

@@ -1,4 +1,4 @@
--- gapsync capture golden file: dialect dm, rendered by gapsync_common::capture_ddl.
+-- gapsync capture golden file: dialect dm, rendered by gapsync_sender::capture::ddl.
 -- Regenerate: GAPSYNC_BLESS=1 cargo test -p gapsync-common --test capture_golden
 -- Table plant_main -> mis_plant, key (id, name), layout 7; columns: id int, name text, value float, amount decimal, raw binary, day date, tod time, Read At timestamp, at_utc timestamptz, flag bool
 

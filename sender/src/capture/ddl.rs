@@ -1,7 +1,7 @@
 //! Change-capture DDL per source database: the tracking table `_gapsync_changes`, the
 //! state tables, and the triggers that write canonical text per column class. Pure
 //! string generation, no database access and no `odbc` feature: the ODBC source
-//! (`crate::odbc_source`, PostgreSQL and MySQL/MariaDB) executes it, and the golden files
+//! (`crate::capture::odbc`, PostgreSQL and MySQL/MariaDB) executes it, and the golden files
 //! `tests/capture_golden/<dialect>.sql` pin it for every [`CaptureDialect`].
 //!
 //! **How sure each dialect is.** `postgres` and `mysql` run against PostgreSQL 15 and
@@ -98,8 +98,8 @@
 //!   a NULL key part pairs nothing and gives `D` + `I` too. `text`, `ntext` and `image`
 //!   columns cannot be read from `inserted`/`deleted` (use the MAX types).
 
-use crate::source::{TableSpec, quote_lit};
-use crate::value::Value;
+use crate::capture::{TableSpec, quote_lit};
+use gapsync_common::value::Value;
 
 /// The source database family the capture DDL is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

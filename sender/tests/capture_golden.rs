@@ -1,4 +1,4 @@
-//! Golden files of the change-capture DDL (`gapsync_common::capture_ddl`), checked in
+//! Golden files of the change-capture DDL (`gapsync_sender::capture::ddl`), checked in
 //! under `tests/capture_golden/<dialect>.sql` and compared byte for byte.
 //!
 //! Each file holds, for one capture dialect and a fixed table (a composite key and one
@@ -23,11 +23,11 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use gapsync_common::capture_ddl::{
+use gapsync_common::value::Value;
+use gapsync_sender::capture::ddl::{
     CaptureDialect, Class, base_ddl, drop_trigger_ddl, purge_ddl, trigger_ddl, width_ddl,
 };
-use gapsync_common::source::{ColumnSpec, TableSpec};
-use gapsync_common::value::Value;
+use gapsync_sender::capture::{ColumnSpec, TableSpec};
 
 const LAYOUT: i64 = 7;
 
@@ -79,7 +79,7 @@ fn render(d: CaptureDialect) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "-- gapsync capture golden file: dialect {}, rendered by gapsync_common::capture_ddl.",
+        "-- gapsync capture golden file: dialect {}, rendered by gapsync_sender::capture::ddl.",
         d.name()
     );
     text.push_str(
