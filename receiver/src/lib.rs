@@ -36,9 +36,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::config::ReceiverConfig;
 use gapsync_common::audit::{Audit, AuditEvent};
 use gapsync_common::batch::{self, ReadLimits};
-use gapsync_common::config::ReceiverConfig;
 use gapsync_common::fsx;
 use gapsync_common::sign::TrustStore;
 pub use gapsync_common::stop::sleep_unless;
@@ -46,6 +46,7 @@ use gapsync_common::target::{ApplyError, ApplyOutcome, Target};
 use gapsync_protocol::{EndInfo, FrameHandler, Hello, ServerOptions, serve_connection};
 use tracing::{debug, error, info, warn};
 
+pub mod config;
 pub mod sessions;
 pub mod status;
 

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use gapsync_common::config::ReceiverConfig;
 use gapsync_common::target::Target;
+use gapsync_receiver::config::ReceiverConfig;
 use gapsync_receiver::{Receiver, apply_files, status};
 use tracing::{info, warn};
 

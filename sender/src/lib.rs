@@ -27,9 +27,10 @@ use std::time::{Duration, Instant};
 use crate::capture::{
     BatchRecord, BatchState, Change, ChangeSource, Op, SnapshotEvent, SqliteSource, TableSpec,
 };
+use crate::config::{OnSecondFailure, SenderConfig, Strategy};
 use gapsync_common::audit::{Audit, AuditEvent};
 use gapsync_common::batch::{self, BatchHeader, BatchKind, BatchWriter};
-use gapsync_common::config::{DbUrl, OnSecondFailure, SenderConfig, Strategy};
+use gapsync_common::config::DbUrl;
 use gapsync_common::sign::BatchSigner;
 pub use gapsync_common::stop::sleep_unless;
 use gapsync_common::value::Value;
@@ -39,6 +40,7 @@ use gapsync_protocol::{
 use tracing::{error, info, warn};
 
 pub mod capture;
+pub mod config;
 pub mod status;
 
 /// Errors of the sender library.

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use gapsync_common::config::SenderConfig;
+use gapsync_sender::config::SenderConfig;
 use gapsync_sender::{Sender, status};
 use tracing::{error, info, warn};
 

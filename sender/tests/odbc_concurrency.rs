@@ -9,8 +9,8 @@
 
 use std::sync::OnceLock;
 
-use gapsync_common::config::SenderConfig;
 use gapsync_sender::Sender;
+use gapsync_sender::config::SenderConfig;
 use odbc_api::{Connection, ConnectionOptions, Environment};
 
 fn env() -> &'static Environment {

@@ -2,7 +2,7 @@
 //! source, reported by status, and does not stop the changes around it.
 #![allow(clippy::unwrap_used)]
 
-use gapsync_common::config::SenderConfig;
+use gapsync_sender::config::SenderConfig;
 use gapsync_sender::{Sender, status};
 
 #[test]

@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use gapsync_common::config::TableConfig;
+use crate::config::TableConfig;
 use gapsync_common::dialect::Dialect;
 use gapsync_common::value::Value;
 

@@ -33,7 +33,7 @@ use crate::capture::{
     SinkError, SnapshotEvent, SnapshotSink, SourceError, TableSpec, from_json, now, quote_lit,
     to_json,
 };
-use gapsync_common::config::TableConfig;
+use crate::config::TableConfig;
 use gapsync_common::odbc::{Dbms, OdbcBackend};
 use gapsync_common::target::{Backend, DbError, Param};
 

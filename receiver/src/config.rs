@@ -1,0 +1,405 @@
+//! The receiver's configuration (TOML): `ReceiverConfig::load` and what it holds. The
+//! rules both sides share (durations, ids, URLs, one-line errors) are in
+//! `gapsync_common::config`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use gapsync_common::config::{
+    ConfigError, DbUrl, RawAudit, RawWork, base_dir, duration, invalid, keep_months, max_frame,
+    read, receiver_id, toml_error, valid_node,
+};
+use gapsync_common::dialect::Dialect;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReceiver {
+    #[serde(default)]
+    insecure: bool,
+    target: RawReceiverTarget,
+    link: RawReceiverLink,
+    work: RawWork,
+    #[serde(default)]
+    apply: RawApply,
+    #[serde(default)]
+    trust: Vec<RawTrust>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_batch_bytes: Option<u64>,
+    max_decompressed: Option<u64>,
+    max_statement_len: Option<u64>,
+    max_statements: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    node: String,
+    key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReceiverTarget {
+    url: String,
+    dialect: Option<String>,
+    tables: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReceiverLink {
+    listen: String,
+    max_frame: Option<u64>,
+    idle_timeout: Option<String>,
+    frame_timeout: Option<String>,
+    result_wait: Option<String>,
+    max_connections: Option<u32>,
+    id: Option<String>,
+    hello_timeout: Option<String>,
+    hello_max_skew: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApply {
+    retry_interval: Option<String>,
+    busy_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceiverLinkConfig {
+    pub listen: String,
+    pub max_frame: usize,
+    pub idle_timeout: Duration,
+    pub frame_timeout: Duration,
+    /// How long a `result?` answer may wait for an apply that is being retried before
+    /// the receiver closes the connection instead (the sender then asks again).
+    pub result_wait: Duration,
+    /// Connections that have not (yet) authenticated, in total; at most
+    /// [`MAX_UNAUTHENTICATED_PER_PEER`] of them per peer address.
+    pub max_connections: u32,
+    /// `[link] id`: this receiver's id; a HELLO must name it.
+    pub id: String,
+    /// `[link] hello_timeout`: a connection must authenticate within this.
+    pub hello_timeout: Duration,
+    /// `[link] hello_max_skew`: how far a HELLO's time may be from this clock.
+    pub hello_max_skew: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    pub file: PathBuf,
+    pub insecure: bool,
+    /// `[[trust]]`: (node, public key line) pairs; several keys per node allowed.
+    pub trust: Vec<(String, String)>,
+    /// `[target] tables`: the tables batches may touch (patterns with `*`); None: any
+    /// table of the target's default schema except gapsync's own.
+    pub allowed_tables: Option<Vec<String>>,
+    pub target: DbUrl,
+    /// The target's dialect, when not detected from the ODBC driver.
+    pub target_dialect: Option<String>,
+    pub link: ReceiverLinkConfig,
+    pub work_dir: PathBuf,
+    /// Pause between attempts when the target is unavailable (transient failure).
+    pub retry_interval: Duration,
+    /// How long one statement waits for a locked SQLite target before the attempt counts
+    /// as a transient failure.
+    pub busy_timeout: Duration,
+    /// `[limits]`: what a received batch may be.
+    pub limits: LimitsConfig,
+    /// `[audit] keep_months`: audit files older than this many months are deleted.
+    pub audit_keep_months: u32,
+}
+
+/// Default `[limits] max_batch_bytes` (1 GiB).
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = 1 << 30;
+
+/// Default `[limits] max_statements` (10 million).
+pub const DEFAULT_MAX_STATEMENTS: u64 = 10_000_000;
+
+/// The receiver's `[limits]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Largest batch file (bytes on the wire, compressed or not) a sender may push.
+    pub max_batch_bytes: u64,
+    /// Limits checked while verifying and applying (decompressed size, statement length,
+    /// statements per batch).
+    pub read: gapsync_common::batch::ReadLimits,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            read: gapsync_common::batch::ReadLimits {
+                max_statements: DEFAULT_MAX_STATEMENTS,
+                ..gapsync_common::batch::ReadLimits::default()
+            },
+        }
+    }
+}
+
+/// One `[limits]` value: default, and at least `min`.
+fn limit(
+    path: &Path,
+    key: &str,
+    v: Option<u64>,
+    default: u64,
+    min: u64,
+) -> Result<u64, ConfigError> {
+    let v = v.unwrap_or(default);
+    if v < min {
+        return Err(invalid(
+            path,
+            format!("[limits] {key} = {v}: must be at least {min}"),
+        ));
+    }
+    Ok(v)
+}
+
+fn limits(path: &Path, l: &RawLimits) -> Result<LimitsConfig, ConfigError> {
+    let d = LimitsConfig::default();
+    let stmt = limit(
+        path,
+        "max_statement_len",
+        l.max_statement_len,
+        d.read.max_statement_len as u64,
+        1024,
+    )?;
+    Ok(LimitsConfig {
+        max_batch_bytes: limit(
+            path,
+            "max_batch_bytes",
+            l.max_batch_bytes,
+            d.max_batch_bytes,
+            4096,
+        )?,
+        read: gapsync_common::batch::ReadLimits {
+            max_decompressed: limit(
+                path,
+                "max_decompressed",
+                l.max_decompressed,
+                d.read.max_decompressed,
+                4096,
+            )?,
+            max_statement_len: usize::try_from(stmt).map_err(|_| {
+                invalid(
+                    path,
+                    format!("[limits] max_statement_len = {stmt}: too large"),
+                )
+            })?,
+            max_statements: limit(
+                path,
+                "max_statements",
+                l.max_statements,
+                d.read.max_statements,
+                1,
+            )?,
+        },
+    })
+}
+
+impl ReceiverConfig {
+    /// Options for opening the target database.
+    pub fn target_options(&self) -> gapsync_common::target::TargetOptions {
+        gapsync_common::target::TargetOptions {
+            busy_timeout: self.busy_timeout,
+            dialect: self.target_dialect.clone(),
+            allow: gapsync_common::allow::AllowList::new(self.allowed_tables.clone()),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<ReceiverConfig, ConfigError> {
+        let text = read(path)?;
+        let raw: RawReceiver = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
+        let base = base_dir(path);
+        let target = DbUrl::parse(&raw.target.url, &base)
+            .map_err(|m| invalid(path, format!("[target] url: {m}")))?;
+        if let Some(d) = &raw.target.dialect {
+            d.parse::<Dialect>()
+                .map_err(|e| invalid(path, format!("[target] dialect: {e}")))?;
+        }
+        let l = raw.link;
+        if l.listen.trim().is_empty() {
+            return Err(invalid(path, "[link] listen is empty (write host:port)"));
+        }
+        let link = ReceiverLinkConfig {
+            listen: l.listen,
+            max_frame: max_frame(path, "[link] max_frame", l.max_frame)?,
+            idle_timeout: duration(
+                path,
+                "[link] idle_timeout",
+                &l.idle_timeout,
+                Duration::from_secs(120),
+            )?,
+            frame_timeout: duration(
+                path,
+                "[link] frame_timeout",
+                &l.frame_timeout,
+                Duration::from_secs(60),
+            )?,
+            result_wait: duration(
+                path,
+                "[link] result_wait",
+                &l.result_wait,
+                Duration::from_secs(20),
+            )?,
+            max_connections: l.max_connections.unwrap_or(16).max(1),
+            id: receiver_id(path, "[link] id", l.id)?,
+            hello_timeout: duration(
+                path,
+                "[link] hello_timeout",
+                &l.hello_timeout,
+                Duration::from_secs(10),
+            )?,
+            hello_max_skew: duration(
+                path,
+                "[link] hello_max_skew",
+                &l.hello_max_skew,
+                Duration::from_secs(300),
+            )?,
+        };
+        if raw.trust.is_empty() && !raw.insecure {
+            return Err(invalid(
+                path,
+                "no [[trust]] entry: add [[trust]] node = \"...\" key = \"<the sender's .pub line>\" for every sender, or set insecure = true to accept unsigned batches",
+            ));
+        }
+        for (i, t) in raw.trust.iter().enumerate() {
+            if !valid_node(&t.node) {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "[[trust]] #{} node = {:?}: not a valid node id",
+                        i + 1,
+                        t.node
+                    ),
+                ));
+            }
+        }
+        let limits = limits(path, &raw.limits)?;
+        let audit_keep_months = keep_months(path, &raw.audit)?;
+        Ok(ReceiverConfig {
+            limits,
+            audit_keep_months,
+            file: path.to_owned(),
+            insecure: raw.insecure,
+            trust: raw.trust.into_iter().map(|t| (t.node, t.key)).collect(),
+            allowed_tables: raw.target.tables,
+            target,
+            target_dialect: raw.target.dialect,
+            link,
+            work_dir: base.join(raw.work.dir),
+            retry_interval: duration(
+                path,
+                "[apply] retry_interval",
+                &raw.apply.retry_interval,
+                Duration::from_secs(1),
+            )?,
+            busy_timeout: duration(
+                path,
+                "[apply] busy_timeout",
+                &raw.apply.busy_timeout,
+                Duration::from_secs(5),
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD_RX: &str = r#"
+insecure = true
+[target]
+url = "sqlite:replica.db"
+[link]
+listen = "127.0.0.1:7070"
+[work]
+dir = "work"
+"#;
+
+    fn load_rx(text: &str) -> Result<ReceiverConfig, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("receiver.toml");
+        std::fs::write(&p, text).expect("write");
+        ReceiverConfig::load(&p)
+    }
+
+    #[test]
+    fn receiver_limits_and_audit_defaults() {
+        let c = load_rx(GOOD_RX).expect("valid");
+        assert_eq!(c.limits.max_batch_bytes, 1 << 30);
+        assert_eq!(c.limits.read.max_decompressed, 4 << 30);
+        assert_eq!(c.limits.read.max_statement_len, 16 << 20);
+        assert_eq!(c.limits.read.max_statements, 10_000_000);
+        assert_eq!(c.audit_keep_months, 12);
+        let c = load_rx(&format!(
+            "{GOOD_RX}[limits]\nmax_batch_bytes = 5000\nmax_decompressed = 6000\nmax_statement_len = 2000\nmax_statements = 7\n[audit]\nkeep_months = 6\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.limits.max_batch_bytes, 5000);
+        assert_eq!(c.limits.read.max_decompressed, 6000);
+        assert_eq!(c.limits.read.max_statement_len, 2000);
+        assert_eq!(c.limits.read.max_statements, 7);
+        assert_eq!(c.audit_keep_months, 6);
+    }
+
+    #[test]
+    fn bad_limits_and_retention_name_the_key() {
+        let cases = [
+            (
+                "[audit]\nkeep_months = 5\n",
+                "[audit] keep_months = 5: must be at least 6",
+            ),
+            (
+                "[limits]\nmax_statements = 0\n",
+                "[limits] max_statements = 0",
+            ),
+            (
+                "[limits]\nmax_batch_bytes = 10\n",
+                "[limits] max_batch_bytes = 10",
+            ),
+            (
+                "[limits]\nmax_decompressed = 10\n",
+                "[limits] max_decompressed = 10",
+            ),
+            (
+                "[limits]\nmax_statement_len = 10\n",
+                "[limits] max_statement_len = 10",
+            ),
+            ("[limits]\nmax_rows = 10\n", "unknown field `max_rows`"),
+        ];
+        for (extra, want) in cases {
+            let e = load_rx(&format!("{GOOD_RX}{extra}"))
+                .expect_err(want)
+                .to_string();
+            assert!(e.contains(want), "error {e:?} should contain {want:?}");
+            assert!(!e.contains('\n'), "error {e:?} should be one line");
+        }
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The shipped example configuration must stay valid.
+    #[test]
+    fn deploy_example_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+        let r = ReceiverConfig::load(&dir.join("receiver.toml")).expect("receiver example");
+        assert_eq!(r.link.max_connections, 16);
+    }
+}

@@ -1,0 +1,570 @@
+//! The sender's configuration (TOML): `SenderConfig::load` and what it holds. The rules
+//! both sides share (durations, ids, URLs, one-line errors) are in
+//! `gapsync_common::config`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use gapsync_common::config::{
+    ConfigError, DbUrl, RawAudit, RawWork, base_dir, duration, invalid, keep_months, max_frame,
+    read, receiver_id, toml_error, valid_node,
+};
+use gapsync_common::dialect::Dialect;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSender {
+    node: String,
+    #[serde(default)]
+    insecure: bool,
+    source: RawDb,
+    #[serde(default)]
+    target: RawSenderTarget,
+    #[serde(default, rename = "table")]
+    tables: Vec<RawTable>,
+    #[serde(default)]
+    batch: RawBatch,
+    link: RawSenderLink,
+    work: RawWork,
+    sign: Option<RawSign>,
+    #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
+    archive: RawArchive,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArchive {
+    /// Kept as a TOML value so that a wrong type gets the same one-line message as a
+    /// wrong number.
+    keep_days: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSign {
+    key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDb {
+    url: String,
+    /// ODBC sources: the source's dialect when the driver's DBMS name should not decide.
+    dialect: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSenderTarget {
+    dialect: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    source: String,
+    target: Option<String>,
+    key: Option<Vec<String>>,
+    #[serde(default)]
+    rename: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBatch {
+    strategy: Option<String>,
+    interval: Option<String>,
+    count: Option<u64>,
+    max_rows: Option<u64>,
+    compress: Option<bool>,
+    on_second_failure: Option<String>,
+    poll: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSenderLink {
+    connect: String,
+    max_frame: Option<u64>,
+    frame_timeout: Option<String>,
+    result_timeout: Option<String>,
+    connect_timeout: Option<String>,
+    heartbeat: Option<String>,
+    once_connect_attempts: Option<u32>,
+    receiver_id: Option<String>,
+}
+
+/// When the sender cuts a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// As soon as a change is pending.
+    Immediate,
+    /// Every `interval`, if anything is pending.
+    Interval(Duration),
+    /// Whenever `n` changes are pending (a batch of `n`).
+    Count(u64),
+    /// When changes are pending and none arrived for this long.
+    Idle(Duration),
+}
+
+/// What the sender does after a batch failed twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSecondFailure {
+    /// Quarantine the batch and go on with the next one.
+    Drop,
+    /// Quarantine the batch and stop the service.
+    Halt,
+}
+
+#[derive(Debug, Clone)]
+pub struct TableConfig {
+    pub source: String,
+    pub target: String,
+    pub key: Option<Vec<String>>,
+    pub rename: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    pub strategy: Strategy,
+    pub max_rows: u64,
+    pub compress: bool,
+    pub on_second_failure: OnSecondFailure,
+    /// How often the service looks for new changes.
+    pub poll: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SenderLinkConfig {
+    pub connect: String,
+    pub max_frame: usize,
+    pub frame_timeout: Duration,
+    pub result_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub heartbeat: Duration,
+    /// `once` gives up after this many failed connection attempts.
+    pub once_connect_attempts: u32,
+    /// `[link] receiver_id`: the receiver's `[link] id`, signed into every HELLO so a
+    /// HELLO meant for one receiver is refused by any other.
+    pub receiver_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub file: PathBuf,
+    pub node: String,
+    pub insecure: bool,
+    /// `[sign] key`: the Ed25519 private key file batches are signed with.
+    pub sign_key: Option<PathBuf>,
+    pub source: DbUrl,
+    /// ODBC sources: the source's dialect, when not detected from the driver.
+    pub source_dialect: Option<String>,
+    pub dialect: Dialect,
+    pub tables: Vec<TableConfig>,
+    pub batch: BatchConfig,
+    pub link: SenderLinkConfig,
+    pub work_dir: PathBuf,
+    /// `[audit] keep_months`: audit files older than this many months are deleted.
+    pub audit_keep_months: u32,
+    /// `[archive] keep_days`: applied batches (their `archive/` file and their record in
+    /// the source's `_gapsync_batches`) cut more than this many days ago are deleted;
+    /// 0 keeps them forever.
+    pub archive_keep_days: u32,
+}
+
+/// Default `[archive] keep_days`.
+pub const DEFAULT_ARCHIVE_KEEP_DAYS: u32 = 90;
+
+/// Largest accepted `[archive] keep_days` (100 years; 0 keeps forever).
+pub const MAX_ARCHIVE_KEEP_DAYS: u32 = 36_500;
+
+/// `[archive] keep_days`: default 90, 0 (keep forever) up to 36500.
+fn keep_days(path: &Path, a: &RawArchive) -> Result<u32, ConfigError> {
+    let Some(v) = &a.keep_days else {
+        return Ok(DEFAULT_ARCHIVE_KEEP_DAYS);
+    };
+    let shown = match v {
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::String(s) => format!("{s:?}"),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Array(_) => "[...]".to_owned(),
+        toml::Value::Table(_) => "{...}".to_owned(),
+    };
+    v.as_integer()
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n <= MAX_ARCHIVE_KEEP_DAYS)
+        .ok_or_else(|| {
+            invalid(
+                path,
+                format!(
+                    "[archive] keep_days = {shown}: must be a whole number of days from 0 to {MAX_ARCHIVE_KEEP_DAYS} (0 keeps the archive forever)"
+                ),
+            )
+        })
+}
+
+impl SenderConfig {
+    pub fn load(path: &Path) -> Result<SenderConfig, ConfigError> {
+        let text = read(path)?;
+        let raw: RawSender = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
+        Self::validate(path, raw)
+    }
+
+    fn validate(path: &Path, raw: RawSender) -> Result<SenderConfig, ConfigError> {
+        let base = base_dir(path);
+        if !valid_node(&raw.node) {
+            return Err(invalid(
+                path,
+                format!(
+                    "node = {:?}: must be 1 to 32 ASCII letters, digits, '_' or '-'",
+                    raw.node
+                ),
+            ));
+        }
+        let source = DbUrl::parse(&raw.source.url, &base)
+            .map_err(|m| invalid(path, format!("[source] url: {m}")))?;
+        if let Some(d) = &raw.source.dialect {
+            match d.as_str() {
+                "postgres" | "mysql" => {}
+                other => {
+                    return Err(invalid(
+                        path,
+                        format!(
+                            "[source] dialect = {other:?}: sources can be postgres or mysql (SQLite is sqlite: URLs)"
+                        ),
+                    ));
+                }
+            }
+        }
+        let dialect_name = raw.target.dialect.as_deref().unwrap_or("sqlite");
+        let dialect: Dialect = dialect_name
+            .parse()
+            .map_err(|e| invalid(path, format!("[target] dialect: {e}")))?;
+        if raw.tables.is_empty() {
+            return Err(invalid(
+                path,
+                "no [[table]] entries: name at least one source table to synchronize",
+            ));
+        }
+        let mut tables = Vec::new();
+        let mut seen_src = std::collections::BTreeSet::new();
+        let mut seen_dst = std::collections::BTreeSet::new();
+        for (i, t) in raw.tables.into_iter().enumerate() {
+            let n = i + 1;
+            if t.source.trim().is_empty() || t.source.starts_with("_gapsync") {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "[[table]] #{n} source = {:?}: not a table gapsync may capture",
+                        t.source
+                    ),
+                ));
+            }
+            let target = t.target.unwrap_or_else(|| t.source.clone());
+            if !seen_src.insert(t.source.clone()) {
+                return Err(invalid(
+                    path,
+                    format!("[[table]] #{n} source = {:?}: listed twice", t.source),
+                ));
+            }
+            if !seen_dst.insert(target.clone()) {
+                return Err(invalid(
+                    path,
+                    format!("[[table]] #{n} target = {target:?}: two tables map onto it"),
+                ));
+            }
+            if let Some(k) = &t.key
+                && k.is_empty()
+            {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "[[table]] #{n} ({}) key = []: name at least one column",
+                        t.source
+                    ),
+                ));
+            }
+            tables.push(TableConfig {
+                source: t.source,
+                target,
+                key: t.key,
+                rename: t.rename,
+            });
+        }
+        let b = raw.batch;
+        let strategy = match b.strategy.as_deref().unwrap_or("immediate") {
+            "immediate" => Strategy::Immediate,
+            "interval" | "idle" => {
+                let s = b.strategy.as_deref().unwrap_or_default();
+                let Some(iv) = &b.interval else {
+                    return Err(invalid(
+                        path,
+                        format!("[batch] strategy = {s:?} needs [batch] interval (e.g. \"5s\")"),
+                    ));
+                };
+                let d = duration(path, "[batch] interval", &Some(iv.clone()), Duration::ZERO)?;
+                if d.is_zero() {
+                    return Err(invalid(path, "[batch] interval must be more than 0"));
+                }
+                if s == "interval" {
+                    Strategy::Interval(d)
+                } else {
+                    Strategy::Idle(d)
+                }
+            }
+            "count" => match b.count {
+                Some(c) if c > 0 => Strategy::Count(c),
+                _ => {
+                    return Err(invalid(
+                        path,
+                        "[batch] strategy = \"count\" needs [batch] count of at least 1",
+                    ));
+                }
+            },
+            other => {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "[batch] strategy = {other:?}: must be immediate, interval, count or idle"
+                    ),
+                ));
+            }
+        };
+        let max_rows = b.max_rows.unwrap_or(10_000);
+        if max_rows == 0 {
+            return Err(invalid(path, "[batch] max_rows must be at least 1"));
+        }
+        if let Strategy::Count(c) = strategy
+            && c > max_rows
+        {
+            return Err(invalid(
+                path,
+                format!("[batch] count = {c} is larger than max_rows = {max_rows}"),
+            ));
+        }
+        let on_second_failure = match b.on_second_failure.as_deref().unwrap_or("drop") {
+            "drop" => OnSecondFailure::Drop,
+            "halt" => OnSecondFailure::Halt,
+            other => {
+                return Err(invalid(
+                    path,
+                    format!("[batch] on_second_failure = {other:?}: must be drop or halt"),
+                ));
+            }
+        };
+        let batch = BatchConfig {
+            strategy,
+            max_rows,
+            compress: b.compress.unwrap_or(false),
+            on_second_failure,
+            poll: duration(path, "[batch] poll", &b.poll, Duration::from_millis(100))?,
+        };
+        let l = raw.link;
+        if l.connect.trim().is_empty() {
+            return Err(invalid(path, "[link] connect is empty (write host:port)"));
+        }
+        let link = SenderLinkConfig {
+            connect: l.connect,
+            max_frame: max_frame(path, "[link] max_frame", l.max_frame)?,
+            frame_timeout: duration(
+                path,
+                "[link] frame_timeout",
+                &l.frame_timeout,
+                Duration::from_secs(30),
+            )?,
+            result_timeout: duration(
+                path,
+                "[link] result_timeout",
+                &l.result_timeout,
+                Duration::from_secs(120),
+            )?,
+            connect_timeout: duration(
+                path,
+                "[link] connect_timeout",
+                &l.connect_timeout,
+                Duration::from_secs(10),
+            )?,
+            heartbeat: duration(
+                path,
+                "[link] heartbeat",
+                &l.heartbeat,
+                Duration::from_secs(10),
+            )?,
+            once_connect_attempts: l.once_connect_attempts.unwrap_or(5).max(1),
+            receiver_id: receiver_id(path, "[link] receiver_id", l.receiver_id)?,
+        };
+        if raw.sign.is_none() && !raw.insecure {
+            return Err(invalid(
+                path,
+                "no [sign] key: create one with `gapsync-sender keygen --out DIR` and set [sign] key = \"DIR/<node>.key\", or set insecure = true to run without signatures",
+            ));
+        }
+        let audit_keep_months = keep_months(path, &raw.audit)?;
+        let archive_keep_days = keep_days(path, &raw.archive)?;
+        Ok(SenderConfig {
+            audit_keep_months,
+            archive_keep_days,
+            file: path.to_owned(),
+            node: raw.node,
+            insecure: raw.insecure,
+            sign_key: raw.sign.map(|s| base.join(s.key)),
+            source,
+            source_dialect: raw.source.dialect,
+            dialect,
+            tables,
+            batch,
+            link,
+            work_dir: base.join(raw.work.dir),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node = "plant1"
+insecure = true
+[source]
+url = "sqlite:plant.db"
+[target]
+dialect = "sqlite"
+[[table]]
+source = "meter_reading"
+target = "plant1_meter_reading"
+rename = { val = "value" }
+[batch]
+strategy = "interval"
+interval = "5s"
+[link]
+connect = "127.0.0.1:7070"
+[work]
+dir = "work"
+"#;
+
+    fn load(text: &str) -> Result<SenderConfig, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("sender.toml");
+        std::fs::write(&p, text).expect("write");
+        SenderConfig::load(&p)
+    }
+
+    #[test]
+    fn good_sender_config_loads() {
+        let c = load(GOOD).expect("valid");
+        assert_eq!(c.batch.strategy, Strategy::Interval(Duration::from_secs(5)));
+        assert_eq!(c.tables[0].target, "plant1_meter_reading");
+        assert!(c.work_dir.ends_with("work"));
+    }
+
+    #[test]
+    fn bad_sender_configs_name_the_key() {
+        let cases = [
+            (
+                GOOD.replace("\"5s\"", "\"5x\""),
+                "[batch] interval = \"5x\": invalid duration",
+            ),
+            (GOOD.replace("plant1\"", "plant 1\""), "node = \"plant 1\""),
+            (
+                GOOD.replace("\"interval\"", "\"sometimes\""),
+                "[batch] strategy = \"sometimes\"",
+            ),
+            (
+                GOOD.replace("dialect = \"sqlite\"", "dialect = \"foo\""),
+                "[target] dialect: unknown dialect \"foo\"",
+            ),
+            (
+                GOOD.replace("dir = \"work\"", "dri = \"work\""),
+                "line 18 ([work] dri = \"work\"): unknown field `dri`",
+            ),
+            (
+                GOOD.replace("sqlite:plant.db", "mysql://x"),
+                "[source] url: unsupported URL",
+            ),
+            (
+                GOOD.replace("interval = \"5s\"", ""),
+                "needs [batch] interval",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = load(&text).expect_err(want).to_string();
+            assert!(e.contains(want), "error {e:?} should contain {want:?}");
+            assert!(
+                e.contains("sender.toml"),
+                "error {e:?} should name the file"
+            );
+            assert!(!e.contains('\n'), "error {e:?} should be one line");
+        }
+    }
+
+    #[test]
+    fn archive_keep_days_default_zero_and_bad_values() {
+        assert_eq!(load(GOOD).expect("valid").archive_keep_days, 90);
+        let c = load(&format!("{GOOD}[archive]\nkeep_days = 0\n")).expect("keep forever");
+        assert_eq!(c.archive_keep_days, 0);
+        let c = load(&format!("{GOOD}[archive]\nkeep_days = 30\n")).expect("30 days");
+        assert_eq!(c.archive_keep_days, 30);
+        let cases = [
+            (
+                "keep_days = -1",
+                "[archive] keep_days = -1: must be a whole number",
+            ),
+            (
+                "keep_days = 1.5",
+                "[archive] keep_days = 1.5: must be a whole number",
+            ),
+            (
+                "keep_days = \"90d\"",
+                "[archive] keep_days = \"90d\": must be a whole number",
+            ),
+            (
+                "keep_days = 99999999999",
+                "[archive] keep_days = 99999999999: must be a whole number",
+            ),
+            ("keep_days = 36501", "[archive] keep_days = 36501"),
+            ("keep_day = 3", "unknown field `keep_day`"),
+        ];
+        for (line, want) in cases {
+            let e = load(&format!("{GOOD}[archive]\n{line}\n"))
+                .expect_err(want)
+                .to_string();
+            assert!(e.contains(want), "error {e:?} should contain {want:?}");
+            assert!(
+                e.contains("sender.toml"),
+                "error {e:?} should name the file"
+            );
+            assert!(!e.contains('\n'), "error {e:?} should be one line");
+        }
+    }
+
+    #[test]
+    fn sender_audit_retention() {
+        assert_eq!(load(GOOD).expect("valid").audit_keep_months, 12);
+        let e = load(&format!("{GOOD}[audit]\nkeep_months = 1\n"))
+            .expect_err("sender keep_months")
+            .to_string();
+        assert!(e.contains("[audit] keep_months = 1"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The shipped example configuration must stay valid.
+    #[test]
+    fn deploy_example_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+        let s = SenderConfig::load(&dir.join("sender.toml")).expect("sender example");
+        assert_eq!(s.node, "plant1");
+        assert_eq!(s.tables.len(), 2);
+    }
+}
