@@ -1,0 +1,308 @@
+//! The applier: one thread that takes, per node, the spooled file whose seq is next,
+//! verifies and executes it through one descriptor, and counts failures (first: wait
+//! for the resend; second: quarantine). Also the file-level signature check.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self};
+use std::io::{Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::config::ReceiverConfig;
+use crate::shared::Outcome;
+use crate::*;
+use gapsync_common::audit::AuditEvent;
+use gapsync_common::batch::{self};
+use gapsync_common::fsx;
+use gapsync_common::sign::TrustStore;
+pub use gapsync_common::stop::sleep_unless;
+use gapsync_common::target::{ApplyError, ApplyOutcome, Target};
+use tracing::{error, info, warn};
+
+impl Receiver {
+    /// The applier: apply spooled batches in seq order per node until `stop`.
+    pub fn apply_loop(&self, stop: &AtomicBool) {
+        let sh = &self.shared;
+        let mut target: Option<Target> = None;
+        let mut waiting_logged: HashMap<String, u64> = HashMap::new();
+        while !stop.load(Ordering::SeqCst) {
+            let t = match target.as_mut() {
+                Some(t) => t,
+                None => match sh.open_target() {
+                    Ok(t) => target.insert(t),
+                    Err(e) => {
+                        warn!(error = %e, "target unavailable; retrying");
+                        sleep_unless(stop, sh.cfg.retry_interval);
+                        continue;
+                    }
+                },
+            };
+            match self.apply_spooled(t, &mut waiting_logged) {
+                Ok(true) => {}
+                Ok(false) => sh.wait_for_spool(Duration::from_millis(500)),
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?sh.cfg.retry_interval, "target unavailable; will retry");
+                    target = None;
+                    sleep_unless(stop, sh.cfg.retry_interval);
+                }
+            }
+        }
+    }
+
+    /// One pass over the spool. Ok(true): something was done. Err: transient failure.
+    pub(crate) fn apply_spooled(
+        &self,
+        t: &mut Target,
+        waiting_logged: &mut HashMap<String, u64>,
+    ) -> std::result::Result<bool, ApplyError> {
+        let sh = &self.shared;
+        let mut did = false;
+        for (node, files) in spooled_files(&sh.spool()) {
+            let next = t.next_expected(&node)?;
+            sh.note_next(&node, next);
+            for (&seq, path) in files.range(..next) {
+                // Applied or quarantined before: a resent copy.
+                let applied = t.applied_sha(&node, seq)?.is_some();
+                sh.set(
+                    &node,
+                    seq,
+                    if applied {
+                        Outcome::Applied
+                    } else {
+                        Outcome::Failed
+                    },
+                );
+                // Gone already is as good: the entry is stale either way.
+                let _ = fs::remove_file(path);
+                did = true;
+            }
+            match files.get(&next) {
+                Some(path) => {
+                    self.apply_file(t, &node, next, path)?;
+                    did = true;
+                }
+                None => {
+                    if let Some((&first, _)) = files.range(next..).next()
+                        && waiting_logged.get(&node) != Some(&first)
+                    {
+                        warn!(%node, waiting = first, missing = next, "batch waits for an earlier seq that has not arrived");
+                        waiting_logged.insert(node.clone(), first);
+                    }
+                }
+            }
+        }
+        Ok(did)
+    }
+
+    pub(crate) fn apply_file(
+        &self,
+        t: &mut Target,
+        node: &str,
+        seq: u64,
+        path: &Path,
+    ) -> std::result::Result<(), ApplyError> {
+        let sh = &self.shared;
+        let name = file_name(path);
+        // One descriptor, opened without following a symlink, for verification and
+        // execution: what is verified is what runs, whatever happens to the name.
+        let mut input = match fsx::open_nofollow(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(ApplyError::Transient(format!("opening {name}: {e}"))),
+        };
+        let size = input.metadata().map(|m| m.len()).unwrap_or(0);
+        let checked = input
+            .try_clone()
+            .map_err(|e| batch::BatchError::Io {
+                path: path.to_owned(),
+                source: e,
+            })
+            .and_then(|f| batch::verify_open_batch(f, path, &sh.limits));
+        let verified = match checked {
+            Ok(v) => v,
+            Err(e) => {
+                let detail = e.to_string();
+                warn!(%node, seq, file = %name, reason = %detail, "batch refused: verification failed, nothing executed");
+                sh.audit(
+                    AuditEvent::new("rejected", node, seq, &name, size, "")
+                        .verdict("rejected", &detail),
+                );
+                return self.failed(t, node, seq, path, &format!("verification failed: {e}"));
+            }
+        };
+        let sha = hex::encode(verified.content_sha256);
+        let key = match authenticate(&sh.cfg, &sh.trust, Some(node), &verified) {
+            Ok(k) => k.unwrap_or_default(),
+            Err(reason) => {
+                warn!(%node, seq, file = %name, %reason, "batch rejected: nothing executed");
+                sh.audit(
+                    AuditEvent::new("rejected", node, seq, &name, size, &sha)
+                        .key(claimed_key(&verified))
+                        .verdict("rejected", &reason),
+                );
+                return self.failed(t, node, seq, path, &reason);
+            }
+        };
+        sh.audit(AuditEvent::new("verified", node, seq, &name, size, &sha).key(&key));
+        input
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| ApplyError::Transient(format!("rewinding {name}: {e}")))?;
+        match t.apply_open(input, path, node, seq, &sha, &sh.limits) {
+            Ok(outcome) => {
+                let n = match outcome {
+                    ApplyOutcome::Applied { statements } => statements,
+                    ApplyOutcome::AlreadyApplied => 0,
+                };
+                info!(%node, seq, file = %name, statements = n, "batch applied");
+                let detail = format!("{n} statements");
+                sh.audit(
+                    AuditEvent::new("applied", node, seq, &name, size, &sha)
+                        .key(&key)
+                        .verdict("ok", &detail),
+                );
+                // Applied and in the ledger: a file left behind is answered from the
+                // ledger and removed on the next pass.
+                let _ = fs::remove_file(path);
+                let _ = fs::remove_file(marker(path));
+                sh.set(node, seq, Outcome::Applied);
+                sh.note_next(node, seq + 1);
+                Ok(())
+            }
+            Err(ApplyError::Deterministic(msg)) => self.failed(t, node, seq, path, &msg),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A deterministic failure: first time, mark and wait for the resend; second time,
+    /// quarantine.
+    pub(crate) fn failed(
+        &self,
+        t: &mut Target,
+        node: &str,
+        seq: u64,
+        path: &Path,
+        reason: &str,
+    ) -> std::result::Result<(), ApplyError> {
+        let sh = &self.shared;
+        let name = file_name(path);
+        let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let mark = marker(path);
+        let io = |e: std::io::Error| ApplyError::Transient(format!("spool: {e}"));
+        if mark.exists() {
+            let qdir = sh.quarantine_dir();
+            let dest = qdir.join(&name);
+            fsx::move_file(path, &dest).map_err(io)?;
+            fsx::write_private_synced(
+                &qdir.join(format!("{name}.reason")),
+                format!("{reason}\n").as_bytes(),
+            )
+            .map_err(io)?;
+            let sha = batch::sha256_file(&dest)
+                .map(|(_, h)| hex::encode(h))
+                .unwrap_or_default();
+            t.record_quarantine(node, seq, &sha, &name, reason)?;
+            // The ledger has the quarantine row now; a marker left over is inert.
+            let _ = fs::remove_file(&mark);
+            error!(alarm = true, %node, seq, file = %name, reason, "batch failed twice: dropped to quarantine");
+            sh.audit(
+                AuditEvent::new("dropped", node, seq, &name, size, &sha)
+                    .verdict("quarantined", reason),
+            );
+        } else {
+            fsx::write_private_synced(&mark, reason.as_bytes()).map_err(io)?;
+            fs::remove_file(path).map_err(io)?;
+            warn!(%node, seq, file = %name, reason, "batch failed; waiting for the sender to send it once more");
+            sh.audit(
+                AuditEvent::new("failed", node, seq, &name, size, "").verdict("failed", reason),
+            );
+        }
+        sh.set(node, seq, Outcome::Failed);
+        Ok(())
+    }
+}
+
+/// The signature check of a verified batch (name, header and sha256 already checked),
+/// done before any statement runs. `expected_node`: the node the batch must be of (the
+/// connection's HELLO node, via the spooled file name). Ok(Some(key id)): signed by a
+/// trusted key; Ok(None): unsigned or unverifiable and accepted because of `insecure =
+/// true`. Err: the rejection reason.
+///
+/// Every batch of a node that has `[[trust]]` keys must carry a valid signature by one
+/// of them, with or without `insecure`. `insecure = true` only lets batches of nodes
+/// *without* keys through unsigned.
+pub fn authenticate(
+    cfg: &ReceiverConfig,
+    trust: &TrustStore,
+    expected_node: Option<&str>,
+    v: &batch::VerifiedBatch,
+) -> std::result::Result<Option<String>, String> {
+    let node = &v.header.node;
+    if let Some(want) = expected_node
+        && want != node
+    {
+        return Err(format!(
+            "wrong node: the batch header says node {node}, but it came from node {want}"
+        ));
+    }
+    if cfg.insecure && !trust.has_node(node) {
+        return Ok(None);
+    }
+    trust
+        .verify(
+            node,
+            v.header.seq,
+            &v.name,
+            &v.content_sha256,
+            v.signature.as_deref(),
+        )
+        .map(Some)
+        .map_err(|e| format!("signature check failed: {e}"))
+}
+
+/// The key id a batch's signature line claims ("" when unsigned), for the audit record
+/// of a rejection.
+pub(crate) fn claimed_key(v: &batch::VerifiedBatch) -> &str {
+    let id = v
+        .signature
+        .as_deref()
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or("");
+    match id.char_indices().nth(64) {
+        Some((i, _)) => &id[..i],
+        None => id,
+    }
+}
+
+pub(crate) fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+pub(crate) fn marker(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".fail1");
+    PathBuf::from(s)
+}
+
+/// Spooled final files by node and seq.
+pub(crate) fn spooled_files(spool: &Path) -> BTreeMap<String, BTreeMap<u64, PathBuf>> {
+    let mut out: BTreeMap<String, BTreeMap<u64, PathBuf>> = BTreeMap::new();
+    let Ok(rd) = fs::read_dir(spool) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Ok((node, seq, _)) = batch::parse_batch_file_name(&name) {
+            // Only regular files: a symlink (or anything else) under a batch name was
+            // not put there by this receiver and is never followed.
+            if !e.file_type().is_ok_and(|t| t.is_file()) {
+                warn!(file = %name, "spool entry is not a regular file (a symlink?): ignored, never followed; remove it");
+                continue;
+            }
+            out.entry(node).or_default().insert(seq, e.path());
+        }
+    }
+    out
+}

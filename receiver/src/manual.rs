@@ -1,0 +1,117 @@
+//! `gapsync-receiver apply FILE...`: manual apply (media transfer), through the same
+//! verification and ledger.
+
+use std::fs::{self};
+use std::path::PathBuf;
+
+use crate::applier::file_name;
+use crate::config::ReceiverConfig;
+use crate::*;
+use gapsync_common::audit::{Audit, AuditEvent};
+use gapsync_common::batch::{self};
+use gapsync_common::sign::TrustStore;
+use gapsync_common::target::{ApplyOutcome, Target};
+use tracing::warn;
+
+/// `gapsync-receiver apply FILE...`: verify and apply batch files by hand, through the
+/// same ledger (exactly once), in seq order per node. Returns one line per file.
+///
+/// Every file is verified first (name, header, sha256, signature, not a replay of an
+/// applied seq with different content); if any is rejected, nothing is executed, the
+/// rejection is audited and returned as [`ReceiverError::Rejected`] naming the reason.
+pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String>> {
+    let limits = cfg.limits.read.clone();
+    let trust = TrustStore::from_config(&cfg.trust)?;
+    let audit = Audit::new(&cfg.work_dir, "receiver");
+    let mut t = Target::open(&cfg.target, &cfg.target_options())?;
+    let reject = |name: &str, node: &str, seq: u64, size: u64, sha: &str, reason: String| {
+        warn!(%node, seq, file = %name, %reason, "batch rejected: nothing executed");
+        let _ = audit.record(
+            &AuditEvent::new("rejected", node, seq, name, size, sha).verdict("rejected", &reason),
+        );
+        ReceiverError::Rejected {
+            name: name.to_owned(),
+            reason,
+        }
+    };
+    let mut sorted: Vec<(String, u64, PathBuf, String, u64, String)> = Vec::new();
+    for f in files {
+        let name = file_name(f);
+        let size = fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+        let (node, seq, _) = batch::parse_batch_file_name(&name)?;
+        let v = match batch::verify_batch(f, &limits) {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(reject(
+                    &name,
+                    &node,
+                    seq,
+                    size,
+                    "",
+                    format!("verification failed: {e}"),
+                ));
+            }
+        };
+        let sha = hex::encode(v.content_sha256);
+        let key = match authenticate(cfg, &trust, Some(&node), &v) {
+            Ok(k) => k.unwrap_or_default(),
+            Err(reason) => return Err(reject(&name, &node, seq, size, &sha, reason)),
+        };
+        if let Some(prev) = t.applied_sha(&node, seq)?
+            && prev != sha
+        {
+            let reason = format!(
+                "replayed: seq {seq} of node {node} was already applied with different content (ledger sha256 {prev}, this file {sha})"
+            );
+            return Err(reject(&name, &node, seq, size, &sha, reason));
+        }
+        sorted.push((node, seq, f.clone(), sha, size, key));
+    }
+    sorted.sort();
+    let mut out = Vec::new();
+    for (node, seq, path, sha, size, key) in sorted {
+        let name = file_name(&path);
+        let next = t.next_expected(&node)?;
+        if seq < next {
+            if t.applied_sha(&node, seq)?.is_some() {
+                out.push(format!("{name}: already applied, skipped"));
+                continue;
+            }
+            return Err(ReceiverError::Order(format!(
+                "{name}: seq {seq} of node {node} is quarantined"
+            )));
+        }
+        if seq > next {
+            return Err(ReceiverError::Order(format!(
+                "{name}: node {node} needs seq {next} first (apply the missing batches, in order)"
+            )));
+        }
+        let ev = |event: &str, verdict: &str, detail: &str| {
+            let _ = audit.record(&AuditEvent {
+                event,
+                node: &node,
+                seq,
+                file: &name,
+                size,
+                sha256: &sha,
+                key_id: &key,
+                verdict,
+                detail,
+            });
+        };
+        match t.apply(&path, &node, seq, &sha, &limits) {
+            Ok(ApplyOutcome::Applied { statements }) => {
+                ev("applied", "ok", "by hand");
+                out.push(format!("{name}: applied ({statements} statements)"));
+            }
+            Ok(ApplyOutcome::AlreadyApplied) => {
+                out.push(format!("{name}: already applied, skipped"))
+            }
+            Err(e) => {
+                ev("failed", "failed", &e.to_string());
+                return Err(ReceiverError::Order(format!("{name}: {e}")));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,204 @@
+//! State shared by the connections and the applier: the outcome of the latest attempt
+//! of every batch in flight (with the condition variable `result?` waits on), the seen
+//! HELLO nonces, the bytes held in part files, the ledger's next expected seq per node,
+//! and the HELLO check ([`Shared::authenticate_hello`]).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::ReceiverConfig;
+use crate::*;
+use gapsync_common::audit::{Audit, AuditEvent};
+use gapsync_common::batch::ReadLimits;
+use gapsync_common::sign::TrustStore;
+use gapsync_common::target::{ApplyError, Target};
+use gapsync_protocol::Hello;
+use tracing::error;
+
+/// The latest attempt of a batch, as `result?` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Spooled; the applier has not finished with it yet.
+    Pending,
+    Applied,
+    /// Failed deterministically (first or second time).
+    Failed,
+}
+
+/// State shared by connections and the applier.
+#[derive(Debug)]
+pub struct Shared {
+    pub cfg: ReceiverConfig,
+    pub(crate) outcomes: Mutex<HashMap<(String, u64), Outcome>>,
+    pub(crate) changed: Condvar,
+    /// Wakes the applier when a file was spooled.
+    pub(crate) spooled: Condvar,
+    pub(crate) spool_flag: Mutex<bool>,
+    pub(crate) audit: Audit,
+    /// Open connections and their slots.
+    pub sessions: Sessions,
+    /// Nonces of accepted HELLOs, with when they may be forgotten.
+    pub(crate) nonces: Mutex<HashMap<(String, [u8; 16]), Instant>>,
+    /// Bytes in part files (received, not yet authenticated by END), all connections.
+    pub(crate) unverified: AtomicU64,
+    /// The ledger's next expected seq per node, as last read (for the seq window).
+    pub(crate) next_seen: Mutex<HashMap<String, u64>>,
+    pub limits: ReadLimits,
+    /// The `[[trust]]` keys, parsed at start.
+    pub trust: TrustStore,
+}
+
+impl Shared {
+    pub(crate) fn spool(&self) -> PathBuf {
+        self.cfg.work_dir.join("spool")
+    }
+    pub(crate) fn quarantine_dir(&self) -> PathBuf {
+        self.cfg.work_dir.join("quarantine")
+    }
+
+    pub(crate) fn set(&self, node: &str, seq: u64, o: Outcome) {
+        if let Ok(mut m) = self.outcomes.lock() {
+            m.insert((node.to_owned(), seq), o);
+        }
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn forget(&self, node: &str, seq: u64) {
+        if let Ok(mut m) = self.outcomes.lock() {
+            m.remove(&(node.to_owned(), seq));
+        }
+    }
+
+    /// Wait until the outcome of (node, seq) is no longer Pending, or `until`.
+    pub(crate) fn wait_settled(&self, node: &str, seq: u64, until: Instant) -> Option<Outcome> {
+        let key = (node.to_owned(), seq);
+        let mut m = self.outcomes.lock().ok()?;
+        loop {
+            match m.get(&key).copied() {
+                Some(Outcome::Pending) => {}
+                other => return other,
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Some(Outcome::Pending);
+            }
+            m = self.changed.wait_timeout(m, until - now).ok()?.0;
+        }
+    }
+
+    pub(crate) fn wake_applier(&self) {
+        if let Ok(mut f) = self.spool_flag.lock() {
+            *f = true;
+        }
+        self.spooled.notify_all();
+    }
+
+    pub(crate) fn wait_for_spool(&self, d: Duration) {
+        if let Ok(mut f) = self.spool_flag.lock() {
+            if !*f {
+                if let Ok((g, _)) = self.spooled.wait_timeout(f, d) {
+                    f = g;
+                } else {
+                    return;
+                }
+            }
+            *f = false;
+        }
+    }
+
+    pub fn audit(&self, ev: AuditEvent<'_>) {
+        if let Err(e) = self.audit.record(&ev) {
+            error!(error = %e, "cannot write the audit record");
+        }
+    }
+
+    pub fn open_target(&self) -> std::result::Result<Target, ApplyError> {
+        Target::open(&self.cfg.target, &self.cfg.target_options())
+    }
+
+    /// Most bytes all connections together may hold in part files.
+    pub(crate) fn max_unverified(&self) -> u64 {
+        self.cfg.limits.max_batch_bytes.saturating_mul(2)
+    }
+
+    pub(crate) fn note_next(&self, node: &str, next: u64) {
+        if let Ok(mut m) = self.next_seen.lock() {
+            m.insert(node.to_owned(), next);
+        }
+    }
+
+    /// Whether `seq` of `node` is within [`SEQ_WINDOW`] of the ledger's next expected
+    /// seq (as last read). Unknown (target not read yet): within.
+    pub(crate) fn in_window(&self, node: &str, seq: u64) -> bool {
+        let next = self
+            .next_seen
+            .lock()
+            .ok()
+            .and_then(|m| m.get(node).copied());
+        next.is_none_or(|n| seq <= n.saturating_add(SEQ_WINDOW))
+    }
+
+    /// Records a HELLO nonce; false if it was seen before (a replay).
+    pub(crate) fn fresh_nonce(&self, node: &str, nonce: [u8; 16]) -> bool {
+        let Ok(mut m) = self.nonces.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        m.retain(|_, until| *until > now);
+        let keep = now + self.cfg.link.hello_max_skew * 2;
+        m.insert((node.to_owned(), nonce), keep).is_none()
+    }
+
+    /// Checks a HELLO (see the protocol docs, "Authentication"). Ok(key id, "" when
+    /// unsigned and accepted because of `insecure`); Err: the reason for the log.
+    pub fn authenticate_hello(
+        &self,
+        node: &str,
+        hello: &Hello,
+        message: &[u8],
+    ) -> std::result::Result<String, String> {
+        let link = &self.cfg.link;
+        if hello.receiver_id != link.id {
+            return Err(format!(
+                "HELLO is for receiver {:?}, this is {:?} (set [link] receiver_id in the sender's config to this receiver's [link] id)",
+                hello.receiver_id, link.id
+            ));
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let skew = now.abs_diff(hello.time);
+        if skew > link.hello_max_skew.as_secs() {
+            return Err(format!(
+                "HELLO time is {skew} s off this clock, over [link] hello_max_skew = {} s (a replay, or the clocks of the two zones disagree: fix the time source)",
+                link.hello_max_skew.as_secs()
+            ));
+        }
+        let key = if self.trust.has_node(node) {
+            let Some(auth) = &hello.auth else {
+                return Err(format!(
+                    "unsigned HELLO for node {node}, which has [[trust]] keys"
+                ));
+            };
+            self.trust
+                .verify_link(node, &auth.key_id, message, &auth.signature)
+                .map_err(|e| format!("HELLO signature: {e}"))?
+        } else if self.cfg.insecure {
+            // `insecure` lets nodes without keys in unauthenticated; a signature that
+            // there is no key to check against proves nothing and changes nothing.
+            String::new()
+        } else {
+            return Err(format!(
+                "node {node} has no [[trust]] entry (add its .pub line to [[trust]])"
+            ));
+        };
+        if !self.fresh_nonce(node, hello.nonce) {
+            return Err("HELLO nonce seen before: a replayed HELLO".to_owned());
+        }
+        Ok(key)
+    }
+}
