@@ -21,8 +21,22 @@
 //! clauses. A `WHERE` must be a conjunction of `column = literal` / `column IS NULL`
 //! (which columns are the key is not known here: the check is on the shape).
 //!
+//! No statement may hold a comment, in any dialect (`comments`): MariaDB and MySQL
+//! execute `/*M! .. */` and `/*! .. */`, which sqlparser reads as comments, so a signed
+//! `DELETE FROM "t" WHERE "id" = 16 /*M! OR 1=1 */;` would empty `t`. Text that looks
+//! like a comment inside a string or a quoted name is data, and accepted.
+//!
+//! On MySQL and MariaDB, which commit implicitly at DDL, [`BatchOrder`] also accepts a
+//! `CREATE TABLE` only as the first statement of a snapshot batch, where the sender
+//! writes it.
+//!
 //! # How it is enforced
 //!
+//! - Every target, first: an exact scan refuses any comment outside quoted strings and
+//!   identifiers as the target's server reads them (`comments`, its module docs give
+//!   the quote rules per dialect and what it refuses rather than risk misreading); the
+//!   parse then also refuses a comment token of sqlparser's tokenizer, or a comment hint
+//!   it expanded into tokens. Both paths below start with the scan.
 //! - Every target: the statement is parsed with `sqlparser` in the target's dialect
 //!   ([`AllowList::validate`]), so that what is checked is what that server would read
 //!   (for `INSERT INTO t VALUES ('x\''); DROP TABLE t; -- ')` the MySQL dialect sees two
@@ -60,7 +74,9 @@ use sqlparser::dialect::{
     PostgreSqlDialect, SQLiteDialect,
 };
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer, Whitespace};
 
+use crate::batch::BatchKind;
 use crate::dialect::Dialect;
 
 /// Prefix of gapsync's own tables, never writable by a batch.
@@ -125,6 +141,10 @@ impl AllowList {
     /// [`AllowList::validate`] without the fast path: parsed by sqlparser.
     fn validate_parsed(&self, dialect: Dialect, sql: &str) -> Result<(), String> {
         let d = parser_dialect(dialect);
+        // No comments, as the server reads the text (an exact scan), and as sqlparser
+        // reads it (its tokens, below).
+        comments::refuse(dialect, sql)?;
+        let tokens = tokens_without_comments(d, sql)?;
         // SQL Server's snapshot DDL: `IF OBJECT_ID(N'[t]', N'U') IS NULL CREATE TABLE [t] (..)`:
         // the CREATE TABLE is checked, and the prefix must be exactly the one for its name.
         let mut guarded = None;
@@ -140,7 +160,15 @@ impl AllowList {
         if dialect == Dialect::Sqlite && sql.starts_with("CREATE TABLE") {
             return self.sqlite_create_table(sql);
         }
-        let stmts = Parser::parse_sql(d, body).map_err(|e| format!("cannot parse it: {e}"))?;
+        let tokens = match guarded {
+            // The CREATE TABLE after the guard (its tokens, from the same tokenizer).
+            Some(_) => tokenize(d, body)?,
+            None => tokens,
+        };
+        let stmts = Parser::new(d)
+            .with_tokens_with_locations(tokens)
+            .parse_statements()
+            .map_err(|e| format!("cannot parse it: {e}"))?;
         let stmt = match stmts.as_slice() {
             [one] => one,
             [] => return Err("no statement".into()),
@@ -291,6 +319,126 @@ impl AllowList {
             Ok(())
         }
     }
+}
+
+/// `sql`'s tokens in dialect `d`; refused if sqlparser reads a comment in it, or
+/// expanded a comment hint (`/*! .. */`, which its MySQL and generic dialects read as
+/// the text inside: the tokens then no longer cover the text end to end).
+fn tokens_without_comments(d: &dyn SqlDialect, sql: &str) -> Result<Vec<TokenWithSpan>, String> {
+    let tokens = tokenize(d, sql)?;
+    let mut at = Location::new(1, 1);
+    for t in &tokens {
+        if let Token::Whitespace(
+            w @ (Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)),
+        ) = &t.token
+        {
+            let text = w.to_string();
+            return Err(format!(
+                "it holds a comment (sqlparser reads {:?} at line {}, column {}): batch \
+                 statements never hold comments",
+                text.trim_end(),
+                t.span.start.line,
+                t.span.start.column
+            ));
+        }
+        if t.span.start != at {
+            return Err(format!(
+                "it holds a comment that sqlparser expanded as a hint (at line {}, column {}): \
+                 batch statements never hold comments",
+                at.line, at.column
+            ));
+        }
+        at = t.span.end;
+    }
+    // As sqlparser counts: a line break starts line + 1 at column 1.
+    let end = sql.chars().fold(Location::new(1, 1), |l, c| {
+        if c == '\n' {
+            Location::new(l.line + 1, 1)
+        } else {
+            Location::new(l.line, l.column + 1)
+        }
+    });
+    if at != end {
+        return Err(format!(
+            "it holds a comment that sqlparser expanded as a hint (at line {}, column {}): \
+             batch statements never hold comments",
+            at.line, at.column
+        ));
+    }
+    Ok(tokens)
+}
+
+fn tokenize(d: &dyn SqlDialect, sql: &str) -> Result<Vec<TokenWithSpan>, String> {
+    Tokenizer::new(d, sql)
+        .tokenize_with_location()
+        .map_err(|e| {
+            format!(
+                "cannot parse it: {}",
+                sqlparser::parser::ParserError::from(e)
+            )
+        })
+}
+
+/// Where in its batch a statement may stand: fed every statement of ONE batch in order
+/// (each after [`AllowList::validate`] accepted it), before the statement runs.
+///
+/// MySQL and MariaDB commit implicitly at DDL: a `CREATE TABLE` after other statements
+/// would commit them without the batch's ledger row, so a batch failing later would
+/// leave them behind (DESIGN.md invariant 2). The sender writes `CREATE TABLE` only as
+/// the first statement of a snapshot batch (`batch::BatchKind::Snapshot`), where
+/// nothing of the batch has run yet. So on a `mysql` target every statement other than
+/// `INSERT`, `UPDATE` and `DELETE` is accepted only there, and refused anywhere else
+/// before it runs. Other targets have transactional DDL: no rule.
+#[derive(Debug, Clone)]
+pub struct BatchOrder {
+    dialect: Dialect,
+    kind: BatchKind,
+    /// Statements of the batch seen so far.
+    seen: u64,
+}
+
+impl BatchOrder {
+    /// For one batch of `kind` (its header's) on a target of `dialect`.
+    pub fn new(dialect: Dialect, kind: BatchKind) -> BatchOrder {
+        BatchOrder {
+            dialect,
+            kind,
+            seen: 0,
+        }
+    }
+
+    /// The next statement of the batch; the error says why it may not stand there.
+    pub fn check(&mut self, sql: &str) -> Result<(), String> {
+        let first = self.seen == 0;
+        self.seen += 1;
+        if self.dialect != Dialect::Mysql || is_change(sql) {
+            return Ok(());
+        }
+        let what = sql.split(' ').take(2).collect::<Vec<_>>().join(" ");
+        let what = what.trim_start();
+        match self.kind {
+            BatchKind::Snapshot if first => Ok(()),
+            BatchKind::Snapshot => Err(format!(
+                "{what} after the first statement of a snapshot batch: on MySQL and MariaDB it \
+                 would commit the statements before it implicitly (gapsync writes CREATE TABLE \
+                 only as a snapshot batch's first statement)"
+            )),
+            BatchKind::Changes => Err(format!(
+                "{what} in a changes batch: on MySQL and MariaDB it would commit the batch's \
+                 statements implicitly (gapsync writes CREATE TABLE only as a snapshot batch's \
+                 first statement)"
+            )),
+        }
+    }
+}
+
+/// `INSERT`, `UPDATE` or `DELETE` (in any case, after leading spaces): statements that
+/// MySQL runs inside the transaction.
+fn is_change(sql: &str) -> bool {
+    let s = sql.trim_start().as_bytes();
+    ["INSERT ", "UPDATE ", "DELETE "]
+        .iter()
+        .any(|k| s.len() >= k.len() && s[..k.len()].eq_ignore_ascii_case(k.as_bytes()))
 }
 
 /// The sqlparser dialect statements of `dialect` are parsed in.
@@ -713,6 +861,7 @@ fn kind(s: &Statement) -> String {
     words.join(" ")
 }
 
+mod comments;
 mod fast;
 
 #[cfg(test)]

@@ -711,6 +711,9 @@ impl Target {
         // error once the executor is gone (the guard's reason needs the backend).
         let mut failed: Option<(u64, DbError)> = None;
         let allow = &self.allow;
+        // Where DDL may stand (MySQL/MariaDB commit implicitly at DDL): from the
+        // header's kind, checked before each statement runs.
+        let mut order = crate::allow::BatchOrder::new(dialect, reader.header().kind);
         let applied = self.db.execute_each(&mut |exec| {
             let mut count = 0u64;
             while let Some(line) = reader
@@ -720,6 +723,7 @@ impl Target {
                 allow
                     .validate(dialect, &buf)
                     .map_err(|why| refused(line, why))?;
+                order.check(&buf).map_err(|why| refused(line, why))?;
                 let changed = match exec(&buf) {
                     Ok(n) => n,
                     Err(e) => {

@@ -50,20 +50,100 @@ const HOSTILE: &[&str] = &[
     "INSERT INTO \"_gapsync_ledger\" VALUES ('n9', 1, 'x', 'f', 1, 'now');",
     "DELETE FROM \"_gapsync_ledger\";",
     "INSERT INTO \"other\" VALUES (3, 'x');",
-    "CREATE TABLE IF NOT EXISTS \"other2\" (\"id\" BIGINT, PRIMARY KEY (\"id\"));",
+    "CREATE TABLE IF NOT EXISTS \"other\" (\"id\" BIGINT, PRIMARY KEY (\"id\"));",
 ];
 
+/// Comments, which no batch holds: MariaDB and MySQL execute `/*M! .. */` and
+/// `/*! .. */` (emptying `t`, writing `secret` or the ledger); every target must refuse
+/// each of them, including the ones its own parser would read as harmless comments.
+const COMMENTS: &[&str] = &[
+    "DELETE FROM T WHERE \"id\" = 16 /*M! OR 1=1 */;",
+    "DELETE FROM T WHERE \"id\" = 1 /*M! OR 1=1 */;",
+    "DELETE FROM T WHERE \"id\" = 1 /*M!100000 OR 1=1 */;",
+    "DELETE FROM T WHERE \"id\" = 1 /*! OR 1=1 */;",
+    "DELETE FROM T WHERE \"id\" = 1 /*!50000 OR 1=1 */;",
+    "UPDATE T /*M! , \"secret\" */ SET \"v\" = 'x' /*M! , \"s\" = 'pwned' */ WHERE \"id\" = 1;",
+    "UPDATE T /*!50000 , \"secret\" */ SET \"v\" = 'x' /*!50000 , \"s\" = 'pwned' */ WHERE \"id\" = 1;",
+    "UPDATE T /*M! , \"_gapsync_ledger\" */ SET \"v\" = 'x' /*M! , \"seq\" = 999 */ WHERE \"id\" = 1;",
+    "INSERT INTO T (\"id\", \"v\") VALUES (3, 'a') /*M! , (4, 'b') */;",
+    "INSERT INTO T (\"id\", \"v\") VALUES (3, /*!50000 'b' OR */ 'a');",
+    "DELETE FROM T WHERE \"id\" = 1 /* OR 1=1 */;",
+    "DELETE FROM T WHERE \"id\" = 1 /* /* nested */ OR 1 = 1 */;",
+    "DELETE FROM T WHERE \"id\" = 1 /* unterminated;",
+    "DELETE FROM T WHERE \"id\" = 1 */;",
+    "DELETE FROM T WHERE \"id\" = 1 -- x;",
+    "DELETE FROM T WHERE \"id\" = 1 --x;",
+    "DELETE FROM T WHERE \"id\" = 1 # x;",
+    "DELETE /*+ NO_INDEX(t) */ FROM T WHERE \"id\" = 1;",
+    "UPDATE T SET \"v\" = 'x' WHERE \"id\" = 1 /*+ hint */;",
+    // A backslash before a quote: where the string ends depends on the session.
+    "DELETE FROM T WHERE \"v\" = 'keep\\' /*M! OR 1=1 */;",
+    "DELETE FROM T WHERE \"v\" = 'x\\'' OR \"id\" = 1 /*M! OR 1=1 */ AND \"v\" = '';",
+    "DELETE FROM T WHERE \"v\" = E'x\\'' /*M! OR 1=1 */;",
+    // Quote forms some server has and the check does not follow.
+    "DELETE FROM T WHERE \"v\" = $$ ' $$ /*M! OR 1=1 */ AND \"id\" = ' $$;",
+    "DELETE FROM T WHERE \"v\" = [ ' ] /*M! OR 1=1 */ AND \"id\" = ' ';",
+    "DELETE FROM T WHERE \"v\" = ` ' ` /*M! OR 1=1 */ AND \"id\" = ' ';",
+];
+
+/// Replace the word `T` (the placeholder) by `"t"`; `T` inside keywords stays.
+fn substitute(s: &str) -> String {
+    let b = s.as_bytes();
+    let word = |j: Option<usize>| {
+        j.and_then(|j| b.get(j))
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    };
+    let mut out = String::new();
+    for (i, ch) in s.char_indices() {
+        if ch == 'T' && !word(i.checked_sub(1)) && !word(Some(i + 1)) {
+            out.push_str("\"t\"");
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
 fn corpus() -> Vec<String> {
-    HOSTILE.iter().map(|s| s.replace('T', "\"t\"")).collect()
+    HOSTILE
+        .iter()
+        .chain(COMMENTS)
+        .map(|s| substitute(s))
+        .collect()
+}
+
+/// The placeholder is replaced as a word: keywords holding a `T` stay keywords (they
+/// once became `INSER"t"`, and the corpus tested the parser's error instead).
+#[test]
+fn the_corpus_keeps_its_keywords() {
+    for s in corpus() {
+        for (i, _) in s.match_indices("\"t\"") {
+            let b = s.as_bytes();
+            let glued = |j: Option<usize>| {
+                j.and_then(|j| b.get(j))
+                    .is_some_and(u8::is_ascii_alphabetic)
+            };
+            assert!(!glued(i.checked_sub(1)) && !glued(Some(i + 3)), "{s}");
+        }
+    }
+    assert!(
+        corpus()
+            .iter()
+            .any(|s| s.starts_with("DELETE FROM \"t\" WHERE"))
+    );
 }
 
 fn write(dir: &Path, seq: u64, stmts: &[&str]) -> (PathBuf, String) {
+    write_kind(dir, seq, BatchKind::Changes, stmts)
+}
+
+fn write_kind(dir: &Path, seq: u64, kind: BatchKind, stmts: &[&str]) -> (PathBuf, String) {
     let h = BatchHeader {
         node: "n1".into(),
         seq,
         created: batch::format_created(chrono::Utc::now()),
         dialect: "sqlite".into(),
-        kind: BatchKind::Changes,
+        kind,
         changes: Some((1, 1)),
         statements: stmts.len() as u64,
     };
@@ -129,7 +209,8 @@ fn sqlite_target_refuses_the_hostile_corpus() {
         .unwrap()
         .execute_batch(
             "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'keep');
-             CREATE TABLE other(id INTEGER PRIMARY KEY, v TEXT);",
+             CREATE TABLE other(id INTEGER PRIMARY KEY, v TEXT);
+             CREATE TABLE secret(s TEXT); INSERT INTO secret VALUES ('keep');",
         )
         .unwrap();
     let mut t = Target::open(&DbUrl::Sqlite(db.clone()), &opts()).unwrap();
@@ -146,6 +227,7 @@ fn sqlite_target_refuses_the_hostile_corpus() {
         for q in [
             "SELECT id || ':' || v FROM t ORDER BY id",
             "SELECT id || ':' || v FROM other ORDER BY id",
+            "SELECT s FROM secret ORDER BY s",
             "SELECT node || ':' || seq FROM _gapsync_ledger ORDER BY 1",
         ] {
             let mut s = c.prepare(q).unwrap();
@@ -221,11 +303,17 @@ mod live {
         ok
     }
 
-    fn live(server: &str) {
+    /// What runs against a live database: the target, a work directory, the state.
+    type Body<'a> = dyn FnMut(&mut Target, &Path, &mut dyn FnMut() -> String) + 'a;
+
+    /// A fresh database `..._{server}_{name}` holding `t` (row 1 'keep'), `other` and
+    /// `secret` (row 'keep'); `body` gets a target on it, a work directory and the
+    /// database's state as text (tables, indexes, columns, rows, the ledger's size).
+    fn live(server: &str, name: &str, body: &mut Body<'_>) {
         if !reachable(server) {
             return;
         }
-        let db = format!("gapsync_allow_{}_{server}", std::process::id());
+        let db = format!("gapsync_allow_{}_{server}_{name}", std::process::id());
         let (conn, db_args, setup, tables): (String, Vec<&str>, &str, String) = if server
             == "postgres"
         {
@@ -233,7 +321,8 @@ mod live {
                 format!("Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port=5432;Database={db};Uid=postgres;"),
                 vec!["-d", db.as_str()],
                 "CREATE TABLE t(id BIGINT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'keep');\n\
-                 CREATE TABLE other(id BIGINT PRIMARY KEY, v TEXT);\n",
+                 CREATE TABLE other(id BIGINT PRIMARY KEY, v TEXT);\n\
+                 CREATE TABLE secret(s TEXT); INSERT INTO secret VALUES ('keep');\n",
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1;\n\
                  SELECT indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1;\n\
                  SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, column_name;\n"
@@ -246,7 +335,8 @@ mod live {
                 ),
                 vec![db.as_str()],
                 "CREATE TABLE t(id BIGINT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'keep');\n\
-                 CREATE TABLE other(id BIGINT PRIMARY KEY, v TEXT);\n",
+                 CREATE TABLE other(id BIGINT PRIMARY KEY, v TEXT);\n\
+                 CREATE TABLE secret(s TEXT); INSERT INTO secret VALUES ('keep');\n",
                 format!(
                     "SELECT table_name FROM information_schema.tables WHERE table_schema = '{db}' ORDER BY 1;\n\
                      SELECT index_name FROM information_schema.statistics WHERE table_schema = '{db}' ORDER BY 1;\n\
@@ -267,6 +357,7 @@ mod live {
             let mut state = || {
                 let q = format!(
                     "{tables}SELECT id, v FROM t ORDER BY id;\nSELECT id, v FROM other ORDER BY id;\n\
+                     SELECT s FROM secret ORDER BY s;\n\
                      SELECT count(*) FROM \"_gapsync_ledger\";\n"
                 );
                 let q = if server == "postgres" {
@@ -276,7 +367,7 @@ mod live {
                 };
                 client(server, &db_args, &q).unwrap()
             };
-            run_corpus(&mut t, dir.path(), &mut state);
+            body(&mut t, dir.path(), &mut state);
         }));
         let drop = if server == "postgres" {
             format!("DROP DATABASE IF EXISTS {db} WITH (FORCE);\n")
@@ -291,11 +382,94 @@ mod live {
 
     #[test]
     fn postgres_target_refuses_the_hostile_corpus() {
-        live("postgres");
+        live("postgres", "corpus", &mut |t, dir, state| {
+            run_corpus(t, dir, state)
+        });
     }
 
     #[test]
     fn mariadb_target_refuses_the_hostile_corpus() {
-        live("mariadb");
+        live("mariadb", "corpus", &mut |t, dir, state| {
+            run_corpus(t, dir, state)
+        });
+    }
+
+    /// MariaDB commits implicitly at DDL. A failing batch leaves no row behind; a
+    /// `CREATE TABLE` anywhere but first in a snapshot batch is refused before it runs
+    /// (so before it could commit the rows before it); first in a snapshot batch it
+    /// runs, and a failure later still leaves no row behind.
+    #[test]
+    fn mariadb_batches_fail_whole_and_ddl_stands_only_first_in_a_snapshot() {
+        live("mariadb", "ddl", &mut |t, dir, state| {
+            let create =
+                "CREATE TABLE IF NOT EXISTS \"other2\" (\"id\" BIGINT, PRIMARY KEY (\"id\"));";
+            let early = "INSERT INTO \"t\" (\"id\", \"v\") VALUES (2, 'early');";
+            let more = "INSERT INTO \"t\" (\"id\", \"v\") VALUES (3, 'more');";
+            // Fails on MariaDB: row 1 exists.
+            let dup = "INSERT INTO \"t\" (\"id\", \"v\") VALUES (1, 'dup');";
+            let limits = ReadLimits::default();
+            let before = state();
+            // Applies a batch that must fail deterministically; its message.
+            let mut fails = |seq: u64, kind: BatchKind, stmts: &[&str]| {
+                let (p, sha) = write_kind(dir, seq, kind, stmts);
+                let m = match t.apply(&p, "n1", seq, &sha, &limits) {
+                    Err(ApplyError::Deterministic(m)) => m,
+                    other => panic!("seq {seq}: expected a deterministic failure, got {other:?}"),
+                };
+                assert!(t.applied_sha("n1", seq).unwrap().is_none());
+                m
+            };
+            // A plain failing batch: the rows before the failure are rolled back.
+            let m = fails(1, BatchKind::Changes, &[early, more, dup]);
+            assert_eq!(state(), before, "a failing batch left rows behind");
+            assert!(m.contains("line 11"), "{m}");
+            // A late CREATE TABLE: refused before it runs, in either kind of batch;
+            // run, it would have committed row 2 before `dup` failed.
+            let m = fails(2, BatchKind::Changes, &[early, create, dup]);
+            assert_eq!(state(), before, "a late CREATE TABLE committed something");
+            assert!(
+                m.contains("line 10: statement refused: CREATE TABLE in a changes batch"),
+                "{m}"
+            );
+            let m = fails(3, BatchKind::Snapshot, &[early, create, dup]);
+            assert_eq!(state(), before, "a late CREATE TABLE committed something");
+            assert!(
+                m.contains("line 10: statement refused: CREATE TABLE after the first statement"),
+                "{m}"
+            );
+            let m = fails(4, BatchKind::Changes, &[create, dup]);
+            assert_eq!(state(), before, "CREATE TABLE ran in a changes batch");
+            assert!(
+                m.contains("line 9: statement refused: CREATE TABLE in a changes batch"),
+                "{m}"
+            );
+            // First in a snapshot batch: it runs (its implicit commit holds nothing of
+            // the batch); the rows after it still fail whole.
+            let m = fails(5, BatchKind::Snapshot, &[create, early, dup]);
+            assert!(m.contains("line 11"), "{m}");
+            let after = state();
+            assert!(after.contains("other2"), "{after}");
+            assert!(!after.contains("early"), "rows left behind: {after}");
+            assert_eq!(
+                after.matches('\n').count(),
+                before.matches('\n').count() + 3,
+                "only other2 (its name, primary key index and column) is new:\n{before}\n---\n{after}"
+            );
+            // And the snapshot the sender writes applies.
+            let (p, sha) = write_kind(
+                dir,
+                6,
+                BatchKind::Snapshot,
+                &[
+                    create,
+                    "DELETE FROM \"other2\";",
+                    "INSERT INTO \"other2\" (\"id\") VALUES (7);",
+                ],
+            );
+            assert_eq!(
+                t.apply(&p, "n1", 6, &sha, &limits).unwrap(),
+                ApplyOutcome::Applied { statements: 3 }
+            );
+        });
     }
 }

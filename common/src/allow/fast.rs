@@ -46,7 +46,9 @@
 //!
 //! Everything else (snapshot DDL, Oracle's `0.1d` (which sqlparser does not read), other
 //! spacing, comments, more rows, a missing or second `;`) is not recognised: the slow
-//! path decides.
+//! path decides. Before the grammar, [`recognise`] asks the same exact comment scan the
+//! slow path starts with (`super::comments`), so both paths refuse comments by one rule
+//! (and a text the scan refuses for a backslash before a quote is not recognised).
 //!
 //! # Why it accepts nothing the slow path refuses
 //!
@@ -179,6 +181,10 @@ fn forms(d: Dialect) -> Forms {
 /// The table of an `INSERT`, `UPDATE` or `DELETE` statement of exactly the renderer's
 /// shape in dialect `d` (see the module docs), unquoted; `None` for anything else.
 pub(super) fn recognise(d: Dialect, sql: &str) -> Option<Cow<'_, str>> {
+    // The grammar leaves no room for a comment outside quotes; the exact comment scan
+    // (the slow path's first check) is asked anyway, so that the two paths refuse
+    // comments by the very same rule.
+    super::comments::refuse(d, sql).ok()?;
     Scanner {
         f: forms(d),
         src: sql,

@@ -256,11 +256,83 @@ const HOSTILE: &[&str] = &[
     "-- nothing",
 ];
 
+/// Comments, in every spelling, refused in every dialect with a reason that says
+/// "comment" (`T` as in [`HOSTILE`]). MySQL and MariaDB execute `/*! .. */` and
+/// `/*M! .. */` where sqlparser reads a comment; each line is a statement that a server
+/// of some dialect reads differently from the way a comment-blind check would.
+const COMMENTS: &[&str] = &[
+    // MariaDB/MySQL executable comments (sqlparser: a comment; the server: code).
+    "DELETE FROM T WHERE \"id\" = 16 /*M! OR 1=1 */;",
+    "DELETE FROM T WHERE \"id\" = 16 /*M!100000 OR 1=1 */;",
+    "DELETE FROM T WHERE \"id\" = 16 /*M!*/;",
+    "DELETE FROM T WHERE \"id\" = 16 /*! OR 1=1 */;",
+    "DELETE FROM T WHERE \"id\" = 16 /*!50000 OR 1=1 */;",
+    "DELETE FROM T WHERE \"id\" = 16 /*!99999 OR 1=1 */;",
+    "DELETE FROM T WHERE \"id\" = 16 /*!*/;",
+    "UPDATE T /*M! , \"secret\" */ SET \"v\" = 'x' WHERE \"id\" = 1;",
+    "UPDATE T /*M! , \"_gapsync_ledger\" */ SET \"v\" = 'x' WHERE \"id\" = 1;",
+    "UPDATE T /*!50000 , \"secret\" */ SET \"v\" = 'x' WHERE \"id\" = 1;",
+    "UPDATE T SET \"v\" = 'x' /*M! , \"seq\" = 9 */ WHERE \"id\" = 1;",
+    "INSERT INTO T (\"id\", \"v\") VALUES (1, 'a') /*M! , (2, 'b') */;",
+    "INSERT INTO T (\"id\", \"v\") VALUES (1, /*!50000 'b' OR */ 'a');",
+    // Plain comments: block, line, hash; nested, unterminated, a lone end.
+    "DELETE FROM T WHERE \"id\" = 1 /* OR 1=1 */;",
+    "DELETE FROM T WHERE \"id\" = 1 /**/;",
+    "DELETE/**/FROM T WHERE \"id\" = 1;",
+    "DELETE FROM T WHERE \"id\" = 1 /* /* nested */ OR 1 = 1 */;",
+    "DELETE FROM T WHERE \"id\" = 1 /* unterminated;",
+    "DELETE FROM T WHERE \"id\" = 1;/*",
+    "DELETE FROM T WHERE \"id\" = 1 */;",
+    "DELETE FROM T WHERE \"id\" = 1; -- x",
+    "DELETE FROM T WHERE \"id\" = 1;--",
+    "DELETE FROM T WHERE \"id\" = 1;--x",
+    "DELETE FROM T WHERE \"id\" = 1--x\n;",
+    "DELETE FROM T WHERE \"id\" = 1 -- x\n;",
+    "DELETE FROM T WHERE \"id\" = 1 --\tx\n;",
+    "DELETE FROM T WHERE \"id\" = -- x\n 1;",
+    "DELETE FROM T WHERE \"id\" = 1--1;",
+    "DELETE FROM T WHERE \"id\" = 1;#",
+    "DELETE FROM T WHERE \"id\" = 1 # OR 1=1\n;",
+    "DELETE FROM T WHERE \"id\" = 1#\n;",
+    // Optimizer hints.
+    "INSERT /*+ NO_INDEX(t) */ INTO T (\"id\") VALUES (1);",
+    "DELETE /*+ BKA(t) */ FROM T WHERE \"id\" = 1;",
+    "UPDATE /*+ MAX_EXECUTION_TIME(1) */ T SET \"v\" = 'a' WHERE \"id\" = 1;",
+    // After a literal-looking context some server reads differently: a backslash before
+    // a quote (ends the string with NO_BACKSLASH_ESCAPES / standard strings, escapes the
+    // quote without), E-strings, dollar quotes, q-quotes, brackets, backticks.
+    "DELETE FROM T WHERE \"v\" = 'x\\' /*M! OR 1=1 */;",
+    "DELETE FROM T WHERE \"v\" = 'x\\'' /*M! OR 1=1 */ AND \"id\" = '1';",
+    "DELETE FROM T WHERE \"v\\\" = 'x' /*M! OR 1=1 */;",
+    "DELETE FROM T WHERE \"v\" = E'x\\\\' /*M! OR 1=1 */;",
+    "DELETE FROM T WHERE \"v\" = E'x\\'' /*M! OR 1=1 */;",
+    "DELETE FROM T WHERE \"v\" = $$ ' $$ /*M! OR 1=1 */ AND \"id\" = ' $$;",
+    "DELETE FROM T WHERE \"v\" = $a$ ' $a$ -- ';",
+    "DELETE FROM T WHERE \"v\" = q'[ ' ]' /*M! OR 1=1 */ AND \"id\" = ' ';",
+    "DELETE FROM T WHERE \"v\" = nq'{ ' }' -- ';",
+    "DELETE FROM T WHERE \"v\" = [ ' ] /*M! OR 1=1 */ AND \"id\" = ' ';",
+    "DELETE FROM T WHERE \"v\" = ` ' ` /*M! OR 1=1 */ AND \"id\" = ' ';",
+    "DELETE FROM T WHERE \"v\" = N'x' /*M! OR 1=1 */;",
+    "DELETE FROM T WHERE \"v\" = X'41' -- x\n;",
+    "DELETE FROM T WHERE \"v\" = _utf8mb4 X'41' /*M! OR 1=1 */;",
+    "DELETE FROM T WHERE \"x /*\" = 'a' /*M! OR 1=1 */;",
+    "DELETE FROM T WHERE \"v\" = 'a' /*M! OR 1=1 */ AND \"w\" = '*/';",
+    "DELETE FROM T WHERE \"v\" = '' /* '' */;",
+];
+
 /// Dialect-specific escapes and forms.
 fn hostile_for(d: Dialect) -> Vec<&'static str> {
     let mut v: Vec<&'static str> = Vec::new();
     match d {
         Dialect::Postgres => v.extend([
+            // Comments after PostgreSQL's own quote forms.
+            "DELETE FROM \"t\" WHERE \"v\" = e'x\\'' /*M! OR 1=1 */;",
+            "DELETE FROM \"t\" WHERE \"v\" = U&'x' /* */;",
+            "DELETE FROM \"t\" WHERE \"v\" = '\\x41' -- x\n;",
+            "DELETE FROM \"t\" WHERE \"v\" = $$x$$ -- ;",
+            // Standard strings read `\'` as a backslash and the end; without
+            // standard_conforming_strings it is a quote and `--` starts a comment.
+            "DELETE FROM \"t\" WHERE \"v\" = 'x\\'' -- ';",
             // `E'\\'` is one backslash: the string ends, a second statement follows.
             "INSERT INTO \"t\" VALUES (E'\\\\'); DROP TABLE \"t\"; -- ');",
             "INSERT INTO \"t\" VALUES ($$x$$);",
@@ -272,6 +344,14 @@ fn hostile_for(d: Dialect) -> Vec<&'static str> {
             "INSERT INTO \"t\" VALUES (ROW(1));",
         ]),
         Dialect::Mysql => v.extend([
+            // Comments after MySQL's own quote forms and spellings.
+            "DELETE FROM `t` WHERE `id` = 1 # x",
+            "DELETE FROM `t` WHERE `id` = 1 /*M! OR 1=1 */;",
+            "DELETE FROM `t` WHERE `v` = `'` /*M! OR 1=1 */ AND `id` = ' ';",
+            "DELETE FROM \"t\" WHERE \"v\" = \"x\\\" /*M! OR 1=1 */ \";",
+            "DELETE FROM \"t\" WHERE \"v\" = _latin1'x' /*!50000 OR 1=1 */;",
+            // One string with NO_BACKSLASH_ESCAPES; without it, `--` is a comment.
+            "DELETE FROM \"t\" WHERE \"v\" = 'x\\'' -- ';",
             "INSERT INTO `t` VALUES (1); DROP TABLE `t`;",
             "INSERT INTO \"t\" VALUES (_latin1 'x');",
             "INSERT INTO \"t\" VALUES (_utf8mb4 X'41' COLLATE utf8mb4_bin);",
@@ -287,6 +367,10 @@ fn hostile_for(d: Dialect) -> Vec<&'static str> {
             "UPDATE \"t\" SET \"v\" = 1 WHERE \"id\" = 1 ORDER BY \"id\";",
         ]),
         Dialect::Sqlite => v.extend([
+            // Comments after SQLite's bracket and backtick identifiers.
+            "DELETE FROM [t] WHERE [id] = 1 -- x",
+            "DELETE FROM \"t\" WHERE [v ' ] = 1 /* ' */;",
+            "DELETE FROM \"t\" WHERE `v '` = 1 /* ' */;",
             "INSERT INTO \"t\" VALUES (CAST(X'41' AS BLOB));",
             "INSERT INTO \"t\" VALUES (CAST('1' AS TEXT));",
             "INSERT INTO \"t\" VALUES (CAST(sqlite_version() AS TEXT));",
@@ -295,15 +379,40 @@ fn hostile_for(d: Dialect) -> Vec<&'static str> {
             "ANALYZE;",
         ]),
         Dialect::SqlServer => v.extend([
+            // Comments after SQL Server's brackets (`]]` is one `]`).
+            "DELETE FROM [t] WHERE [v]] ' ] = 1 /* ' */;",
+            "DELETE FROM [t] WHERE [id] = 1 /* /* */ */;",
+            "DELETE FROM [t] WHERE [id] = N'x' -- ;",
             "IF 1 = 1 DROP TABLE [t];",
             "IF OBJECT_ID(N'[t]', N'U') IS NULL DROP TABLE [t];",
             "IF OBJECT_ID(N'[u]', N'U') IS NULL CREATE TABLE [t] ([id] BIGINT, PRIMARY KEY ([id]));",
             "EXEC xp_cmdshell 'dir';",
             "INSERT INTO [t] VALUES (CAST(0x41 AS VARCHAR(MAX)));",
         ]),
-        _ => {}
+        Dialect::Oracle | Dialect::Dm => v.extend([
+            "DELETE FROM \"t\" WHERE \"v\" = q'{ ' }' -- ';",
+            "DELETE FROM \"t\" WHERE \"v\" = Q'! ' !' /* ' */;",
+            "DELETE FROM \"t\" WHERE \"v\" = UNISTR('x') /*+ hint */;",
+        ]),
+        Dialect::Sql92 => v.extend(["DELETE FROM \"t\" WHERE \"v\" = U&'x\\' -- ';"]),
     }
     v
+}
+
+/// The hostile corpus of dialect `d`: [`HOSTILE`] and [`COMMENTS`] with `T` replaced,
+/// and [`hostile_for`].
+fn hostile(d: Dialect) -> Vec<String> {
+    let t = if d == Dialect::SqlServer {
+        "[t]"
+    } else {
+        "\"t\""
+    };
+    HOSTILE
+        .iter()
+        .chain(COMMENTS)
+        .map(|s| substitute_table(s, t))
+        .chain(hostile_for(d).into_iter().map(str::to_owned))
+        .collect()
 }
 
 #[test]
@@ -312,17 +421,7 @@ fn the_hostile_corpus_is_refused_in_every_dialect() {
     let mut passed = Vec::new();
     let mut n = 0;
     for d in Dialect::ALL {
-        let t = if d == Dialect::SqlServer {
-            "[t]"
-        } else {
-            "\"t\""
-        };
-        let stmts: Vec<String> = HOSTILE
-            .iter()
-            .map(|s| substitute_table(s, t))
-            .chain(hostile_for(d).into_iter().map(str::to_owned))
-            .collect();
-        for s in stmts {
+        for s in hostile(d) {
             n += 1;
             if a.validate(d, &s).is_ok() {
                 passed.push(format!("{d}: {s}"));
@@ -376,17 +475,24 @@ fn plain_shapes_are_accepted() {
 }
 
 /// MySQL reads strings as the receiver's session does (`NO_BACKSLASH_ESCAPES`): a
-/// backslash is a plain character. So `'x\''` followed by more text is ONE string that
-/// holds `x\'); DROP ...` (accepted: it is a literal, and the server reads it the same),
-/// while `'x\'); DROP` ends the string after the backslash (two statements: refused).
+/// backslash is a plain character, and sqlparser reads `'x\''` followed by more text as
+/// ONE string that holds `x\'); DROP ...`, while `'x\'); DROP` ends the string after the
+/// backslash (two statements). Both are refused before the parse: a backslash right
+/// before a quote means one thing with `NO_BACKSLASH_ESCAPES` and another without it,
+/// and in either reading a comment (`-- `) would stand outside the string. gapsync
+/// writes MySQL text holding a backslash as `_utf8mb4 X'..'`.
 #[test]
 fn mysql_backslashes_are_read_as_the_session_reads_them() {
     let a = allow();
     let one = "INSERT INTO \"t\" VALUES ('x\\''); DROP TABLE \"t\"; -- ');";
-    assert_eq!(a.validate(Dialect::Mysql, one), Ok(()));
+    let e = a.validate(Dialect::Mysql, one).unwrap_err();
+    assert!(e.contains("backslash before a quote"), "{e}");
     let two = "INSERT INTO \"t\" VALUES ('x\\'); DROP TABLE \"t\"; -- ');";
     let e = a.validate(Dialect::Mysql, two).unwrap_err();
-    assert!(e.contains("2 statements") || e.contains("parse"), "{e}");
+    assert!(e.contains("backslash before a quote"), "{e}");
+    // A backslash elsewhere in a string, as the session reads it: one plain character.
+    let plain = "INSERT INTO \"t\" (\"v\") VALUES ('a\\b -- c');";
+    assert_eq!(a.validate(Dialect::Mysql, plain), Ok(()));
     // In an E-string PostgreSQL reads `\'` as a quote, as sqlparser does: one string.
     let e_one = "INSERT INTO \"t\" VALUES (E'\\'); DROP TABLE \"t\"; -- ');";
     assert_eq!(a.validate(Dialect::Postgres, e_one), Ok(()));
@@ -456,6 +562,395 @@ fn sqlite_declared_types_are_accepted() {
             .render_create_table("t", &[("id", "INTEGER"), ("c", &mapped)], &["id"], &mut s)
             .unwrap();
         assert_eq!(a.validate(Dialect::Sqlite, &s), Ok(()), "{s}");
+    }
+}
+
+/// Every comment form is refused in every dialect, by the fast path (never recognised)
+/// and by the parse, with a reason that names a comment.
+#[test]
+fn comments_are_refused_in_every_dialect_saying_so() {
+    let lists = [allow(), AllowList::default()];
+    let mut bad = Vec::new();
+    for d in Dialect::ALL {
+        let t = if d == Dialect::SqlServer {
+            "[t]"
+        } else {
+            "\"t\""
+        };
+        for s in COMMENTS.iter().map(|s| substitute_table(s, t)) {
+            if fast::recognise(d, &s).is_some() {
+                bad.push(format!("{d}: the fast path recognises {s:?}"));
+            }
+            for a in &lists {
+                for r in [a.validate(d, &s), a.validate_parsed(d, &s)] {
+                    match r {
+                        Ok(()) => bad.push(format!("{d}: accepted {s:?}")),
+                        Err(e) if !e.contains("comment") => {
+                            bad.push(format!("{d}: {s:?} refused without naming a comment: {e}"))
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// The reasons name the comment's kind, and the executable ones as such.
+#[test]
+fn comment_reasons_name_the_kind() {
+    let a = allow();
+    for (s, want) in [
+        (
+            "DELETE FROM \"t\" WHERE \"id\" = 16 /*M! OR 1=1 */;",
+            "MariaDB's executable comment `/*M!`",
+        ),
+        (
+            "DELETE FROM \"t\" WHERE \"id\" = 16 /*!50000 OR 1=1 */;",
+            "MySQL's executable comment `/*!`",
+        ),
+        ("DELETE /*+ BKA(t) */ FROM \"t\";", "optimizer hint comment"),
+        ("DELETE FROM \"t\"; -- x", "comment (`--` at byte 17)"),
+        ("DELETE FROM \"t\";#", "`#` at byte 16"),
+        ("DELETE FROM \"t\" */;", "comment end `*/`"),
+    ] {
+        for d in Dialect::ALL {
+            let e = a
+                .validate(
+                    d,
+                    &s.replace(
+                        "\"t\"",
+                        if d == Dialect::SqlServer {
+                            "[t]"
+                        } else {
+                            "\"t\""
+                        },
+                    ),
+                )
+                .unwrap_err();
+            assert!(e.contains("comment") && e.contains(want), "{d}: {s}: {e}");
+        }
+        assert!(
+            a.validate(Dialect::Mysql, s).unwrap_err().contains(want),
+            "{s}"
+        );
+    }
+    // sqlparser's own view, past the exact scan: its tokens hold a comment, or it
+    // expanded a comment hint into tokens (its MySQL and generic dialects do).
+    for d in Dialect::ALL {
+        let pd = parser_dialect(d);
+        let e = tokens_without_comments(pd, "DELETE FROM \"t\" /* x */;").unwrap_err();
+        assert!(e.contains("comment"), "{d}: {e}");
+        let e = tokens_without_comments(pd, "DELETE FROM \"t\"; -- x").unwrap_err();
+        assert!(e.contains("comment"), "{d}: {e}");
+        assert!(tokens_without_comments(pd, "DELETE FROM \"t\" WHERE \"v\" = '/* -- */';").is_ok());
+    }
+    for d in [Dialect::Mysql, Dialect::Sql92] {
+        for s in [
+            "DELETE FROM \"t\" WHERE \"id\" = 1 /*!50000 OR 1 = 1 */;",
+            "DELETE FROM \"t\" WHERE \"id\" = 1 /*!*/;",
+            "DELETE FROM \"t\" WHERE \"id\" = 1 /*!50000 OR 1 = 1 */",
+        ] {
+            let e = tokens_without_comments(parser_dialect(d), s).unwrap_err();
+            assert!(e.contains("comment"), "{d}: {s}: {e}");
+        }
+    }
+}
+
+/// Text that looks like a comment is data inside quotes: values and names holding `--`,
+/// `#`, `/*`, `*/`, `/*M! .. */` are accepted in every dialect, through the fast path
+/// for changes.
+#[test]
+fn comment_text_inside_quotes_is_data() {
+    let a = AllowList::default();
+    let texts = [
+        "a -- b",
+        "--",
+        "--x",
+        "#",
+        "# x",
+        "/*",
+        "*/",
+        "/* x */",
+        "/*M! OR 1=1 */",
+        "/*!50000 OR 1=1 */",
+        "/*+ hint */",
+        "x'-- '#",
+        "\"--\" [#] `/*`",
+    ];
+    let mut bad = Vec::new();
+    for d in Dialect::ALL {
+        for (i, text) in texts.iter().enumerate() {
+            let v = Value::Text((*text).to_owned());
+            let table = format!("plant1_{}", texts[(i + 3) % texts.len()]);
+            let col = format!("v {text}");
+            let mut stmts = Vec::new();
+            let mut s = String::new();
+            if d.render_insert(
+                &table,
+                &["id", &col],
+                &[Value::Integer(1), v.clone()],
+                &mut s,
+            )
+            .is_ok()
+            {
+                stmts.push(std::mem::take(&mut s));
+            }
+            if d.render_update(
+                &table,
+                &[&col],
+                std::slice::from_ref(&v),
+                &["id", &col],
+                &[Value::Integer(1), v.clone()],
+                &mut s,
+            )
+            .is_ok()
+            {
+                stmts.push(std::mem::take(&mut s));
+            }
+            if d.render_delete(&table, &[&col], std::slice::from_ref(&v), &mut s)
+                .is_ok()
+            {
+                stmts.push(std::mem::take(&mut s));
+            }
+            assert_eq!(stmts.len(), 3, "{d}: {text:?}");
+            for s in stmts {
+                if let Err(e) = a.validate(d, &s) {
+                    if !known_gap(d, &s) {
+                        bad.push(format!("{d}: {s}\n    -> {e}"));
+                    }
+                } else if fast::recognise(d, &s).is_none() {
+                    bad.push(format!("{d}: not on the fast path: {s}"));
+                }
+            }
+        }
+        // Hand-written, plain strings.
+        for s in [
+            "INSERT INTO \"t\" (\"id\", \"v\") VALUES (1, '-- x');",
+            "INSERT INTO \"t\" (\"id\", \"v\") VALUES (1, '#');",
+            "INSERT INTO \"t\" (\"id\", \"v\") VALUES (1, '/* x */');",
+            "UPDATE \"t\" SET \"v\" = '/*M! OR 1=1 */' WHERE \"id\" = 1;",
+            "DELETE FROM \"t\" WHERE \"v\" = '--';",
+            "DELETE FROM \"t\" WHERE \"--\" = '*/';",
+        ] {
+            let s = if d == Dialect::SqlServer {
+                s.replace("\"t\"", "[t]")
+            } else {
+                s.to_owned()
+            };
+            if let Err(e) = a.validate(d, &s) {
+                bad.push(format!("{d}: {s}\n    -> {e}"));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "refused:\n{}", bad.join("\n"));
+}
+
+/// The comment scan against a model of the server for each reading of backslashes
+/// (MySQL with and without `NO_BACKSLASH_ESCAPES`; PostgreSQL with
+/// `standard_conforming_strings` on and off): whatever the scan accepts, no reading
+/// finds a comment outside quotes. Over random statements made of quotes, backslashes
+/// and comment markers.
+#[test]
+fn the_comment_scan_holds_for_every_backslash_reading() {
+    const PIECES: &[&str] = &[
+        "'", "''", "\\", "\\'", "\\\\", "\"", "\"\"", "`", "--", "-", "/*", "*/", "/", "*", "#",
+        "a", " ", "E'", "e'", "xe'", "x", "1", "=",
+    ];
+    let mut rng = 0x0C0F_FEE5_u64;
+    let mut next = |n: usize| {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((rng >> 33) % n as u64) as usize
+    };
+    let (mut accepted, mut total) = (0usize, 0usize);
+    for _ in 0..200_000 {
+        let mut s = String::from("DELETE FROM \"t\" WHERE \"v\" = ");
+        for _ in 0..1 + next(10) {
+            s.push_str(PIECES[next(PIECES.len())]);
+        }
+        s.push(';');
+        for d in [Dialect::Mysql, Dialect::Postgres] {
+            total += 1;
+            if comments::refuse(d, &s).is_err() {
+                continue;
+            }
+            accepted += 1;
+            for escapes in [false, true] {
+                assert_eq!(
+                    server_reads_a_comment(d, &s, escapes),
+                    Some(false),
+                    "{d} (backslash escapes {escapes}) reads a comment the scan accepted: {s:?}"
+                );
+            }
+        }
+    }
+    // The generator must reach both sides.
+    assert!(
+        accepted > total / 20 && accepted < total - total / 20,
+        "{accepted}/{total}"
+    );
+}
+
+/// A model of the server's lexer: whether `sql` holds a comment outside quotes (None:
+/// a quote is not closed). `escapes`: MySQL without `NO_BACKSLASH_ESCAPES` (and, for
+/// `".."`, without `ANSI_QUOTES`: a string), PostgreSQL with
+/// `standard_conforming_strings` off; PostgreSQL's `E'..'` always escapes.
+fn server_reads_a_comment(d: Dialect, sql: &str, escapes: bool) -> Option<bool> {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let next = b.get(i + 1).copied();
+        if (c == b'-' && next == Some(b'-')) || (c == b'/' && next == Some(b'*')) {
+            return Some(true);
+        }
+        if c == b'#' && d == Dialect::Mysql {
+            return Some(true);
+        }
+        let quote = match c {
+            b'\'' => Some(b'\''),
+            b'"' => Some(b'"'),
+            b'`' if d == Dialect::Mysql => Some(b'`'),
+            _ => None,
+        };
+        if let Some(q) = quote {
+            let e_string = d == Dialect::Postgres
+                && q == b'\''
+                && i >= 1
+                && matches!(b[i - 1], b'e' | b'E')
+                && !(i >= 2 && (b[i - 2].is_ascii_alphanumeric() || b[i - 2] == b'_'));
+            let esc = q != b'`'
+                && match d {
+                    Dialect::Mysql => escapes,
+                    _ => q == b'\'' && (escapes || e_string),
+                };
+            i += 1;
+            loop {
+                let ch = *b.get(i)?;
+                if esc && ch == b'\\' {
+                    i += 2;
+                    continue;
+                }
+                if ch == q {
+                    if b.get(i + 1) == Some(&q) {
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                i += 1;
+            }
+        }
+        i += 1;
+    }
+    Some(false)
+}
+
+#[test]
+fn ddl_stands_only_first_in_a_mysql_snapshot_batch() {
+    use crate::batch::BatchKind;
+    let create = "CREATE TABLE IF NOT EXISTS \"t\" (\"id\" BIGINT, PRIMARY KEY (\"id\"));";
+    let ins = "INSERT INTO \"t\" (\"id\") VALUES (1);";
+    let del = "DELETE FROM \"t\";";
+    let run = |d: Dialect, kind: BatchKind, stmts: &[&str]| -> Result<(), (usize, String)> {
+        let mut o = BatchOrder::new(d, kind);
+        for (i, s) in stmts.iter().enumerate() {
+            o.check(s).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    };
+    // What the sender writes: CREATE TABLE first in a snapshot batch, changes anywhere.
+    assert_eq!(
+        run(
+            Dialect::Mysql,
+            BatchKind::Snapshot,
+            &[create, del, ins, ins]
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        run(Dialect::Mysql, BatchKind::Snapshot, &[ins, ins]),
+        Ok(())
+    );
+    assert_eq!(
+        run(Dialect::Mysql, BatchKind::Changes, &[ins, del, ins]),
+        Ok(())
+    );
+    // Anywhere else: refused at that statement.
+    let (i, e) = run(Dialect::Mysql, BatchKind::Snapshot, &[create, del, create]).unwrap_err();
+    assert_eq!(i, 2);
+    assert!(
+        e.contains("CREATE TABLE after the first statement of a snapshot batch"),
+        "{e}"
+    );
+    assert!(e.contains("commit"), "{e}");
+    assert_eq!(
+        run(Dialect::Mysql, BatchKind::Snapshot, &[ins, create])
+            .unwrap_err()
+            .0,
+        1
+    );
+    assert_eq!(
+        run(Dialect::Mysql, BatchKind::Snapshot, &[create, create])
+            .unwrap_err()
+            .0,
+        1
+    );
+    let (i, e) = run(Dialect::Mysql, BatchKind::Changes, &[create]).unwrap_err();
+    assert_eq!(i, 0);
+    assert!(e.contains("CREATE TABLE in a changes batch"), "{e}");
+    assert_eq!(
+        run(Dialect::Mysql, BatchKind::Changes, &[ins, create])
+            .unwrap_err()
+            .0,
+        1
+    );
+    // Any statement that is not INSERT/UPDATE/DELETE counts as DDL, in any case.
+    assert!(
+        run(
+            Dialect::Mysql,
+            BatchKind::Changes,
+            &["create table x (a int);"]
+        )
+        .is_err()
+    );
+    assert!(
+        run(
+            Dialect::Mysql,
+            BatchKind::Changes,
+            &["  insert into x values (1);"]
+        )
+        .is_ok()
+    );
+    // Other targets have transactional DDL: no position rule.
+    for d in Dialect::ALL.into_iter().filter(|d| *d != Dialect::Mysql) {
+        assert_eq!(
+            run(d, BatchKind::Changes, &[ins, create, ins]),
+            Ok(()),
+            "{d}"
+        );
+        assert_eq!(run(d, BatchKind::Snapshot, &[ins, create]), Ok(()), "{d}");
+    }
+    // The snapshot the sender renders for MySQL passes both checks.
+    let a = allow();
+    let mut create = String::new();
+    Dialect::Mysql
+        .render_create_table(
+            "t",
+            &[("id", "BIGINT"), ("v", "LONGTEXT")],
+            &["id"],
+            &mut create,
+        )
+        .unwrap();
+    let mut clear = String::new();
+    Dialect::Mysql.render_clear("t", &mut clear).unwrap();
+    let mut o = BatchOrder::new(Dialect::Mysql, BatchKind::Snapshot);
+    for s in [create.as_str(), clear.as_str(), ins] {
+        assert_eq!(a.validate(Dialect::Mysql, s), Ok(()), "{s}");
+        assert_eq!(o.check(s), Ok(()), "{s}");
     }
 }
 
