@@ -169,6 +169,34 @@ fn statements() {
                 all.push(std::mem::take(&mut s));
             }
         }
+        // Comments, which every dialect refuses (MariaDB and MySQL execute `/*M! .. */`
+        // and `/*! .. */`), and comment-like text inside quotes, which is data.
+        let t = if dialect == Dialect::SqlServer {
+            "[t]"
+        } else {
+            "\"t\""
+        };
+        let q = |s: &str| s.replace("\"t\"", t);
+        for c in [
+            "DELETE FROM \"t\" WHERE \"id\" = 16 /*M! OR 1=1 */;",
+            "DELETE FROM \"t\" WHERE \"id\" = 16 /*!50000 OR 1=1 */;",
+            "UPDATE \"t\" /*M! , \"secret\" */ SET \"v\" = 'x' WHERE \"id\" = 1;",
+            "DELETE /*+ hint */ FROM \"t\" WHERE \"id\" = 1;",
+            "DELETE FROM \"t\" WHERE \"id\" = 1 /* /* nested */ OR 1 = 1 */;",
+            "DELETE FROM \"t\" WHERE \"id\" = 1 /* unterminated;",
+            "DELETE FROM \"t\" WHERE \"id\" = 1; -- x",
+            "DELETE FROM \"t\" WHERE \"id\" = 1--x;",
+            "DELETE FROM \"t\" WHERE \"id\" = 1 # x;",
+            "DELETE FROM \"t\" WHERE \"v\" = 'x\\'' /*M! OR 1=1 */ AND \"id\" = '1';",
+            "DELETE FROM \"t\" WHERE \"v\" = E'x\\'' -- ';",
+            "DELETE FROM \"t\" WHERE \"v\" = $$ ' $$ -- ';",
+            "DELETE FROM \"t\" WHERE \"v\" = [ ' ] -- ';",
+            "INSERT INTO \"t\" (\"id\", \"v\") VALUES (7, '-- /*M! x */ # */');",
+            "UPDATE \"t\" SET \"v\" = '/*!50000 x */' WHERE \"id\" = 7;",
+            "DELETE FROM \"t\" WHERE \"v\" = '--';",
+        ] {
+            all.push(q(c));
+        }
         for (i, stmt) in all.iter().enumerate() {
             let mut b = vec![di as u8];
             b.extend_from_slice(stmt.as_bytes());
@@ -198,8 +226,22 @@ impl LinkSigner for SeedSigner {
 fn link_auth() {
     let d = out("link_auth");
     let hellos = [
-        Hello::encode("plant1", "gapsync-receiver", 1_790_000_000, [1; 16], "s", None),
-        Hello::encode("plant1", "mis-1", 1_790_000_000, [2; 16], "gapsync-sender 0.1.0", Some(&SeedSigner)),
+        Hello::encode(
+            "plant1",
+            "gapsync-receiver",
+            1_790_000_000,
+            [1; 16],
+            "s",
+            None,
+        ),
+        Hello::encode(
+            "plant1",
+            "mis-1",
+            1_790_000_000,
+            [2; 16],
+            "gapsync-sender 0.1.0",
+            Some(&SeedSigner),
+        ),
     ];
     for (i, h) in hellos.into_iter().enumerate() {
         fs::write(d.join(format!("hello{i}")), h.expect("hello")).expect("write");

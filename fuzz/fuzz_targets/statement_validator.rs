@@ -6,6 +6,8 @@
 //! `SELECT`, `PRAGMA`, `ATTACH` or transaction control. This is checked by an authorizer
 //! that records every action and allows them all: the validator on its own must keep the
 //! statement within what gapsync's SQLite authorizer (`target::SqliteBackend`) allows.
+//! In every dialect, no accepted statement stays accepted with a comment (`/*M! .. */`,
+//! `/*! .. */`, `/* */`, `/*+ */`, `--`, `#`, `*/`) put before its final `;`.
 #![no_main]
 
 use std::cell::RefCell;
@@ -77,7 +79,28 @@ fuzz_target!(|data: &[u8]| {
         1 => AllowList::new(Some(vec!["t".to_owned()])),
         _ => AllowList::new(Some(vec!["plant*".to_owned(), "t".to_owned()])),
     };
-    let _ = allow.validate(dialect, sql);
+    // No comment passes: an accepted statement with a comment put before its final `;`
+    // (outside quotes there, or the statement would not have been accepted) is refused.
+    if allow.validate(dialect, sql).is_ok()
+        && let Some(body) = sql.strip_suffix(';')
+    {
+        for c in [
+            " /*M! OR 1=1 */",
+            " /*!50000 OR 1=1 */",
+            "/**/",
+            " /*+ hint */",
+            " -- x",
+            "--",
+            " #",
+            "*/",
+        ] {
+            let with = format!("{body}{c};");
+            assert!(
+                allow.validate(dialect, &with).is_err(),
+                "{dialect}: accepted {sql:?} and, with a comment, {with:?}"
+            );
+        }
+    }
 
     // The SQLite property, with the allow-list the in-memory database fits.
     let only_t = AllowList::new(Some(vec!["t".to_owned()]));

@@ -594,6 +594,30 @@ fn comments_are_refused_in_every_dialect_saying_so() {
             }
         }
     }
+    // Every statement the renderer writes, with a comment put before its final `;`.
+    for d in Dialect::ALL {
+        for s in rendered(d) {
+            let Some(body) = s.strip_suffix(';') else {
+                continue;
+            };
+            for c in [
+                " /*M! OR 1=1 */",
+                " /*!50000 OR 1=1 */",
+                "/**/",
+                " /*+ hint */",
+                " -- x",
+                "--",
+                " #",
+                "*/",
+            ] {
+                let with = format!("{body}{c};");
+                match lists[1].validate(d, &with) {
+                    Err(e) if e.contains("comment") => {}
+                    other => bad.push(format!("{d}: {with:?}: {other:?}")),
+                }
+            }
+        }
+    }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
