@@ -16,11 +16,11 @@ pub mod allow;
 pub mod audit;
 pub mod batch;
 pub mod config;
+pub mod db;
 pub mod dialect;
 pub mod fsx;
 pub mod logging;
-#[cfg(feature = "odbc")]
-pub mod odbc;
+
 pub mod sign;
 pub mod stop;
 pub mod target;

@@ -25,12 +25,13 @@ use std::time::Duration;
 
 use std::sync::{Arc, Mutex};
 
+use rusqlite::Connection;
 use rusqlite::hooks::Authorization;
-use rusqlite::{Connection, ErrorCode};
 
 use crate::allow::AllowList;
 use crate::batch::{self, ReadLimits, StatementReader};
 use crate::config::DbUrl;
+use crate::db::{Backend, DbError, Param, sqlite_err};
 use crate::dialect::Dialect;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,60 +46,33 @@ pub enum ApplyError {
 
 type Result<T> = std::result::Result<T, ApplyError>;
 
-/// An error of a backend, already classified.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct DbError {
-    pub transient: bool,
-    pub message: String,
-}
-
-impl DbError {
-    pub(crate) fn context(self, ctx: &str) -> ApplyError {
-        let msg = format!("{ctx}: {}", self.message);
-        if self.transient {
-            ApplyError::Transient(msg)
+impl From<DbError> for ApplyError {
+    fn from(e: DbError) -> ApplyError {
+        if e.transient {
+            ApplyError::Transient(e.message)
         } else {
-            ApplyError::Deterministic(msg)
+            ApplyError::Deterministic(e.message)
         }
     }
 }
 
-/// A query parameter.
-#[derive(Debug, Clone, Copy)]
-pub enum Param<'a> {
-    Text(&'a str),
-    Int(i64),
+impl From<ApplyError> for DbError {
+    fn from(e: ApplyError) -> DbError {
+        match e {
+            ApplyError::Transient(message) => DbError {
+                transient: true,
+                message,
+            },
+            ApplyError::Deterministic(message) => DbError::deterministic(message),
+        }
+    }
 }
 
-/// What a target database must offer. Parameters are written `?` in SQL.
-pub trait Backend: Send + std::fmt::Debug {
-    /// Begin a transaction (autocommit off until commit/rollback).
-    fn begin(&mut self) -> std::result::Result<(), DbError>;
-    fn commit(&mut self) -> std::result::Result<(), DbError>;
-    /// Roll back; errors are ignored (a dead connection rolls back by itself).
-    fn rollback(&mut self);
-    /// Execute one statement of a batch; returns the number of rows it changed.
-    fn execute(&mut self, sql: &str) -> std::result::Result<u64, DbError>;
-    /// Execute with parameters; returns the number of rows changed.
-    fn execute_params(
-        &mut self,
-        sql: &str,
-        params: &[Param<'_>],
-    ) -> std::result::Result<u64, DbError>;
-    /// Run a query; every value as text (NULL as None).
-    fn query(
-        &mut self,
-        sql: &str,
-        params: &[Param<'_>],
-    ) -> std::result::Result<Vec<Vec<Option<String>>>, DbError>;
-    /// DDL for the ledger and quarantine tables, created if absent.
-    fn ledger_ddl(&self) -> Vec<String>;
-    /// The dialect batch statements are checked in ([`AllowList::validate`]).
-    fn dialect(&self) -> Dialect;
-    /// Switch the database's own statement guard on (`Some`) or off (`None`) around a
-    /// batch's statements; a backend without one does nothing (SQLite has the
-    /// authorizer).
+/// What apply needs of a target connection beyond [`Backend`]: the database's own
+/// statement guard around a batch's statements. A backend without one does nothing
+/// (SQLite has the authorizer).
+pub trait ApplyBackend: Backend {
+    /// Switch the guard on (`Some`) or off (`None`).
     fn guard(&mut self, _allow: Option<&AllowList>) -> std::result::Result<(), DbError> {
         Ok(())
     }
@@ -106,43 +80,10 @@ pub trait Backend: Send + std::fmt::Debug {
     fn take_refusal(&mut self) -> Option<String> {
         None
     }
-    /// Run a batch's statements: `each` gets an executor and calls it once per
-    /// statement, in order. A backend may keep one statement handle for the whole batch
-    /// (ODBC); the default executes each statement with [`execute`](Self::execute).
-    fn execute_each(&mut self, each: &mut dyn FnMut(&mut Exec<'_>) -> Result<u64>) -> Result<u64> {
-        each(&mut |sql| self.execute(sql))
-    }
 }
 
-/// The executor [`Backend::execute_each`] hands out: runs one statement, returns the
-/// number of rows it changed.
-pub type Exec<'a> = dyn FnMut(&str) -> std::result::Result<u64, DbError> + 'a;
-
-/// Whether a SQLite error is worth retrying.
-pub fn is_transient(e: &rusqlite::Error) -> bool {
-    match e {
-        rusqlite::Error::SqliteFailure(f, _) => matches!(
-            f.code,
-            ErrorCode::DatabaseBusy
-                | ErrorCode::DatabaseLocked
-                | ErrorCode::SystemIoFailure
-                | ErrorCode::DiskFull
-                | ErrorCode::CannotOpen
-                | ErrorCode::OutOfMemory
-                | ErrorCode::FileLockingProtocolFailed
-                | ErrorCode::ReadOnly
-                | ErrorCode::NotADatabase
-        ),
-        _ => false,
-    }
-}
-
-fn sqlite_err(e: rusqlite::Error) -> DbError {
-    DbError {
-        transient: is_transient(&e),
-        message: e.to_string(),
-    }
-}
+#[cfg(feature = "odbc")]
+impl ApplyBackend for crate::db::odbc::OdbcBackend {}
 
 /// The result of a successful apply call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,36 +154,6 @@ pub fn ledger_ddl_for(d: crate::dialect::Dialect) -> Vec<String> {
                 .collect()
         }
         _ => LEDGER_DDL.iter().map(|s| (*s).to_owned()).collect(),
-    }
-}
-
-/// What a target session runs first so that the batch files' literals mean what the
-/// sender wrote (strings without backslash escapes, identifiers in double quotes or
-/// brackets, UTC).
-pub fn session_setup(d: crate::dialect::Dialect) -> &'static [&'static str] {
-    use crate::dialect::Dialect;
-    match d {
-        Dialect::Postgres => &[
-            "SET standard_conforming_strings = on",
-            "SET TIME ZONE 'UTC'",
-            "SET client_encoding = 'UTF8'",
-            "SET extra_float_digits = 3",
-        ],
-        Dialect::Mysql => &[
-            "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES,ANSI_QUOTES,STRICT_ALL_TABLES')",
-            "SET time_zone = '+00:00'",
-        ],
-        Dialect::SqlServer => &[
-            "SET QUOTED_IDENTIFIER ON",
-            "SET ANSI_NULLS ON",
-            "SET XACT_ABORT ON",
-            "SET NOCOUNT OFF",
-        ],
-        Dialect::Oracle | Dialect::Dm => &[
-            "ALTER SESSION SET TIME_ZONE = '+00:00'",
-            "ALTER SESSION SET NLS_NUMERIC_CHARACTERS = '.,'",
-        ],
-        Dialect::Sqlite | Dialect::Sql92 => &[],
     }
 }
 
@@ -386,12 +297,12 @@ impl Backend for SqliteBackend {
         }
         Ok(out)
     }
-    fn ledger_ddl(&self) -> Vec<String> {
-        LEDGER_DDL.iter().map(|s| (*s).to_owned()).collect()
-    }
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
     }
+}
+
+impl ApplyBackend for SqliteBackend {
     fn guard(&mut self, allow: Option<&AllowList>) -> std::result::Result<(), DbError> {
         if let Ok(mut r) = self.refusal.lock() {
             *r = None;
@@ -450,7 +361,7 @@ pub struct TargetOptions {
 /// A target database with gapsync's ledger.
 #[derive(Debug)]
 pub struct Target {
-    db: Box<dyn Backend>,
+    db: Box<dyn ApplyBackend>,
     allow: AllowList,
 }
 
@@ -464,13 +375,13 @@ impl Target {
     /// Open the target named by `url` and create the ledger tables if needed.
     pub fn open(url: &DbUrl, opts: &TargetOptions) -> Result<Target> {
         let ctx = format!("target database {url}");
-        let db: Box<dyn Backend> = match url {
+        let db: Box<dyn ApplyBackend> = match url {
             DbUrl::Sqlite(p) => {
                 Box::new(SqliteBackend::open(p, opts.busy_timeout).map_err(|e| e.context(&ctx))?)
             }
             #[cfg(feature = "odbc")]
             DbUrl::Odbc(cs) => Box::new(
-                crate::odbc::OdbcBackend::connect(cs, opts.dialect.as_deref())
+                crate::db::odbc::OdbcBackend::connect(cs, opts.dialect.as_deref())
                     .map_err(|e| e.context(&ctx))?,
             ),
             #[cfg(not(feature = "odbc"))]
@@ -485,13 +396,16 @@ impl Target {
 
     /// Wrap a backend and create the ledger tables if needed; batches may write any
     /// table but gapsync's own ([`AllowList::default`]).
-    pub fn with_backend(db: Box<dyn Backend>) -> Result<Target> {
+    pub fn with_backend(db: Box<dyn ApplyBackend>) -> Result<Target> {
         Self::with_backend_allowing(db, AllowList::default())
     }
 
     /// Wrap a backend whose batches may write the tables `allow` allows.
-    pub fn with_backend_allowing(mut db: Box<dyn Backend>, allow: AllowList) -> Result<Target> {
-        for ddl in db.ledger_ddl() {
+    pub fn with_backend_allowing(
+        mut db: Box<dyn ApplyBackend>,
+        allow: AllowList,
+    ) -> Result<Target> {
+        for ddl in ledger_ddl_for(db.dialect()) {
             db.execute(&ddl)
                 .map_err(|e| e.context("creating the ledger tables"))?;
         }
@@ -732,7 +646,7 @@ impl Target {
                     }
                 };
                 if changed == 0 && needs_match(&buf) {
-                    return Err(ApplyError::Deterministic(format!(
+                    return Err(DbError::deterministic(format!(
                         "{file} line {line} matched no row on the target (the target has diverged from the source)"
                     )));
                 }
@@ -743,7 +657,7 @@ impl Target {
         if let Some((line, e)) = failed {
             return Err(match self.db.take_refusal() {
                 Some(why) => refused(line, why),
-                None => e.context(&format!("{file} line {line}")),
+                None => e.context(&format!("{file} line {line}")).into(),
             });
         }
         Ok(applied)
@@ -931,7 +845,7 @@ mod tests {
             )
             .unwrap();
         let mut b = SqliteBackend::open(&db, Duration::from_millis(200)).unwrap();
-        for ddl in b.ledger_ddl() {
+        for ddl in ledger_ddl_for(b.dialect()) {
             b.execute(&ddl).unwrap();
         }
         let allow = AllowList::new(Some(vec!["t".into(), "n*".into()]));

@@ -3,8 +3,9 @@
 //! server: this file is what a reviewer checks). `GAPSYNC_BLESS=1` rewrites it.
 #![allow(clippy::unwrap_used)]
 
+use gapsync_common::db::session_setup;
 use gapsync_common::dialect::Dialect;
-use gapsync_common::target::{ledger_ddl_for, session_setup};
+use gapsync_common::target::ledger_ddl_for;
 
 #[test]
 fn ledger_ddl_and_session_setup_match_golden() {

@@ -196,8 +196,9 @@ mod outage_tests {
 
     use gapsync_common::allow::AllowList;
     use gapsync_common::batch::{BatchHeader, BatchKind, BatchWriter};
+    use gapsync_common::db::{Backend, DbError, Param};
     use gapsync_common::dialect::Dialect;
-    use gapsync_common::target::{Backend, DbError, Param, SqliteBackend};
+    use gapsync_common::target::{ApplyBackend, SqliteBackend};
     use sha2::{Digest, Sha256};
 
     /// A SQLite target whose queries fail like a lost server connection once
@@ -242,13 +243,12 @@ mod outage_tests {
             self.queries_left -= 1;
             self.inner.query(sql, params)
         }
-        fn ledger_ddl(&self) -> Vec<String> {
-            self.inner.ledger_ddl()
-        }
         fn dialect(&self) -> Dialect {
             Dialect::Sqlite
         }
     }
+
+    impl ApplyBackend for Dropping {}
 
     /// The resend of an applied batch arrives; the ledger read of `recorded` works, the
     /// target goes down before the replay check reads the ledger row again. The END is

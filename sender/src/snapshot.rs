@@ -156,7 +156,7 @@ impl Sender {
                     Ok(e) => *e,
                     Err(e) => match e.downcast::<crate::capture::SourceError>() {
                         Ok(e) => SenderError::Source(*e),
-                        Err(e) => match e.downcast::<gapsync_common::target::DbError>() {
+                        Err(e) => match e.downcast::<gapsync_common::db::DbError>() {
                             Ok(e) => SenderError::Source((*e).into()),
                             Err(e) => SenderError::Source(crate::capture::SourceError::Corrupt(
                                 e.to_string(),

@@ -84,21 +84,21 @@ impl SourceError {
     /// Whether trying again later may succeed: the database is locked or busy beyond the
     /// busy timeout, its file or disk failed to answer, or a server source is unreachable
     /// (connection lost, shutting down, starting up; SQLSTATE class 08, 57P01..57P03,
-    /// ...). The same classification as a target's ([`gapsync_common::target::is_transient`],
-    /// `gapsync_common::odbc::odbc_err`). Everything else (a missing table or column, capture not
+    /// ...). The same classification as a target's ([`gapsync_common::db::is_transient`],
+    /// `gapsync_common::db::odbc::odbc_err`). Everything else (a missing table or column, capture not
     /// installed, inconsistent tracking data) is deterministic, and so is a SQLite
     /// source file that cannot be opened at start (a wrong path or permissions).
     pub fn transient(&self) -> bool {
         match self {
-            SourceError::Sql(source) => gapsync_common::target::is_transient(source),
+            SourceError::Sql(source) => gapsync_common::db::is_transient(source),
             SourceError::Db { transient, .. } => *transient,
             _ => false,
         }
     }
 }
 
-impl From<gapsync_common::target::DbError> for SourceError {
-    fn from(e: gapsync_common::target::DbError) -> Self {
+impl From<gapsync_common::db::DbError> for SourceError {
+    fn from(e: gapsync_common::db::DbError) -> Self {
         SourceError::Db {
             transient: e.transient,
             message: e.message,
@@ -1403,7 +1403,7 @@ mod tests {
         let e = src.describe(&table("gone", None)).unwrap_err();
         assert!(!e.transient(), "{e}");
         assert!(!SourceError::NotInstalled.transient());
-        let lost = gapsync_common::target::DbError {
+        let lost = gapsync_common::db::DbError {
             transient: true,
             message: "08S01 connection lost".into(),
         };

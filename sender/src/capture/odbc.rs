@@ -34,12 +34,12 @@ use crate::capture::{
     to_json,
 };
 use crate::config::TableConfig;
-use gapsync_common::odbc::{Dbms, OdbcBackend};
-use gapsync_common::target::{Backend, DbError, Param};
+use gapsync_common::db::odbc::{Dbms, OdbcBackend};
+use gapsync_common::db::{Backend, DbError, Param};
 
 type Result<T> = std::result::Result<T, SourceError>;
 
-/// A classified database error (transient or not, by SQLSTATE: `gapsync_common::odbc::odbc_err`).
+/// A classified database error (transient or not, by SQLSTATE: `gapsync_common::db::odbc::odbc_err`).
 fn db(e: DbError) -> SourceError {
     SourceError::from(e)
 }

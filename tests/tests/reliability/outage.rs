@@ -140,7 +140,7 @@ fn sqlite_target_locked_by_another_process_for_30s() {
         probe.busy_timeout(Duration::ZERO).unwrap();
         let e = probe.execute_batch("BEGIN IMMEDIATE").unwrap_err();
         assert!(
-            gapsync_common::target::is_transient(&e),
+            gapsync_common::db::is_transient(&e),
             "the probe expected 'database is locked', got {e}"
         );
     }

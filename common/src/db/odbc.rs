@@ -6,8 +6,8 @@
 //! dialect, and the session is set up so that the batch files' literals mean what the
 //! sender meant:
 //!
-//! The session set-up and the ledger DDL per dialect are `crate::target::session_setup`
-//! and `crate::target::ledger_ddl_for` (pinned by `tests/golden/ledger.sql`); in short:
+//! The session set-up per dialect is [`super::session_setup`] (the ledger DDL is
+//! apply's, `ledger_ddl_for`; both pinned by `tests/golden/ledger.sql`); in short:
 //!
 //! | DBMS | session set-up |
 //! |---|---|
@@ -30,8 +30,8 @@ use odbc_api::{
     parameter::InputParameter,
 };
 
+use crate::db::{Backend, DbError, Exec, Param};
 use crate::dialect::Dialect;
-use crate::target::{ApplyError, Backend, DbError, Exec, Param};
 
 static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
 
@@ -145,7 +145,7 @@ impl OdbcBackend {
             dbms,
             dialect,
         };
-        for s in crate::target::session_setup(dialect) {
+        for s in super::session_setup(dialect) {
             b.execute(s)?;
         }
         Ok(b)
@@ -259,8 +259,8 @@ impl Backend for OdbcBackend {
     /// statement was a measurable part of the client's CPU: BENCHMARKS.md).
     fn execute_each(
         &mut self,
-        each: &mut dyn FnMut(&mut Exec<'_>) -> Result<u64, ApplyError>,
-    ) -> Result<u64, ApplyError> {
+        each: &mut dyn FnMut(&mut Exec<'_>) -> Result<u64, DbError>,
+    ) -> Result<u64, DbError> {
         let mut stmt = self
             .conn
             .preallocate()
@@ -298,9 +298,6 @@ impl Backend for OdbcBackend {
         Ok(out)
     }
 
-    fn ledger_ddl(&self) -> Vec<String> {
-        crate::target::ledger_ddl_for(self.dialect)
-    }
     fn dialect(&self) -> Dialect {
         self.dialect
     }
