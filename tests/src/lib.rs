@@ -82,6 +82,9 @@ pub mod soak;
 // The performance budgets as ratios against peers (`gapsync-bench`).
 pub mod bench;
 
+// A hostile client speaking raw frames, for the trust-boundary suite.
+pub mod attacker;
+
 /// How often the `wait_*` helpers look.
 pub const POLL: Duration = Duration::from_millis(50);
 
@@ -307,6 +310,8 @@ pub struct SenderConfig {
     pub sign_key: Option<PathBuf>,
     /// `[archive] keep_days` (None: not written, the default 90).
     pub archive_keep_days: Option<u32>,
+    /// `[link] receiver_id` (None: not written, the default "gapsync-receiver").
+    pub receiver_id: Option<String>,
 }
 
 impl SenderConfig {
@@ -330,6 +335,7 @@ impl SenderConfig {
             dialect: "sqlite".to_owned(),
             sign_key: None,
             archive_keep_days: None,
+            receiver_id: None,
         }
     }
 
@@ -366,6 +372,12 @@ impl SenderConfig {
 
     pub fn connect(mut self, addr: &str) -> SenderConfig {
         self.connect = addr.to_owned();
+        self
+    }
+
+    /// `[link] receiver_id`: the receiver's `[link] id` this sender signs into HELLO.
+    pub fn receiver_id(mut self, id: &str) -> SenderConfig {
+        self.receiver_id = Some(id.to_owned());
         self
     }
 
@@ -431,6 +443,9 @@ impl SenderConfig {
         if let Some(m) = self.max_frame {
             let _ = writeln!(s, "max_frame = {m}");
         }
+        if let Some(id) = &self.receiver_id {
+            let _ = writeln!(s, "receiver_id = {}", toml_str(id));
+        }
         let _ = writeln!(
             s,
             "\n[work]\ndir = {}",
@@ -468,6 +483,12 @@ pub struct ReceiverConfig {
     pub trust: Vec<(String, String)>,
     /// Write `insecure = true` even with `trust` entries.
     pub insecure: bool,
+    /// `[link] id` (None: not written, the default "gapsync-receiver").
+    pub id: Option<String>,
+    /// `[link] hello_timeout` (None: not written, the default 10 s).
+    pub hello_timeout: Option<Duration>,
+    /// `[link] hello_max_skew` (None: not written, the default 5 min).
+    pub hello_max_skew: Option<Duration>,
 }
 
 impl Default for ReceiverConfig {
@@ -485,6 +506,9 @@ impl Default for ReceiverConfig {
             target_dialect: None,
             trust: Vec::new(),
             insecure: false,
+            id: None,
+            hello_timeout: None,
+            hello_max_skew: None,
         }
     }
 }
@@ -533,6 +557,15 @@ impl ReceiverConfig {
         }
         if let Some(n) = self.max_connections {
             let _ = writeln!(s, "max_connections = {n}");
+        }
+        if let Some(id) = &self.id {
+            let _ = writeln!(s, "id = {}", toml_str(id));
+        }
+        if let Some(d) = self.hello_timeout {
+            let _ = writeln!(s, "hello_timeout = {}", toml_dur(d));
+        }
+        if let Some(d) = self.hello_max_skew {
+            let _ = writeln!(s, "hello_max_skew = {}", toml_dur(d));
         }
         if !self.limits.is_empty() {
             s.push_str("\n[limits]\n");

@@ -30,6 +30,9 @@ mod hostile;
 #[path = "e2e/trust.rs"]
 mod trust;
 
+#[path = "e2e/trust_boundary.rs"]
+mod trust_boundary;
+
 #[path = "e2e/gap.rs"]
 mod gap;
 
