@@ -5,14 +5,12 @@
 //! - [`value`]: the value model (SQLite's five storage classes).
 //! - [`dialect`]: SQL dialects: identifier quoting, literal rendering, statement rendering.
 //! - [`batch`]: the batch file format (writer, verifier, statement reader).
-//! - [`target`]: applying batches on a target database with the ledger, exactly once.
 //! - [`audit`]: the append-only audit record.
 //! - [`fsx`]: file-system rules of the work directories (private modes, no symlinks followed).
 //! - [`sign`]: Ed25519 key files, batch signing and verification against trusted keys.
 //!
 //! This crate opens no sockets.
 
-pub mod allow;
 pub mod audit;
 pub mod batch;
 pub mod config;
@@ -23,5 +21,4 @@ pub mod logging;
 
 pub mod sign;
 pub mod stop;
-pub mod target;
 pub mod value;

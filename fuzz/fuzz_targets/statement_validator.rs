@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
-use gapsync_common::allow::AllowList;
+use gapsync_receiver::allow::AllowList;
 use gapsync_common::dialect::Dialect;
 use libfuzzer_sys::fuzz_target;
 use rusqlite::Connection;

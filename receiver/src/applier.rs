@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::apply::{ApplyError, ApplyOutcome, Target};
 use crate::config::ReceiverConfig;
 use crate::shared::Outcome;
 use crate::*;
@@ -17,7 +18,6 @@ use gapsync_common::batch::{self};
 use gapsync_common::fsx;
 use gapsync_common::sign::TrustStore;
 pub use gapsync_common::stop::sleep_unless;
-use gapsync_common::target::{ApplyError, ApplyOutcome, Target};
 use tracing::{error, info, warn};
 
 impl Receiver {

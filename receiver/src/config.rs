@@ -211,11 +211,11 @@ fn limits(path: &Path, l: &RawLimits) -> Result<LimitsConfig, ConfigError> {
 
 impl ReceiverConfig {
     /// Options for opening the target database.
-    pub fn target_options(&self) -> gapsync_common::target::TargetOptions {
-        gapsync_common::target::TargetOptions {
+    pub fn target_options(&self) -> crate::apply::TargetOptions {
+        crate::apply::TargetOptions {
             busy_timeout: self.busy_timeout,
             dialect: self.target_dialect.clone(),
-            allow: gapsync_common::allow::AllowList::new(self.allowed_tables.clone()),
+            allow: crate::allow::AllowList::new(self.allowed_tables.clone()),
         }
     }
 

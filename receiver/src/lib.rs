@@ -39,16 +39,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::apply::ApplyError;
 use crate::config::ReceiverConfig;
 use gapsync_common::audit::Audit;
 use gapsync_common::batch::{self};
 use gapsync_common::fsx;
 use gapsync_common::sign::TrustStore;
 pub use gapsync_common::stop::sleep_unless;
-use gapsync_common::target::ApplyError;
 use tracing::{info, warn};
 
+pub mod allow;
 mod applier;
+pub mod apply;
 pub mod config;
 mod manual;
 pub mod sessions;

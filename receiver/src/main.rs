@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use gapsync_common::target::Target;
+use gapsync_receiver::apply::Target;
 use gapsync_receiver::config::ReceiverConfig;
 use gapsync_receiver::{Receiver, apply_files, status};
 use tracing::{info, warn};
@@ -101,7 +101,7 @@ fn real_main(cli: Cli) -> Result<()> {
             // A target that cannot work at all (no ODBC support, a malformed URL) stops
             // the service; one that is merely unavailable now is retried by the applier.
             match Target::open(&cfg.target, &cfg.target_options()) {
-                Err(e @ gapsync_common::target::ApplyError::Deterministic(_)) => {
+                Err(e @ gapsync_receiver::apply::ApplyError::Deterministic(_)) => {
                     return Err(anyhow::Error::new(e).context("opening the target"));
                 }
                 Err(e) => warn!(error = %e, "target unavailable at start; the applier retries"),

@@ -5,12 +5,12 @@ use std::fs::{self};
 use std::path::PathBuf;
 
 use crate::applier::file_name;
+use crate::apply::{ApplyOutcome, Target};
 use crate::config::ReceiverConfig;
 use crate::*;
 use gapsync_common::audit::{Audit, AuditEvent};
 use gapsync_common::batch::{self};
 use gapsync_common::sign::TrustStore;
-use gapsync_common::target::{ApplyOutcome, Target};
 use tracing::warn;
 
 /// `gapsync-receiver apply FILE...`: verify and apply batch files by hand, through the

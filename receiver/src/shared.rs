@@ -9,12 +9,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::apply::{ApplyError, Target};
 use crate::config::ReceiverConfig;
 use crate::*;
 use gapsync_common::audit::{Audit, AuditEvent};
 use gapsync_common::batch::ReadLimits;
 use gapsync_common::sign::TrustStore;
-use gapsync_common::target::{ApplyError, Target};
 use gapsync_protocol::Hello;
 use tracing::error;
 

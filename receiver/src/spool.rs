@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::apply::{ApplyError, Target};
 use crate::shared::Outcome;
 use crate::*;
 use gapsync_common::audit::AuditEvent;
 use gapsync_common::batch::{self};
 use gapsync_common::fsx;
-use gapsync_common::target::{ApplyError, Target};
 use gapsync_protocol::{EndInfo, FrameHandler, Hello, ServerOptions, serve_connection};
 use tracing::{debug, error, info, warn};
 

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use gapsync_common::target::{NodeProgress, Target};
+use crate::apply::{NodeProgress, Target};
 
 /// The receiver's status.
 #[derive(Debug, Serialize)]
@@ -37,10 +37,7 @@ fn list(dir: &Path, keep: impl Fn(&str) -> Option<String>) -> Vec<String> {
 /// The status from the work directory and, when it can be reached, the target's
 /// ledger: a target that cannot be opened or read still gives the spool and quarantine
 /// state, with the reason in `target_error`.
-pub fn status(
-    target: Result<Target, gapsync_common::target::ApplyError>,
-    work_dir: &Path,
-) -> ReceiverStatus {
+pub fn status(target: Result<Target, crate::apply::ApplyError>, work_dir: &Path) -> ReceiverStatus {
     let spool = work_dir.join("spool");
     let batch = |n: &str| {
         gapsync_common::batch::parse_batch_file_name(n)

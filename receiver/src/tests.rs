@@ -191,14 +191,14 @@ mod outage_tests {
 
     use gapsync_common::batch::{self, ReadLimits};
 
-    use gapsync_common::target::Target;
+    use crate::apply::Target;
     use gapsync_protocol::{EndInfo, FrameHandler};
 
-    use gapsync_common::allow::AllowList;
+    use crate::allow::AllowList;
+    use crate::apply::{ApplyBackend, SqliteBackend};
     use gapsync_common::batch::{BatchHeader, BatchKind, BatchWriter};
     use gapsync_common::db::{Backend, DbError, Param};
     use gapsync_common::dialect::Dialect;
-    use gapsync_common::target::{ApplyBackend, SqliteBackend};
     use sha2::{Digest, Sha256};
 
     /// A SQLite target whose queries fail like a lost server connection once

@@ -805,7 +805,7 @@ fn maria_args() -> Vec<String> {
     .collect()
 }
 
-/// The receiver's MySQL session (common/src/odbc.rs), for the `mariadb` CLI.
+/// The receiver's MySQL session (common/src/db/odbc.rs), for the `mariadb` CLI.
 const MARIA_SESSION: &str = "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES,ANSI_QUOTES,STRICT_ALL_TABLES'), time_zone = '+00:00'";
 
 /// A fresh database on a server, dropped on drop.

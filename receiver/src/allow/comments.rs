@@ -46,7 +46,7 @@
 //! The parse path adds sqlparser's own view: a comment token from its tokenizer in the
 //! target's dialect, or a comment hint it expanded, is refused too (`AllowList::validate`).
 
-use crate::dialect::Dialect;
+use gapsync_common::dialect::Dialect;
 
 /// How a dialect's server reads quotes (see the module docs).
 struct Quotes {

@@ -10,10 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gapsync_common::allow::AllowList;
 use gapsync_common::batch::{self, BatchHeader, BatchKind, BatchWriter, ReadLimits};
 use gapsync_common::config::DbUrl;
-use gapsync_common::target::{ApplyError, ApplyOutcome, Target, TargetOptions};
+use gapsync_receiver::allow::AllowList;
+use gapsync_receiver::apply::{ApplyError, ApplyOutcome, Target, TargetOptions};
 
 /// `T` stands for the allowed table `"t"`.
 const HOSTILE: &[&str] = &[

@@ -1,5 +1,5 @@
 //! The allow-list's fast path: a hand-written scanner for exactly the `INSERT`, `UPDATE`
-//! and `DELETE` statements the renderer (`crate::dialect`) writes, so that the common
+//! and `DELETE` statements the renderer (`gapsync_common::dialect`) writes, so that the common
 //! case skips sqlparser (tokenizer, parser and two `Display` renderings of the AST).
 //!
 //! [`recognise`] either recognises the WHOLE statement and returns its table name
@@ -83,7 +83,7 @@
 
 use std::borrow::Cow;
 
-use crate::dialect::Dialect;
+use gapsync_common::dialect::Dialect;
 
 /// The literal forms a dialect's renderer writes beyond `NULL`, numbers and `'..'`.
 struct Forms {

@@ -1,7 +1,7 @@
 //! The receiver's statement allow-list (DESIGN.md invariant 5).
 //!
 //! A batch statement is executed only if it has one of the shapes gapsync's sender renders
-//! (`crate::dialect`), on a table the receiver allows:
+//! (`gapsync_common::dialect`), on a table the receiver allows:
 //!
 //! - `INSERT INTO t (c, ..) VALUES (literal, ..)`;
 //! - `UPDATE t SET c = literal, .. WHERE k = literal AND k2 IS NULL ..`;
@@ -43,7 +43,7 @@
 //!   statements, which is refused; the receiver's MySQL session also runs with
 //!   `NO_BACKSLASH_ESCAPES`, so the server itself would read one string).
 //! - SQLite targets in addition: SQLite's own authorizer, during the batch's statements
-//!   (see `crate::target::SqliteBackend`), allows only INSERT/UPDATE/DELETE on allowed
+//!   (see `crate::apply::SqliteBackend`), allows only INSERT/UPDATE/DELETE on allowed
 //!   tables, the column reads their `WHERE` needs, and `CREATE TABLE`; it denies every
 //!   function, `SELECT`, `ATTACH`, `PRAGMA`, transaction control and other DDL. This is
 //!   SQLite's parser's view, so a difference between sqlparser and SQLite cannot let a
@@ -76,8 +76,8 @@ use sqlparser::dialect::{
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer, Whitespace};
 
-use crate::batch::BatchKind;
-use crate::dialect::Dialect;
+use gapsync_common::batch::BatchKind;
+use gapsync_common::dialect::Dialect;
 
 /// Prefix of gapsync's own tables, never writable by a batch.
 pub const OWN_PREFIX: &str = "_gapsync_";

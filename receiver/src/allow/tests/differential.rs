@@ -6,13 +6,15 @@ use super::*;
 use crate::allow::fast::recognise;
 
 /// The INSERT/UPDATE/DELETE statements of the golden files for `d`
-/// (`tests/golden/<d>.sql` and `d`'s sections of `ledger.sql`).
+/// (the renderer's `common/tests/golden/<d>.sql` and `d`'s sections of this crate's
+/// `tests/golden/ledger.sql`).
 fn golden(d: Dialect) -> Vec<String> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rendered = here.join("../common/tests/golden");
     let mut out = Vec::new();
-    let own = std::fs::read_to_string(dir.join(format!("{}.sql", d.name()))).unwrap();
+    let own = std::fs::read_to_string(rendered.join(format!("{}.sql", d.name()))).unwrap();
     out.extend(own.lines().map(str::to_owned));
-    let ledger = std::fs::read_to_string(dir.join("ledger.sql")).unwrap();
+    let ledger = std::fs::read_to_string(here.join("tests/golden/ledger.sql")).unwrap();
     let mut mine = false;
     for line in ledger.lines() {
         if let Some(h) = line.strip_prefix("-- ") {

@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
-use crate::value::Value;
+use gapsync_common::value::Value;
 
 fn values() -> Vec<Value> {
     vec![
@@ -39,7 +39,7 @@ fn values() -> Vec<Value> {
 /// Every statement gapsync's renderer writes for `d`.
 fn rendered(d: Dialect) -> Vec<String> {
     let mut out = Vec::new();
-    let mut push = |r: Result<(), crate::dialect::RenderError>, s: String| {
+    let mut push = |r: Result<(), gapsync_common::dialect::RenderError>, s: String| {
         if r.is_ok() {
             out.push(s);
         }
@@ -875,7 +875,7 @@ fn server_reads_a_comment(d: Dialect, sql: &str, escapes: bool) -> Option<bool> 
 
 #[test]
 fn ddl_stands_only_first_in_a_mysql_snapshot_batch() {
-    use crate::batch::BatchKind;
+    use gapsync_common::batch::BatchKind;
     let create = "CREATE TABLE IF NOT EXISTS \"t\" (\"id\" BIGINT, PRIMARY KEY (\"id\"));";
     let ins = "INSERT INTO \"t\" (\"id\") VALUES (1);";
     let del = "DELETE FROM \"t\";";

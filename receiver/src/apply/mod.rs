@@ -29,10 +29,10 @@ use rusqlite::Connection;
 use rusqlite::hooks::Authorization;
 
 use crate::allow::AllowList;
-use crate::batch::{self, ReadLimits, StatementReader};
-use crate::config::DbUrl;
-use crate::db::{Backend, DbError, Param, sqlite_err};
-use crate::dialect::Dialect;
+use gapsync_common::batch::{self, ReadLimits, StatementReader};
+use gapsync_common::config::DbUrl;
+use gapsync_common::db::{Backend, DbError, Param, sqlite_err};
+use gapsync_common::dialect::Dialect;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -83,7 +83,7 @@ pub trait ApplyBackend: Backend {
 }
 
 #[cfg(feature = "odbc")]
-impl ApplyBackend for crate::db::odbc::OdbcBackend {}
+impl ApplyBackend for gapsync_common::db::odbc::OdbcBackend {}
 
 /// The result of a successful apply call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,8 +115,8 @@ pub const LEDGER_DDL: [&str; 2] = [
 /// SQL Server tests `OBJECT_ID`, Oracle and DM run the CREATE in a PL/SQL block that
 /// ignores "name already used" (ORA-00955 / DM -2124). Those three have not yet run
 /// against a live server; `tests/golden/ledger.sql` pins what they get.
-pub fn ledger_ddl_for(d: crate::dialect::Dialect) -> Vec<String> {
-    use crate::dialect::Dialect;
+pub fn ledger_ddl_for(d: gapsync_common::dialect::Dialect) -> Vec<String> {
+    use gapsync_common::dialect::Dialect;
     // Every name quoted: Oracle refuses unquoted names that start with `_`, and `file`
     // is reserved in Oracle and SQL Server.
     let cols = |text: &str, big: &str, clob: &str| {
@@ -381,7 +381,7 @@ impl Target {
             }
             #[cfg(feature = "odbc")]
             DbUrl::Odbc(cs) => Box::new(
-                crate::db::odbc::OdbcBackend::connect(cs, opts.dialect.as_deref())
+                gapsync_common::db::odbc::OdbcBackend::connect(cs, opts.dialect.as_deref())
                     .map_err(|e| e.context(&ctx))?,
             ),
             #[cfg(not(feature = "odbc"))]
@@ -701,7 +701,7 @@ fn needs_match(stmt: &str) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::batch::{BatchHeader, BatchKind, BatchWriter};
+    use gapsync_common::batch::{BatchHeader, BatchKind, BatchWriter};
 
     fn write(dir: &Path, seq: u64, stmts: &[&str]) -> (PathBuf, String) {
         let h = BatchHeader {

@@ -5,7 +5,7 @@
 
 use gapsync_common::db::session_setup;
 use gapsync_common::dialect::Dialect;
-use gapsync_common::target::ledger_ddl_for;
+use gapsync_receiver::apply::ledger_ddl_for;
 
 #[test]
 fn ledger_ddl_and_session_setup_match_golden() {
