@@ -1,0 +1,209 @@
+//! Unit tests of apply on SQLite: exactly once with the ledger, atomic batches, the
+//! authorizer, transient failures.
+
+#![allow(clippy::unwrap_used)]
+use super::*;
+use gapsync_common::batch::{BatchHeader, BatchKind, BatchWriter};
+use rusqlite::Connection;
+
+fn write(dir: &Path, seq: u64, stmts: &[&str]) -> (PathBuf, String) {
+    let h = BatchHeader {
+        node: "n1".into(),
+        seq,
+        created: batch::format_created(chrono::Utc::now()),
+        dialect: "sqlite".into(),
+        kind: BatchKind::Changes,
+        changes: Some((1, 1)),
+        statements: stmts.len() as u64,
+    };
+    let mut w = BatchWriter::create(dir, h, false, 3).unwrap();
+    for s in stmts {
+        w.push(s).unwrap();
+    }
+    let done = w.finish().unwrap();
+    (done.path, hex::encode(done.content_sha256))
+}
+
+use std::path::PathBuf;
+
+fn rows(db: &Path) -> Vec<(i64, String)> {
+    let c = Connection::open(db).unwrap();
+    let mut s = c.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<std::result::Result<_, _>>()
+        .unwrap()
+}
+
+fn setup() -> (tempfile::TempDir, Target) {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("t.db");
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    let opts = TargetOptions {
+        busy_timeout: Duration::from_millis(200),
+        dialect: None,
+        allow: AllowList::default(),
+    };
+    let t = Target::open(&DbUrl::Sqlite(db), &opts).unwrap();
+    (d, t)
+}
+
+/// Invariant 2: statements and ledger row commit together; a repeat is not executed.
+#[test]
+fn apply_once_with_ledger_and_skip_repeats() {
+    let (d, mut t) = setup();
+    let (p, sha) = write(
+        d.path(),
+        1,
+        &[
+            "INSERT INTO t VALUES (1, 'a');",
+            "INSERT INTO t VALUES (2, 'b');",
+        ],
+    );
+    let lim = ReadLimits::default();
+    assert_eq!(
+        t.apply(&p, "n1", 1, &sha, &lim).unwrap(),
+        ApplyOutcome::Applied { statements: 2 }
+    );
+    assert_eq!(
+        t.apply(&p, "n1", 1, &sha, &lim).unwrap(),
+        ApplyOutcome::AlreadyApplied
+    );
+    assert_eq!(rows(&d.path().join("t.db")).len(), 2);
+    assert_eq!(t.next_expected("n1").unwrap(), 2);
+    assert_eq!(t.next_expected("other").unwrap(), 1);
+    // Same seq, different content: refused, not silently skipped.
+    let e = t.apply(&p, "n1", 1, "00", &lim).unwrap_err();
+    assert!(matches!(e, ApplyError::Deterministic(ref m) if m.contains("different content")));
+}
+
+#[test]
+fn a_failing_statement_rolls_back_the_whole_batch() {
+    let (d, mut t) = setup();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "INSERT INTO t VALUES (1, 'a');",
+                "INSERT INTO nope VALUES (1);",
+            ],
+            "line 10",
+        ),
+        (
+            &[
+                "INSERT INTO t VALUES (1, 'a');",
+                "INSERT INTO t VALUES (1, 'dup');",
+            ],
+            "UNIQUE",
+        ),
+        (
+            &[
+                "INSERT INTO t VALUES (1, 'a');",
+                "UPDATE t SET v = 'x' WHERE id = 7;",
+            ],
+            "matched no row",
+        ),
+        (
+            &[
+                "INSERT INTO t VALUES (1, 'a');",
+                "DELETE FROM t WHERE id = 7;",
+            ],
+            "matched no row",
+        ),
+        (
+            &["INSERT INTO t VALUES (1, 'a'); DROP TABLE t;"],
+            "line 9: statement refused: 2 statements",
+        ),
+    ];
+    for (i, (stmts, want)) in cases.iter().enumerate() {
+        let (p, sha) = write(d.path(), 100 + i as u64, stmts);
+        let e = t
+            .apply(&p, "n1", 100 + i as u64, &sha, &ReadLimits::default())
+            .unwrap_err();
+        match e {
+            ApplyError::Deterministic(m) => assert!(m.contains(want), "{m:?} lacks {want:?}"),
+            other => panic!("case {i}: expected a deterministic failure, got {other:?}"),
+        }
+        assert!(
+            rows(&d.path().join("t.db")).is_empty(),
+            "case {i} left rows behind"
+        );
+        assert!(t.applied_sha("n1", 100 + i as u64).unwrap().is_none());
+    }
+}
+
+/// SQLite's authorizer on its own (without the statement check) refuses what it can
+/// see: functions, subqueries, ATTACH, PRAGMA, transaction control, other DDL, other
+/// tables and gapsync's own; the ledger works again once the guard is off.
+#[test]
+fn the_sqlite_authorizer_guards_on_its_own() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("t.db");
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE o(id INTEGER);",
+        )
+        .unwrap();
+    let mut b = SqliteBackend::open(&db, Duration::from_millis(200)).unwrap();
+    for ddl in ledger_ddl_for(b.dialect()) {
+        b.execute(&ddl).unwrap();
+    }
+    let allow = AllowList::new(Some(vec!["t".into(), "n*".into()]));
+    b.guard(Some(&allow)).unwrap();
+    for bad in [
+        "INSERT INTO t VALUES (1, load_extension('x'))",
+        "INSERT INTO t VALUES (1, upper('a'))",
+        "INSERT INTO t SELECT 1, 'a'",
+        "INSERT INTO t VALUES (1, (SELECT 'a'))",
+        "UPDATE t SET v = 'a' WHERE id IN (SELECT id FROM o)",
+        "ATTACH DATABASE ':memory:' AS x",
+        "PRAGMA writable_schema = 1",
+        "BEGIN",
+        "DROP TABLE t",
+        "CREATE INDEX i ON t(v)",
+        "CREATE VIEW w AS SELECT 1",
+        "CREATE TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM t; END",
+        "ALTER TABLE t ADD COLUMN x INTEGER",
+        "INSERT INTO o VALUES (1)",
+        "DELETE FROM \"_gapsync_ledger\"",
+        "CREATE TABLE IF NOT EXISTS other(id INTEGER)",
+        "SELECT 1",
+    ] {
+        assert!(b.execute(bad).is_err(), "{bad} passed the authorizer");
+        assert!(b.take_refusal().is_some(), "{bad}: no refusal reason");
+    }
+    for good in [
+        "INSERT INTO t VALUES (1, CAST(X'41' AS TEXT))",
+        "UPDATE t SET v = 'b' WHERE id = 1",
+        "DELETE FROM t WHERE id = 1",
+        "CREATE TABLE IF NOT EXISTS new1(id INTEGER, PRIMARY KEY (id))",
+        // Text and composite keys make SQLite build its own index: allowed.
+        "CREATE TABLE IF NOT EXISTS new2(a TEXT, b BIGINT, PRIMARY KEY (a, b))",
+    ] {
+        b.execute(good).unwrap();
+    }
+    b.guard(None).unwrap();
+    b.execute_params(
+        "INSERT INTO \"_gapsync_ledger\" VALUES (?, 1, 'x', 'f', 1, 'now')",
+        &[Param::Text("n")],
+    )
+    .unwrap();
+}
+
+/// Invariant 7: a locked target is a transient failure, not a failed batch.
+#[test]
+fn a_locked_target_is_transient() {
+    let (d, mut t) = setup();
+    let (p, sha) = write(d.path(), 1, &["INSERT INTO t VALUES (1, 'a');"]);
+    let other = Connection::open(d.path().join("t.db")).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let e = t
+        .apply(&p, "n1", 1, &sha, &ReadLimits::default())
+        .unwrap_err();
+    assert!(matches!(e, ApplyError::Transient(_)), "{e:?}");
+    other.execute_batch("COMMIT").unwrap();
+    assert!(t.apply(&p, "n1", 1, &sha, &ReadLimits::default()).is_ok());
+}
