@@ -1,0 +1,991 @@
+//! Capture on a SQLite source: the tracking tables, the triggers (with the REPLACE
+//! trigger), pending reads, batch records and snapshot reads ([`SqliteSource`]).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::*;
+use crate::config::TableConfig;
+use gapsync_common::value::Value;
+
+pub(crate) const BASE_DDL: &str = "
+CREATE TABLE IF NOT EXISTS _gapsync_changes(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  tbl TEXT NOT NULL,
+  op TEXT NOT NULL,
+  layout INTEGER NOT NULL,
+  at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  batch INTEGER);
+CREATE TABLE IF NOT EXISTS _gapsync_layouts(
+  layout INTEGER PRIMARY KEY, tbl TEXT NOT NULL, columns TEXT NOT NULL, key TEXT NOT NULL,
+  uniques TEXT NOT NULL DEFAULT '[]', installed_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _gapsync_batches(
+  seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, file TEXT NOT NULL, size INTEGER NOT NULL,
+  sha256 TEXT NOT NULL, statements INTEGER NOT NULL, changes INTEGER NOT NULL, first_id INTEGER, last_id INTEGER,
+  state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, reason TEXT,
+  created TEXT NOT NULL, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _gapsync_state(key TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS _gapsync_requests(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, tbl TEXT NOT NULL,
+  requested TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _gapsync_rejected(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, change_id INTEGER, tbl TEXT NOT NULL,
+  what TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL)";
+
+/// A SQLite source database with gapsync's capture objects.
+#[derive(Debug)]
+pub struct SqliteSource {
+    pub(crate) conn: Connection,
+    pub(crate) layouts: HashMap<i64, Layout>,
+    pub(crate) width: (usize, usize),
+}
+
+impl SqliteSource {
+    pub fn open(path: &Path) -> Result<SqliteSource> {
+        let conn = Connection::open(path).map_err(|source| SourceError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
+        Ok(SqliteSource {
+            conn,
+            layouts: HashMap::new(),
+            width: (0, 0),
+        })
+    }
+
+    /// The underlying connection (tests and status use it read-only).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn require_installed(&self) -> Result<()> {
+        if has_table(&self.conn, "_gapsync_batches")? {
+            Ok(())
+        } else {
+            Err(SourceError::NotInstalled)
+        }
+    }
+
+    fn query_pending_after(&mut self, after: i64, limit: u64, up_to: i64) -> Result<Vec<Change>> {
+        self.require_installed()?;
+        if self.width == (0, 0) {
+            self.width = tracking_width(&self.conn)?;
+        }
+        let (kw, cw) = self.width;
+        let mut sql = String::from("SELECT id, tbl, op, layout");
+        for i in 0..kw {
+            let _ = write!(sql, ", k{i}");
+        }
+        for i in 0..cw {
+            let _ = write!(sql, ", c{i}");
+        }
+        sql.push_str(
+            " FROM _gapsync_changes WHERE batch IS NULL AND id > ?2 AND id <= ?3 ORDER BY id LIMIT ?1",
+        );
+        let raw: Vec<(i64, String, String, i64, Vec<Value>)> = {
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                [i64::try_from(limit).unwrap_or(i64::MAX), after, up_to],
+                |r| {
+                    let mut vals = Vec::with_capacity(kw + cw);
+                    for i in 0..kw + cw {
+                        vals.push(Value::from(r.get_ref(4 + i)?));
+                    }
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, vals))
+                },
+            )?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(raw.len());
+        for (id, table, op, layout_id, mut vals) in raw {
+            let layout = self.layout(layout_id)?;
+            let op = match op.as_str() {
+                "I" => Op::Insert,
+                "U" => Op::Update,
+                "D" => Op::Delete,
+                "R" => Op::Displaced,
+                other => {
+                    return Err(SourceError::Corrupt(format!(
+                        "change {id} has op {other:?}"
+                    )));
+                }
+            };
+            let mut row = vals.split_off(kw);
+            row.truncate(layout.columns.len());
+            vals.truncate(layout.key.len());
+            out.push(Change {
+                id,
+                table,
+                op,
+                layout: layout_id,
+                old_key: if op == Op::Insert { Vec::new() } else { vals },
+                row: if op == Op::Delete { Vec::new() } else { row },
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl ChangeSource for SqliteSource {
+    /// Whether `install` has run on this database.
+    fn is_installed(&mut self) -> Result<bool> {
+        has_table(&self.conn, "_gapsync_batches")
+    }
+
+    /// Resolve a configured table against the source schema.
+    fn describe(&mut self, cfg: &TableConfig) -> Result<TableSpec> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, type, pk FROM pragma_table_info(?1) ORDER BY cid")?;
+        let cols: Vec<(String, String, i64)> = stmt
+            .query_map([&cfg.source], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<std::result::Result<_, _>>()?;
+        if cols.is_empty() {
+            return Err(SourceError::NoTable(cfg.source.clone()));
+        }
+        for from in cfg.rename.keys() {
+            if !cols.iter().any(|c| &c.0 == from) {
+                return Err(SourceError::NoColumn {
+                    table: cfg.source.clone(),
+                    column: from.clone(),
+                    what: "rename",
+                });
+            }
+        }
+        let columns: Vec<ColumnSpec> = cols
+            .iter()
+            .map(|(name, ty, _)| ColumnSpec {
+                source: name.clone(),
+                target: cfg
+                    .rename
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| name.clone()),
+                decl_type: ty.clone(),
+            })
+            .collect();
+        let key = match &cfg.key {
+            Some(k) => k
+                .iter()
+                .map(|name| {
+                    columns
+                        .iter()
+                        .position(|c| &c.source == name)
+                        .ok_or_else(|| SourceError::NoColumn {
+                            table: cfg.source.clone(),
+                            column: name.clone(),
+                            what: "key",
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => {
+                let mut pk: Vec<(i64, usize)> = cols
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.2 > 0)
+                    .map(|(i, c)| (c.2, i))
+                    .collect();
+                pk.sort();
+                if pk.is_empty() {
+                    return Err(SourceError::NoKey(cfg.source.clone()));
+                }
+                pk.into_iter().map(|(_, i)| i).collect()
+            }
+        };
+        let unique = unique_sets(&self.conn, &cfg.source, &columns)?;
+        Ok(TableSpec {
+            source: cfg.source.clone(),
+            target: cfg.target.clone(),
+            columns,
+            key,
+            unique,
+        })
+    }
+
+    /// Compute the DDL that brings capture up to date for `specs` (for `--dry-run`).
+    fn plan_install(&mut self, specs: &[TableSpec]) -> Result<InstallPlan> {
+        plan(&self.conn, specs)
+    }
+
+    /// Create or update capture for `specs` in one transaction; idempotent.
+    fn install(&mut self, specs: &[TableSpec]) -> Result<InstallPlan> {
+        // WAL lets the sender read (and snapshot) while the plant writes.
+        self.conn
+            .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Plan inside the write transaction so concurrent installs cannot interleave.
+        let plan = plan(&tx, specs)?;
+        for stmt in &plan.ddl {
+            tx.execute_batch(stmt)?;
+        }
+        tx.commit()?;
+        self.layouts.clear();
+        self.width = tracking_width(&self.conn)?;
+        Ok(plan)
+    }
+
+    /// Drop the triggers of `tables`; with `purge`, also every gapsync table (tracking
+    /// rows, batch records and the sequence counter are lost).
+    fn uninstall(&mut self, tables: &[String], purge: bool) -> Result<Vec<String>> {
+        let mut ddl = Vec::new();
+        for t in tables {
+            for k in ["ins", "upd", "del", "rep"] {
+                ddl.push(format!(
+                    "DROP TRIGGER IF EXISTS {}",
+                    quote(&trigger_name(t, k))
+                ));
+            }
+        }
+        if purge {
+            for t in [
+                "_gapsync_changes",
+                "_gapsync_layouts",
+                "_gapsync_batches",
+                "_gapsync_state",
+                "_gapsync_requests",
+            ] {
+                ddl.push(format!("DROP TABLE IF EXISTS {t}"));
+            }
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for stmt in &ddl {
+            tx.execute_batch(stmt)?;
+        }
+        tx.commit()?;
+        Ok(ddl)
+    }
+
+    /// Number of captured changes not yet in a batch.
+    fn pending_count(&mut self) -> Result<u64> {
+        self.require_installed()?;
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM _gapsync_changes WHERE batch IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Whether at least `n` changes are pending (reads at most `n` rows).
+    fn pending_at_least(&mut self, n: u64) -> Result<bool> {
+        let c: i64 = self.conn.query_row(
+            "SELECT count(*) FROM (SELECT 1 FROM _gapsync_changes WHERE batch IS NULL LIMIT ?1)",
+            [i64::try_from(n).unwrap_or(i64::MAX)],
+            |r| r.get(0),
+        )?;
+        Ok(c as u64 >= n)
+    }
+
+    /// The highest tracking id ever assigned (0 when none): a cheap "did anything
+    /// change" probe for the idle strategy.
+    fn last_change_id(&mut self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name='_gapsync_changes'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    fn layout(&mut self, id: i64) -> Result<Layout> {
+        if let Some(l) = self.layouts.get(&id) {
+            return Ok(l.clone());
+        }
+        let (table, c, k): (String, String, String) = self
+            .conn
+            .query_row(
+                "SELECT tbl, columns, key FROM _gapsync_layouts WHERE layout=?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?
+            .ok_or_else(|| SourceError::Corrupt(format!("layout {id} is not recorded")))?;
+        let l = Layout {
+            id,
+            table,
+            columns: from_json(&c)?,
+            key: from_json(&k)?,
+            unique: Vec::new(),
+        };
+        self.layouts.insert(id, l.clone());
+        Ok(l)
+    }
+
+    /// The highest tracking id now (0 when none): `cut` bounds take it first so that
+    /// changes arriving during a cut wait for the next one.
+    fn max_change_id(&mut self) -> Result<i64> {
+        self.require_installed()?;
+        Ok(self.conn.query_row(
+            "SELECT coalesce(max(id), 0) FROM _gapsync_changes",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Up to `limit` pending changes with ids up to `up_to`, in id order. A REPLACE's
+    /// `R` rows and its INSERT are never split: when the last row read is an `R`, the
+    /// read goes on up to the first change that is not one (so a batch may exceed
+    /// `limit` by the few rows of one REPLACE).
+    fn read_pending(&mut self, limit: u64, up_to: i64) -> Result<Vec<Change>> {
+        self.read_pending_after(i64::MIN, limit, up_to)
+    }
+
+    /// SQLite has one writer at a time: tracking ids are taken in commit order, so
+    /// nothing pending is left at or below the last id of a cut of the same pass.
+    fn read_pending_after(&mut self, after: i64, limit: u64, up_to: i64) -> Result<Vec<Change>> {
+        let mut out = self.query_pending_after(after, limit, up_to)?;
+        while let Some(last) = out.last().filter(|c| c.op == Op::Displaced) {
+            let more = self.query_pending_after(last.id, 16, i64::MAX)?;
+            let Some(end) = more.iter().position(|c| c.op != Op::Displaced) else {
+                let done = more.len() < 16;
+                out.extend(more);
+                if done {
+                    break;
+                }
+                continue;
+            };
+            out.extend(more.into_iter().take(end + 1));
+            break;
+        }
+        Ok(out)
+    }
+
+    /// The sequence number the next batch gets.
+    fn next_seq(&mut self) -> Result<u64> {
+        self.require_installed()?;
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT value FROM _gapsync_state WHERE key='next_seq'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.unwrap_or(1).max(1) as u64)
+    }
+
+    /// Record written batch files and mark their tracking rows, in one transaction:
+    /// `carried[i]` are the change ids batch `records[i]` carries; `absorbed` are
+    /// pending changes of `(table, up to id)` that a snapshot contains (marked with the
+    /// last record's seq, so they are cleared when the snapshot is applied).
+    fn commit_batches(
+        &mut self,
+        records: &[BatchRecord],
+        carried: &[Vec<i64>],
+        absorbed: Option<(&str, &Absorbed)>,
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO _gapsync_batches(seq, kind, file, size, sha256, statements, \
+                 changes, first_id, last_id, state, attempts, reason, created, updated) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?13, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+            )?;
+            let mut mark = tx.prepare_cached(
+                "UPDATE _gapsync_changes SET batch=?1 WHERE id=?2 AND batch IS NULL",
+            )?;
+            let mut mark_range = tx.prepare_cached(
+                "UPDATE _gapsync_changes SET batch=?1 WHERE id BETWEEN ?2 AND ?3 AND batch IS NULL",
+            )?;
+            for (i, r) in records.iter().enumerate() {
+                ins.execute(params![
+                    r.seq as i64,
+                    r.kind,
+                    r.file,
+                    r.size as i64,
+                    r.sha256,
+                    r.statements as i64,
+                    r.first_id,
+                    r.last_id,
+                    r.state.as_str(),
+                    r.attempts,
+                    r.reason,
+                    r.created,
+                    r.changes as i64
+                ])?;
+                let ids = carried.get(i).map(Vec::as_slice).unwrap_or_default();
+                // Consecutive ids (the usual cut): one range update marks exactly them,
+                // and its count proves every one of them was still pending.
+                if let (Some(&lo), Some(&hi)) = (ids.first(), ids.last())
+                    && hi.checked_sub(lo).and_then(|d| d.checked_add(1))
+                        == i64::try_from(ids.len()).ok()
+                {
+                    let n = mark_range.execute(params![r.seq as i64, lo, hi])?;
+                    if n != ids.len() {
+                        return Err(SourceError::Corrupt(format!(
+                            "changes {lo}..={hi}: {n} of {} still pending; some vanished or were already in a batch",
+                            ids.len()
+                        )));
+                    }
+                    continue;
+                }
+                for id in ids {
+                    if mark.execute(params![r.seq as i64, id])? != 1 {
+                        return Err(SourceError::Corrupt(format!(
+                            "change {id} vanished or was already in a batch"
+                        )));
+                    }
+                }
+            }
+            if let (Some((table, absorbed)), Some(last)) = (absorbed, records.last()) {
+                let n = match absorbed {
+                    Absorbed::UpTo(max_id) => tx.execute(
+                        "UPDATE _gapsync_changes SET batch=?1 WHERE tbl=?2 AND id<=?3 AND batch IS NULL",
+                        params![last.seq as i64, table, max_id],
+                    )?,
+                    Absorbed::Ids(ids) => {
+                        let mut n = 0;
+                        for id in ids {
+                            n += tx.execute(
+                                "UPDATE _gapsync_changes SET batch=?1 WHERE id=?2 AND batch IS NULL",
+                                params![last.seq as i64, id],
+                            )?;
+                        }
+                        n
+                    }
+                };
+                tx.execute(
+                    "UPDATE _gapsync_batches SET changes = changes + ?2 WHERE seq=?1",
+                    params![last.seq as i64, n as i64],
+                )?;
+            }
+            if let Some(last) = records.last() {
+                tx.execute(
+                    "INSERT INTO _gapsync_state(key, value) VALUES ('next_seq', ?1) \
+                     ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    [last.seq as i64 + 1],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Record changes (or a snapshot, `change_id` None) the target's dialect cannot
+    /// express; their tracking rows are kept with `batch = 0`, never pending again.
+    fn reject(&mut self, rejected: &[(Option<i64>, String, String)]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO _gapsync_rejected(change_id, tbl, what, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut mark = tx.prepare_cached(
+                "UPDATE _gapsync_changes SET batch = 0 WHERE id = ?1 AND batch IS NULL",
+            )?;
+            for (id, tbl, reason) in rejected {
+                let what = if id.is_some() { "change" } else { "snapshot" };
+                ins.execute(params![id, tbl, what, reason, now()])?;
+                if let Some(id) = id {
+                    mark.execute([id])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// How many changes and snapshots were rejected so far.
+    fn rejected_count(&mut self) -> Result<u64> {
+        if !has_table(&self.conn, "_gapsync_rejected")? {
+            return Ok(0);
+        }
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM _gapsync_rejected", [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Batch records, optionally only those in `state`, by seq.
+    fn batches(&mut self, state: Option<BatchState>) -> Result<Vec<BatchRecord>> {
+        self.require_installed()?;
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, kind, file, size, sha256, statements, first_id, last_id, state, \
+             attempts, reason, created, changes FROM _gapsync_batches \
+             WHERE ?1 IS NULL OR state=?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([state.map(BatchState::as_str)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+                r.get::<_, String>(8)?,
+                r.get::<_, u32>(9)?,
+                r.get::<_, Option<String>>(10)?,
+                r.get::<_, String>(11)?,
+                r.get::<_, i64>(12)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (
+                seq,
+                kind,
+                file,
+                size,
+                sha256,
+                statements,
+                first_id,
+                last_id,
+                st,
+                attempts,
+                reason,
+                created,
+                changes,
+            ) = row?;
+            out.push(BatchRecord {
+                seq: seq as u64,
+                kind,
+                file,
+                size: size as u64,
+                sha256,
+                statements: statements as u64,
+                changes: changes as u64,
+                first_id,
+                last_id,
+                state: BatchState::parse(&st)?,
+                attempts,
+                reason,
+                created,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The receiver answered "applied": clear the batch's tracking rows and record it.
+    fn mark_applied(&mut self, seq: u64) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM _gapsync_changes WHERE batch=?1", [seq as i64])?;
+        tx.execute(
+            "UPDATE _gapsync_batches SET state='applied', updated=?2 WHERE seq=?1",
+            params![seq as i64, now()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Count a failed apply attempt; returns the new attempt count.
+    fn record_failure(&mut self, seq: u64, reason: &str) -> Result<u32> {
+        self.conn.execute(
+            "UPDATE _gapsync_batches SET attempts=attempts+1, reason=?2, updated=?3 WHERE seq=?1",
+            params![seq as i64, reason, now()],
+        )?;
+        Ok(self.conn.query_row(
+            "SELECT attempts FROM _gapsync_batches WHERE seq=?1",
+            [seq as i64],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Drop the batch into quarantine. Its tracking rows stay in `_gapsync_changes`
+    /// (with `batch` = seq) as the record of the changes it carried; they are never
+    /// pending again.
+    fn mark_quarantined(&mut self, seq: u64, reason: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE _gapsync_batches SET state='quarantined', reason=?2, updated=?3 WHERE seq=?1",
+            params![seq as i64, reason, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Delete old 'applied' records, never the highest applied seq (see the trait).
+    fn prune_applied(&mut self, before: &str) -> Result<u64> {
+        self.require_installed()?;
+        let n = self.conn.execute(
+            "DELETE FROM _gapsync_batches WHERE state='applied' AND created < ?1 \
+             AND seq < (SELECT max(seq) FROM _gapsync_batches WHERE state='applied')",
+            [before],
+        )?;
+        Ok(n as u64)
+    }
+
+    /// Queue a snapshot of `table` (built by the next batch cut).
+    fn queue_snapshot(&mut self, table: &str) -> Result<()> {
+        self.require_installed()?;
+        self.conn.execute(
+            "INSERT INTO _gapsync_requests(kind, tbl, requested) VALUES ('snapshot', ?1, ?2)",
+            params![table, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Queued snapshot requests: (request id, table), oldest first.
+    fn snapshot_requests(&mut self) -> Result<Vec<(i64, String)>> {
+        self.require_installed()?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, tbl FROM _gapsync_requests WHERE kind='snapshot' ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    fn finish_request(&mut self, id: i64) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM _gapsync_requests WHERE id=?1", [id])?;
+        Ok(())
+    }
+
+    /// Read every row of `spec`'s table in key order, in ONE read transaction that also
+    /// reads the highest tracking id: pending changes of the table up to that id are
+    /// contained in the rows and must not be shipped again. `each` gets
+    /// [`SnapshotEvent::Start`] first, then one [`SnapshotEvent::Row`] per row (streamed:
+    /// memory stays bounded). Returns the highest tracking id.
+    fn snapshot_each(
+        &mut self,
+        spec: &TableSpec,
+        each: &mut SnapshotSink<'_>,
+    ) -> std::result::Result<Absorbed, SinkError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
+            .map_err(SourceError::from)?;
+        let max_id: i64 = tx
+            .query_row(
+                "SELECT coalesce(max(id), 0) FROM _gapsync_changes",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(SourceError::from)?;
+        let count: i64 = tx
+            .query_row(
+                &format!("SELECT count(*) FROM {}", quote(&spec.source)),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(SourceError::from)?;
+        each(SnapshotEvent::Start {
+            rows: count.max(0) as u64,
+        })?;
+        let cols: Vec<String> = spec.columns.iter().map(|c| quote(&c.source)).collect();
+        let order: Vec<String> = spec
+            .key
+            .iter()
+            .map(|&i| quote(&spec.columns[i].source))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            cols.join(", "),
+            quote(&spec.source),
+            order.join(", ")
+        );
+        {
+            let mut stmt = tx.prepare(&sql).map_err(SourceError::from)?;
+            let mut rows = stmt.query([]).map_err(SourceError::from)?;
+            let mut vals = Vec::with_capacity(cols.len());
+            while let Some(r) = rows.next().map_err(SourceError::from)? {
+                vals.clear();
+                for i in 0..cols.len() {
+                    vals.push(Value::from(r.get_ref(i).map_err(SourceError::from)?));
+                }
+                each(SnapshotEvent::Row(&vals))?;
+            }
+        }
+        tx.commit().map_err(SourceError::from)?;
+        // SQLite has one writer at a time: every change with an id up to max_id was
+        // committed, and visible, when the rows were read.
+        Ok(Absorbed::UpTo(max_id))
+    }
+}
+
+pub(crate) fn has_table(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?1",
+            [name],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+pub(crate) fn current_layout(conn: &Connection, table: &str) -> Result<Option<Layout>> {
+    if !has_table(conn, "_gapsync_layouts")? {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT layout, columns, key, uniques FROM _gapsync_layouts WHERE tbl=?1 \
+             ORDER BY layout DESC LIMIT 1",
+        [table],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        },
+    )
+    .optional()?
+    .map(|(id, c, k, u)| {
+        Ok(Layout {
+            id,
+            table: table.to_owned(),
+            columns: from_json(&c)?,
+            key: from_json(&k)?,
+            unique: serde_json::from_str(&u)
+                .map_err(|e| SourceError::Corrupt(format!("layout uniques {u:?}: {e}")))?,
+        })
+    })
+    .transpose()
+}
+
+/// Column sets of the table's unique constraints: the primary key, then every unique
+/// index that is not partial and has no expression columns.
+pub(crate) fn unique_sets(
+    conn: &Connection,
+    table: &str,
+    columns: &[ColumnSpec],
+) -> Result<Vec<Vec<usize>>> {
+    let pos = |name: &str| columns.iter().position(|c| c.source == name);
+    let mut sets: Vec<Vec<usize>> = Vec::new();
+    let mut pk: Vec<(i64, usize)> = Vec::new();
+    {
+        let mut stmt = conn.prepare("SELECT name, pk FROM pragma_table_info(?1)")?;
+        let rows = stmt.query_map([table], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (name, k) = row?;
+            if k > 0
+                && let Some(i) = pos(&name)
+            {
+                pk.push((k, i));
+            }
+        }
+    }
+    pk.sort();
+    if !pk.is_empty() {
+        sets.push(pk.into_iter().map(|(_, i)| i).collect());
+    }
+    let indexes: Vec<String> = {
+        let mut stmt = conn.prepare(
+            "SELECT name FROM pragma_index_list(?1) WHERE \"unique\" = 1 AND partial = 0",
+        )?;
+        let rows = stmt.query_map([table], |r| r.get(0))?;
+        rows.collect::<std::result::Result<_, _>>()?
+    };
+    for index in indexes {
+        let mut stmt = conn.prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")?;
+        let names: Vec<Option<String>> = stmt
+            .query_map([&index], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        let set: Option<Vec<usize>> = names.iter().map(|n| n.as_deref().and_then(pos)).collect();
+        if let Some(mut set) = set.filter(|s| !s.is_empty()) {
+            let mut sorted = set.clone();
+            sorted.sort();
+            if !sets.iter().any(|s| {
+                let mut t = s.clone();
+                t.sort();
+                t == sorted
+            }) {
+                sets.push(std::mem::take(&mut set));
+            }
+        }
+    }
+    Ok(sets)
+}
+
+/// Whether exactly the triggers `spec` needs are present.
+pub(crate) fn triggers_present(conn: &Connection, spec: &TableSpec) -> Result<bool> {
+    let present: Vec<String> = {
+        let mut stmt = conn.prepare(
+            "SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name=?1 \
+             AND name LIKE '\\_gapsync\\_%' ESCAPE '\\' ORDER BY name",
+        )?;
+        let rows = stmt.query_map([&spec.source], |r| r.get(0))?;
+        rows.collect::<std::result::Result<_, _>>()?
+    };
+    let mut want: Vec<String> = spec
+        .trigger_kinds()
+        .iter()
+        .map(|k| trigger_name(&spec.source, k))
+        .collect();
+    want.sort();
+    Ok(present == want)
+}
+
+pub(crate) fn tracking_width(conn: &Connection) -> Result<(usize, usize)> {
+    if !has_table(conn, "_gapsync_changes")? {
+        return Ok((0, 0));
+    }
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('_gapsync_changes')")?;
+    let names: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<std::result::Result<_, _>>()?;
+    let count = |p: char| {
+        names
+            .iter()
+            .filter(|n| {
+                n.starts_with(p) && n[1..].bytes().all(|b| b.is_ascii_digit()) && n.len() > 1
+            })
+            .count()
+    };
+    Ok((count('k'), count('c')))
+}
+
+/// Compute the DDL that brings capture up to date for `specs`.
+pub(crate) fn plan(conn: &Connection, specs: &[TableSpec]) -> Result<InstallPlan> {
+    let mut ddl: Vec<String> = BASE_DDL.split(';').map(|s| s.trim().to_owned()).collect();
+    let mut notes = Vec::new();
+    let (mut kw, mut cw) = tracking_width(conn)?;
+    let mut next_layout: i64 = if has_table(conn, "_gapsync_layouts")? {
+        conn.query_row(
+            "SELECT coalesce(max(layout), 0) + 1 FROM _gapsync_layouts",
+            [],
+            |r| r.get(0),
+        )?
+    } else {
+        1
+    };
+    for spec in specs {
+        let cols = spec.column_names();
+        let key = spec.key_names();
+        let unique = spec.unique_names();
+        let current = current_layout(conn, &spec.source)?;
+        let same = current
+            .as_ref()
+            .is_some_and(|l| l.columns == cols && l.key == key && l.unique == unique);
+        if same && triggers_present(conn, spec)? {
+            notes.push(format!("{}: up to date", spec.source));
+            continue;
+        }
+        notes.push(format!(
+            "{}: {}",
+            spec.source,
+            match current {
+                None => "installed",
+                Some(_) if same => "triggers restored",
+                Some(_) => "re-installed (columns, key or unique constraints changed)",
+            }
+        ));
+        while kw < key.len() {
+            ddl.push(format!("ALTER TABLE _gapsync_changes ADD COLUMN k{kw}"));
+            kw += 1;
+        }
+        while cw < cols.len() {
+            ddl.push(format!("ALTER TABLE _gapsync_changes ADD COLUMN c{cw}"));
+            cw += 1;
+        }
+        let layout = next_layout;
+        next_layout += 1;
+        ddl.push(format!(
+            "INSERT INTO _gapsync_layouts(layout, tbl, columns, key, uniques, installed_at) \
+             VALUES ({layout}, {}, {}, {}, {}, {})",
+            quote_lit(&spec.source),
+            quote_lit(&to_json(&cols)),
+            quote_lit(&to_json(&key)),
+            quote_lit(&serde_json::Value::from(unique.clone()).to_string()),
+            quote_lit(&now())
+        ));
+        ddl.extend(trigger_ddl(spec, layout));
+    }
+    Ok(InstallPlan { ddl, notes })
+}
+
+pub(crate) fn trigger_name(table: &str, kind: &str) -> String {
+    format!("_gapsync_{table}_{kind}")
+}
+
+pub(crate) fn trigger_ddl(spec: &TableSpec, layout: i64) -> Vec<String> {
+    let t = quote(&spec.source);
+    let tl = quote_lit(&spec.source);
+    let ncols = spec.columns.len();
+    let nkey = spec.key.len();
+    let cnames: Vec<String> = (0..ncols).map(|i| format!("c{i}")).collect();
+    let knames: Vec<String> = (0..nkey).map(|i| format!("k{i}")).collect();
+    let new_vals: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|c| format!("NEW.{}", quote(&c.source)))
+        .collect();
+    let old_keys: Vec<String> = spec
+        .key
+        .iter()
+        .map(|&i| format!("OLD.{}", quote(&spec.columns[i].source)))
+        .collect();
+    let mut out = Vec::new();
+    for kind in ["ins", "upd", "del", "rep"] {
+        out.push(format!(
+            "DROP TRIGGER IF EXISTS {}",
+            quote(&trigger_name(&spec.source, kind))
+        ));
+    }
+    out.push(format!(
+        "CREATE TRIGGER {} AFTER INSERT ON {t} BEGIN INSERT INTO _gapsync_changes(tbl, op, layout, {}) \
+         VALUES ({tl}, 'I', {layout}, {}); END",
+        quote(&trigger_name(&spec.source, "ins")),
+        cnames.join(", "),
+        new_vals.join(", ")
+    ));
+    out.push(format!(
+        "CREATE TRIGGER {} AFTER UPDATE ON {t} BEGIN INSERT INTO _gapsync_changes(tbl, op, layout, {}, {}) \
+         VALUES ({tl}, 'U', {layout}, {}, {}); END",
+        quote(&trigger_name(&spec.source, "upd")),
+        knames.join(", "),
+        cnames.join(", "),
+        old_keys.join(", "),
+        new_vals.join(", ")
+    ));
+    out.push(format!(
+        "CREATE TRIGGER {} AFTER DELETE ON {t} BEGIN INSERT INTO _gapsync_changes(tbl, op, layout, {}) \
+         VALUES ({tl}, 'D', {layout}, {}); END",
+        quote(&trigger_name(&spec.source, "del")),
+        knames.join(", "),
+        old_keys.join(", ")
+    ));
+    if !spec.unique.is_empty() {
+        // For every existing row the new row conflicts with on a unique constraint:
+        // its key, and the new row (see the module docs on REPLACE).
+        let cur_keys: Vec<String> = spec
+            .key
+            .iter()
+            .map(|&i| format!("{t}.{}", quote(&spec.columns[i].source)))
+            .collect();
+        let conflicts: Vec<String> = spec
+            .unique
+            .iter()
+            .map(|set| {
+                let terms: Vec<String> = set
+                    .iter()
+                    .map(|&i| {
+                        let c = quote(&spec.columns[i].source);
+                        format!("{t}.{c} = NEW.{c}")
+                    })
+                    .collect();
+                format!("({})", terms.join(" AND "))
+            })
+            .collect();
+        out.push(format!(
+            "CREATE TRIGGER {} BEFORE INSERT ON {t} BEGIN INSERT INTO _gapsync_changes(tbl, op, layout, {}, {}) \
+             SELECT {tl}, 'R', {layout}, {}, {} FROM {t} WHERE {}; END",
+            quote(&trigger_name(&spec.source, "rep")),
+            knames.join(", "),
+            cnames.join(", "),
+            cur_keys.join(", "),
+            new_vals.join(", "),
+            conflicts.join(" OR ")
+        ));
+    }
+    out
+}
