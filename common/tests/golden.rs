@@ -430,7 +430,9 @@ fn live_server(what: &str, cmd: &str, args: &[&str]) -> bool {
             std::env::var("CI").as_deref() != Ok("true"),
             "{what} is not reachable with `{cmd}` but CI=true: deploy/ci-deps.sh should have started it"
         );
-        eprintln!("skipping: {what} is not reachable with `{cmd}` (see DESIGN.md section 8)");
+        eprintln!(
+            "skipping: {what} is not reachable with `{cmd}` (README.md: database servers for the tests)"
+        );
     }
     ok
 }

@@ -1,4 +1,4 @@
-//! The receiver's statement allow-list (DESIGN.md invariant 5).
+//! The receiver's statement allow-list (ARCHITECTURE.md invariant I5).
 //!
 //! A batch statement is executed only if it has one of the shapes gapsync's sender renders
 //! (`gapsync_common::dialect`), on a table the receiver allows:
@@ -384,7 +384,7 @@ fn tokenize(d: &dyn SqlDialect, sql: &str) -> Result<Vec<TokenWithSpan>, String>
 ///
 /// MySQL and MariaDB commit implicitly at DDL: a `CREATE TABLE` after other statements
 /// would commit them without the batch's ledger row, so a batch failing later would
-/// leave them behind (DESIGN.md invariant 2). The sender writes `CREATE TABLE` only as
+/// leave them behind (ARCHITECTURE.md invariant I2). The sender writes `CREATE TABLE` only as
 /// the first statement of a snapshot batch (`batch::BatchKind::Snapshot`), where
 /// nothing of the batch has run yet. So on a `mysql` target every statement other than
 /// `INSERT`, `UPDATE` and `DELETE` is accepted only there, and refused anywhere else

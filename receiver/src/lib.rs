@@ -9,7 +9,7 @@
 //! every batch in flight, with a condition variable that `result?` waits on. Manual
 //! apply of files is [`apply_files`] (`manual`). Unit tests across them: `tests`.
 //!
-//! Trust boundary (DESIGN.md invariant 8): a connection is unauthenticated until its
+//! Trust boundary (ARCHITECTURE.md invariant I8): a connection is unauthenticated until its
 //! HELLO verified ([`Shared::authenticate_hello`]: receiver id, time, node key, fresh
 //! nonce); until
 //! then it holds only a slot ([`sessions`]) and nothing it sends reaches the spool,

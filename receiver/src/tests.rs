@@ -172,8 +172,8 @@ mod spool_full_tests {
     }
 }
 
-/// A target that goes down between two ledger look-ups of the same END (DESIGN.md
-/// invariant 7).
+/// A target that goes down between two ledger look-ups of the same END (ARCHITECTURE.md
+/// invariant I7).
 #[cfg(test)]
 mod outage_tests {
     #![allow(clippy::unwrap_used)]
@@ -362,7 +362,7 @@ mod outage_tests {
     }
 }
 
-/// The trust boundary at the unit level (DESIGN.md invariant 8): HELLO and END
+/// The trust boundary at the unit level (ARCHITECTURE.md invariant I8): HELLO and END
 /// authentication, part files, the spool's regular-files-only rule, and the applier's
 /// one descriptor (what is verified is what runs). The same attacks through the real
 /// binaries and raw frames are in `tests/tests/e2e/trust_boundary.rs`.

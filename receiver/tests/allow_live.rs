@@ -1,6 +1,6 @@
 //! The receiver's statement allow-list, end to end through `Target::apply`: a corpus of
 //! hostile statements against a SQLite target and, with the `odbc` feature, PostgreSQL
-//! and MariaDB targets (DESIGN.md §8 servers: PostgreSQL on 127.0.0.1:5432, trust auth;
+//! and MariaDB targets (the test servers: PostgreSQL on 127.0.0.1:5432, trust auth;
 //! MariaDB on 127.0.0.1:3306, root without password). Every hostile batch must fail
 //! deterministically naming the statement's line, and leave the target unchanged. A
 //! server that is not reachable fails the test in CI (`CI=true`) and skips it, with the
@@ -298,7 +298,9 @@ mod live {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "{server} is not reachable but CI=true: deploy/ci-deps.sh should have started it"
             );
-            eprintln!("skipping: {server} is not reachable on 127.0.0.1 (see DESIGN.md section 8)");
+            eprintln!(
+                "skipping: {server} is not reachable on 127.0.0.1 (README.md: database servers for the tests)"
+            );
         }
         ok
     }

@@ -2,7 +2,7 @@
 //! commits AFTER a later one (its tracking ids are lower than ids already cut into a
 //! batch) is still shipped, once, in the next batch. Nothing skipped, nothing doubled.
 //!
-//! Needs the servers of DESIGN.md section 8; with `CI=true` a missing server fails the
+//! Needs the PostgreSQL and MariaDB servers the README's test section names; with `CI=true` a missing server fails the
 //! test, elsewhere it is skipped with a printed reason.
 #![cfg(feature = "odbc")]
 #![allow(clippy::unwrap_used)]

@@ -1,4 +1,4 @@
-//! `gapsync-bench`: DESIGN.md section 9's performance budgets, each measured as a ratio
+//! `gapsync-bench`: the performance budgets (BENCHMARKS.md), each measured as a ratio
 //! against a peer run beside it in the same run (never a timed assertion in a test).
 //!
 //! Every measurement runs the REAL binaries where a user would run them, and the peer on
@@ -85,7 +85,7 @@ pub struct Opts {
 }
 
 impl Opts {
-    /// DESIGN.md's sizes (`quick`: 20k statements, 100k changes, a 100 MiB batch).
+    /// the budgets' sizes (`quick`: 20k statements, 100k changes, a 100 MiB batch).
     pub fn new(quick: bool, reps: usize) -> Opts {
         Opts {
             reps: reps.max(1),

@@ -892,7 +892,7 @@ fn strategy_interval() {
 // ------------------------------------------------------------------------ 5. late commit
 
 /// A change committed late with a lower tracking id than one already shipped is still
-/// shipped (DESIGN.md invariant 3: no bare high-water mark).
+/// shipped (ARCHITECTURE.md invariant I3: no bare high-water mark).
 ///
 /// Why the state is fabricated: SQLite has a single writer. AUTOINCREMENT ids are taken
 /// inside the writing transaction and no other transaction can commit until it ends, so

@@ -1,4 +1,4 @@
-//! The reliability suite (DESIGN.md section 4 under faults): the real `gapsync-sender`
+//! The reliability suite (ARCHITECTURE.md's invariants under faults): the real `gapsync-sender`
 //! and `gapsync-receiver` binaries, mostly with a `gapsync-gap` between them, through
 //! link faults, kill -9 of either side, target outages, poison batches, a slow device and
 //! a full spool. Every case ends with a row-by-row comparison of source and target and a

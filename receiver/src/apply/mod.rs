@@ -5,7 +5,7 @@
 //! - `_gapsync_ledger(node, seq, sha256, file, statements, applied_at)`, primary key
 //!   `(node, seq)`: one row per applied batch, inserted in the SAME transaction as the
 //!   batch's statements, so a batch and its ledger row commit together or not at all
-//!   (DESIGN.md invariant 2). A batch whose `(node, seq)` is already in the ledger is
+//!   (ARCHITECTURE.md invariant I2). A batch whose `(node, seq)` is already in the ledger is
 //!   answered "applied" without running again.
 //! - `_gapsync_quarantine(node, seq, sha256, file, reason, at)`: batches that failed
 //!   deterministically twice and were dropped; the per-node order skips them.

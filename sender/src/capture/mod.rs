@@ -28,7 +28,7 @@
 //!
 //! Pending changes are the rows with `batch IS NULL`, read in id order. No high-water
 //! mark is kept: a change that commits late with a lower id is still pending and is
-//! shipped with the next batch (DESIGN.md invariant 3).
+//! shipped with the next batch (ARCHITECTURE.md invariant I3).
 //!
 //! The source is switched to WAL journal mode at install, so that the sender's reads
 //! (snapshots included) never block the plant's writers.

@@ -1,4 +1,4 @@
-//! `gapsync-bench`: DESIGN.md section 9's performance budgets as ratios against a peer
+//! `gapsync-bench`: the performance budgets (BENCHMARKS.md) as ratios against a peer
 //! run beside it (see `gapsync_tests::bench`). Prints a markdown table on stdout, the
 //! progress and every repetition on stderr.
 //!

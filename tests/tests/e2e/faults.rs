@@ -560,7 +560,7 @@ enum Victim {
     Both,
 }
 
-/// DESIGN.md invariant 6: kill -9 of the receiver and of the sender (and of both at
+/// ARCHITECTURE.md invariant I6: kill -9 of the receiver and of the sender (and of both at
 /// once) at seeded moments while a writer makes 20k+ changes on three tables (inserts,
 /// updates, key changes, deletes; small batches so many are in flight) converges to the
 /// same target state: every seq applied exactly once, nothing unanswered, nothing lost.
@@ -710,7 +710,7 @@ fn kill_9_either_side_during_a_heavy_workload() {
 
 // ------------------------------------------------------------------------ 7. locked target
 
-/// DESIGN.md invariant 7: the target held under `BEGIN EXCLUSIVE` by another process for
+/// ARCHITECTURE.md invariant I7: the target held under `BEGIN EXCLUSIVE` by another process for
 /// ~5 s while the sender streams is a transient failure: batches wait (spooled,
 /// unanswered), then apply once the lock is gone; nothing is counted as failed, nothing
 /// quarantined.

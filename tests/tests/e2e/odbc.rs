@@ -648,7 +648,7 @@ fn odbc_hostile_text_lands_as_text() {
 
 // ------------------------------------------------------------------------ 4. target outage
 
-/// DESIGN.md invariant 7 on a real server: the connection between the receiver and the
+/// ARCHITECTURE.md invariant I7 on a real server: the connection between the receiver and the
 /// database server (a TCP proxy) is cut for ~5 s while the sender service streams
 /// batches (open connections closed, new ones refused), then restored. The cut comes
 /// while an apply transaction is open with a statement in flight (the harness holds a
@@ -836,7 +836,7 @@ fn odbc_update_that_changes_nothing_is_applied() {
 
 // ------------------------------------------------------------------------ 6. atomic apply
 
-/// DESIGN.md invariant 2 through ODBC: a batch whose statements run through one statement
+/// ARCHITECTURE.md invariant I2 through ODBC: a batch whose statements run through one statement
 /// handle (`Backend::execute_each`) and whose second statement fails on the server (a
 /// duplicate key the target alone has) leaves nothing behind: the statement before it is
 /// rolled back with the batch, no ledger row; sent twice, it is quarantined on both

@@ -2221,7 +2221,7 @@ fn odbc_source_late_commit_with_lower_ids_arrives_once() {
 /// MariaDB zero dates and times outside 00:00..24:00) must never arrive as something
 /// else: a change either arrives with its value, or it is refused loudly (counted in
 /// `status`, kept in `_gapsync_rejected` with the reason) and its row stays away from
-/// the target. A NULL, or another date, in their place is a silent change (DESIGN.md 7).
+/// the target. A NULL, or another date, in their place is a silent change (README.md, values and dialects).
 #[test]
 fn odbc_source_values_without_a_form_are_refused_not_changed() {
     const PG_COLS: &[Col] = &[

@@ -1,4 +1,4 @@
-//! The trust boundary (DESIGN.md section 4, invariant 8) attacked from the outside
+//! The trust boundary (ARCHITECTURE.md invariant I8) attacked from the outside
 //! network: the real `gapsync-receiver` and `gapsync-sender` binaries, and an attacker
 //! speaking raw frames (`gapsync_tests::attacker`) with at most a TCP connection and,
 //! in the strongest cases, a "captured" HELLO (a fresh, valid HELLO the test signs with

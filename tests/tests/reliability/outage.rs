@@ -1,5 +1,5 @@
 //! Target database unavailable for 30 s mid-stream, then back: no batch dropped
-//! (DESIGN.md invariant 7: a transient target failure is not an apply failure).
+//! (ARCHITECTURE.md invariant I7: a transient target failure is not an apply failure).
 //!
 //! - [`sqlite_target_locked_by_another_process_for_30s`]: a separate `sqlite3` process
 //!   holds an EXCLUSIVE lock on the receiver's target file for 30 s.

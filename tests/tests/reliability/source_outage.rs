@@ -1,6 +1,6 @@
 //! Source database unavailable mid-stream, then back: the sender SERVICE rides it out
-//! (a transient source failure is not fatal) and nothing is lost or doubled (DESIGN.md
-//! invariants 1, 3 and 6).
+//! (a transient source failure is not fatal) and nothing is lost or doubled (ARCHITECTURE.md
+//! invariants I1, I3 and I6).
 //!
 //! - [`sqlite_source_locked_by_another_process_for_20s`]: a separate `sqlite3` process
 //!   holds `BEGIN EXCLUSIVE` on the sender's SQLite source for 20 s, longer than the
