@@ -58,8 +58,6 @@ use sha2::{Digest, Sha256};
 
 /// First line of every v1 batch file.
 pub const FORMAT_LINE: &str = "-- gapsync batch v1";
-/// Longest node id (and dialect name).
-pub const MAX_NODE_LEN: usize = 32;
 /// Default [`ReadLimits::max_statement_len`]; also enforced by [`BatchWriter::push`].
 pub const DEFAULT_MAX_STATEMENT_LEN: usize = 16 << 20;
 /// Default [`ReadLimits::max_decompressed`] (4 GiB).
@@ -275,18 +273,13 @@ pub fn parse_batch_file_name(name: &str) -> Result<(String, u64, bool)> {
     Ok((node.to_owned(), seq, compressed))
 }
 
-/// Node ids and dialect names: 1..=32 of `[A-Za-z0-9_-]`.
+/// Node ids and dialect names: the link's node-id rule (1..=32 of `[A-Za-z0-9_-]`,
+/// [`gapsync_protocol::validate_node`]), the one definition of it.
 fn check_token(s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > MAX_NODE_LEN {
-        return Err(format!("{s:?} must be 1..={MAX_NODE_LEN} characters"));
-    }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(format!("{s:?} may only contain A-Z a-z 0-9 _ -"));
-    }
-    Ok(())
+    gapsync_protocol::validate_node(s).map_err(|e| match e {
+        gapsync_protocol::FrameError::BadNode { reason, .. } => format!("{s:?}: {reason}"),
+        other => other.to_string(),
+    })
 }
 
 fn parse_u64(s: &str) -> Result<u64, String> {
@@ -643,13 +636,7 @@ impl BatchWriter {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_at(dir))?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    crate::fsx::sync_dir(dir).map_err(io_at(dir))
 }
 
 // ---------------------------------------------------------------------------------------

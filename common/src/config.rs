@@ -122,16 +122,10 @@ pub struct RawWork {
 /// The default receiver id on both sides (`[link] id`, `[link] receiver_id`).
 pub const DEFAULT_RECEIVER_ID: &str = "gapsync-receiver";
 
-/// Unauthenticated connections one peer address may hold at once (the oldest is closed
-/// when it opens another).
-pub const MAX_UNAUTHENTICATED_PER_PEER: usize = 4;
-
-/// A receiver id: 1..=64 of `[A-Za-z0-9._-]` (the link protocol's rule).
+/// A receiver id: 1..=64 of `[A-Za-z0-9._-]` (the link protocol's rule,
+/// [`gapsync_protocol::auth::validate_receiver_id`]).
 pub fn valid_receiver_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    gapsync_protocol::auth::validate_receiver_id(id).is_ok()
 }
 
 pub fn receiver_id(path: &Path, key: &str, v: Option<String>) -> Result<String, ConfigError> {
@@ -203,10 +197,7 @@ pub fn duration(
 
 /// Node ids appear in file names and frames: 1 to 32 of `[A-Za-z0-9_-]`.
 pub fn valid_node(node: &str) -> bool {
-    (1..=32).contains(&node.len())
-        && node
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    gapsync_protocol::validate_node(node).is_ok()
 }
 
 pub fn max_frame(path: &Path, key: &str, v: Option<u64>) -> Result<usize, ConfigError> {

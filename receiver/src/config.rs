@@ -86,7 +86,7 @@ pub struct ReceiverLinkConfig {
     /// the receiver closes the connection instead (the sender then asks again).
     pub result_wait: Duration,
     /// Connections that have not (yet) authenticated, in total; at most
-    /// [`MAX_UNAUTHENTICATED_PER_PEER`] of them per peer address.
+    /// [`crate::sessions::MAX_UNAUTHENTICATED_PER_PEER`] of them per peer address.
     pub max_connections: u32,
     /// `[link] id`: this receiver's id; a HELLO must name it.
     pub id: String,

@@ -24,7 +24,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-pub use gapsync_common::config::MAX_UNAUTHENTICATED_PER_PEER;
+/// Unauthenticated connections one peer address may hold at once (the oldest is
+/// closed when it opens another).
+pub const MAX_UNAUTHENTICATED_PER_PEER: usize = 4;
 
 /// Authenticated connections one node may hold at once.
 pub const MAX_SESSIONS_PER_NODE: usize = 4;

@@ -248,7 +248,7 @@ fn hostile_senders_are_refused_while_a_good_sender_is_served() {
     );
     let open = idle.iter_mut().map(|s| !closed(s)).filter(|o| *o).count();
     assert!(
-        open <= gapsync_common::config::MAX_UNAUTHENTICATED_PER_PEER,
+        open <= gapsync_receiver::sessions::MAX_UNAUTHENTICATED_PER_PEER,
         "{open} idle connections of one address still open"
     );
 
@@ -314,7 +314,7 @@ fn idle_unauthenticated_connections_make_room_for_the_newest() {
     });
     rx.start();
     let addr = rx.addr().to_owned();
-    let per_peer = gapsync_common::config::MAX_UNAUTHENTICATED_PER_PEER;
+    let per_peer = gapsync_receiver::sessions::MAX_UNAUTHENTICATED_PER_PEER;
     let mut conns: Vec<TcpStream> = Vec::new();
     for _ in 0..100 {
         conns.push(TcpStream::connect(&addr).unwrap());

@@ -740,7 +740,7 @@ fn idle_connections_from_many_addresses_do_not_keep_the_sender_out() {
     assert_eq!(report.len(), from.len(), "crowd report: {report:?}");
     for (ip, _, open) in &report {
         assert!(
-            *open <= gapsync_common::config::MAX_UNAUTHENTICATED_PER_PEER,
+            *open <= gapsync_receiver::sessions::MAX_UNAUTHENTICATED_PER_PEER,
             "{ip} still holds {open} idle connections: {report:?}"
         );
     }

@@ -38,7 +38,7 @@ fn fill(dir: &Path, free: u64) -> PathBuf {
 
 /// DATA chunks are `max_frame - 74` bytes.
 const MAX_FRAME: u64 = 4096;
-const CHUNK: u64 = MAX_FRAME - 74;
+const CHUNK: u64 = MAX_FRAME - gapsync_protocol::HEADER_LEN as u64;
 
 const SCHEMA: &str =
     "CREATE TABLE doc(id INTEGER PRIMARY KEY, rev INTEGER NOT NULL, body TEXT NOT NULL)";
