@@ -359,21 +359,26 @@ impl TrustStore {
         signature: &[u8; 64],
     ) -> Result<String> {
         let id = hex::encode(key_id);
+        self.check(node, &id, message, signature)?;
+        Ok(id)
+    }
+
+    /// `signature` over `message` by the trusted key `id` of `node`.
+    fn check(&self, node: &str, id: &str, message: &[u8], signature: &[u8; 64]) -> Result<()> {
         let key = self
             .keys
             .iter()
             .find(|k| k.node == node && k.key_id == id)
             .ok_or_else(|| SignError::UnknownKey {
                 node: node.to_owned(),
-                key_id: id.clone(),
+                key_id: id.chars().take(64).collect(),
             })?;
         key.key
             .verify_strict(message, &Signature::from_bytes(signature))
             .map_err(|_| SignError::BadSignature {
                 node: node.to_owned(),
-                key_id: id.clone(),
-            })?;
-        Ok(id)
+                key_id: id.to_owned(),
+            })
     }
 
     /// Verifies `signature` (the text after `-- signature: `) of a batch against the keys
@@ -406,21 +411,8 @@ impl TrustStore {
         let mut bytes = [0u8; 64];
         hex::decode_to_slice(sig_hex, &mut bytes)
             .map_err(|e| SignError::MalformedSignature(e.to_string()))?;
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.node == node && k.key_id == id)
-            .ok_or_else(|| SignError::UnknownKey {
-                node: node.to_owned(),
-                key_id: id.chars().take(64).collect(),
-            })?;
         let msg = signing_message(node, seq, name, content_sha256);
-        key.key
-            .verify_strict(&msg, &Signature::from_bytes(&bytes))
-            .map_err(|_| SignError::BadSignature {
-                node: node.to_owned(),
-                key_id: id.to_owned(),
-            })?;
+        self.check(node, id, &msg, &bytes)?;
         Ok(id.to_owned())
     }
 }

@@ -671,10 +671,9 @@ mod trust_tests {
         );
     }
 
-    /// The file under the spooled name is replaced after verification: the applier
-    /// runs the verified bytes (its descriptor), never the replacement.
-    #[test]
-    fn what_is_verified_is_what_runs() {
+    /// A signed batch (row 1) spooled, opened and verified through its descriptor, and a
+    /// forged one (row 666) of the same name ready elsewhere.
+    fn spooled_and_verified() -> (Setup, PathBuf, PathBuf, std::fs::File, batch::VerifiedBatch) {
         let s = setup("");
         let good = write_batch(
             &s.tmp.path().join("good"),
@@ -690,9 +689,17 @@ mod trust_tests {
         );
         let spooled = s.rx.shared.spool().join(file_name(&good));
         fs::copy(&good, &spooled).unwrap();
-        let mut input = fsx::open_nofollow(&spooled).unwrap();
+        let input = fsx::open_nofollow(&spooled).unwrap();
         let v = batch::verify_open_batch(input.try_clone().unwrap(), &spooled, &s.rx.shared.limits)
             .unwrap();
+        (s, forged, spooled, input, v)
+    }
+
+    /// The file under the spooled name is replaced after verification: the applier
+    /// runs the verified bytes (its descriptor), never the replacement.
+    #[test]
+    fn what_is_verified_is_what_runs() {
+        let (s, forged, spooled, mut input, v) = spooled_and_verified();
         // The swap, at the worst moment.
         fs::rename(&forged, &spooled).unwrap();
         input.seek(SeekFrom::Start(0)).unwrap();
@@ -708,24 +715,7 @@ mod trust_tests {
     /// from the verified one, so nothing is committed.
     #[test]
     fn a_file_rewritten_after_verification_commits_nothing() {
-        let s = setup("");
-        let good = write_batch(
-            &s.tmp.path().join("good"),
-            1,
-            &[r#"INSERT INTO "t"("id") VALUES (1);"#],
-            Some(&s.key),
-        );
-        let forged = write_batch(
-            &s.tmp.path().join("forged"),
-            1,
-            &[r#"INSERT INTO "t"("id") VALUES (666);"#],
-            None,
-        );
-        let spooled = s.rx.shared.spool().join(file_name(&good));
-        fs::copy(&good, &spooled).unwrap();
-        let mut input = fsx::open_nofollow(&spooled).unwrap();
-        let v = batch::verify_open_batch(input.try_clone().unwrap(), &spooled, &s.rx.shared.limits)
-            .unwrap();
+        let (s, forged, spooled, mut input, v) = spooled_and_verified();
         fs::write(&spooled, fs::read(&forged).unwrap()).unwrap();
         input.seek(SeekFrom::Start(0)).unwrap();
         let mut t = s.rx.shared.open_target().unwrap();
