@@ -11,7 +11,7 @@ use crate::*;
 use gapsync_common::audit::{Audit, AuditEvent};
 use gapsync_common::batch::{self};
 use gapsync_common::sign::TrustStore;
-use tracing::warn;
+use tracing::{error, warn};
 
 /// `gapsync-receiver apply FILE...`: verify and apply batch files by hand, through the
 /// same ledger (exactly once), in seq order per node. Returns one line per file.
@@ -26,9 +26,11 @@ pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String
     let mut t = Target::open(&cfg.target, &cfg.target_options())?;
     let reject = |name: &str, node: &str, seq: u64, size: u64, sha: &str, reason: String| {
         warn!(%node, seq, file = %name, %reason, "batch rejected: nothing executed");
-        let _ = audit.record(
+        if let Err(e) = audit.record(
             &AuditEvent::new("rejected", node, seq, name, size, sha).verdict("rejected", &reason),
-        );
+        ) {
+            error!(error = %e, "cannot write the audit record");
+        }
         ReceiverError::Rejected {
             name: name.to_owned(),
             reason,
@@ -87,7 +89,7 @@ pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String
             )));
         }
         let ev = |event: &str, verdict: &str, detail: &str| {
-            let _ = audit.record(&AuditEvent {
+            let recorded = audit.record(&AuditEvent {
                 event,
                 node: &node,
                 seq,
@@ -98,6 +100,9 @@ pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String
                 verdict,
                 detail,
             });
+            if let Err(e) = recorded {
+                error!(error = %e, "cannot write the audit record");
+            }
         };
         match t.apply(&path, &node, seq, &sha, &limits) {
             Ok(ApplyOutcome::Applied { statements }) => {

@@ -448,6 +448,8 @@ impl Conn {
         })?;
         let (size, file_sha) = batch::sha256_file(&dest).map_err(|e| e.to_string())?;
         if file_sha != info.sha256 {
+            // A copy that is not what END declared is worth nothing; left behind it
+            // would only sit in `replayed/`, never be applied.
             let _ = fs::remove_file(&dest);
             return Err("sha256 of the received file does not match END".into());
         }
@@ -458,6 +460,8 @@ impl Conn {
         let prev = match self.target.as_mut().map(|t| t.applied_sha(&self.node, seq)) {
             Some(Ok(prev)) => prev,
             lost => {
+                // No verdict without the ledger: the copy is dropped (the sender sends
+                // again); the directory goes only if empty.
                 let _ = fs::remove_file(&dest);
                 let _ = fs::remove_dir(&dir);
                 self.target = None;
@@ -473,6 +477,7 @@ impl Conn {
             Ok(v) => {
                 let content = hex::encode(v.content_sha256);
                 if prev.as_deref() == Some(content.as_str()) {
+                    // The same content as applied: nothing to keep.
                     let _ = fs::remove_file(&dest);
                     // A plain resend: leave no empty `replayed/` behind (removed only
                     // when empty).
