@@ -28,6 +28,7 @@ use crate::allow::AllowList;
 use gapsync_common::batch::{self, ReadLimits, StatementReader};
 use gapsync_common::config::DbUrl;
 use gapsync_common::db::{Backend, DbError, Param};
+use gapsync_common::dialect::Dialect;
 
 mod ledger;
 mod sqlite;
@@ -342,11 +343,21 @@ impl Target {
             }
             return Ok(ApplyOutcome::AlreadyApplied);
         }
+        let mut reader = batch::read_statements(input, path, limits)
+            .map_err(|e| ApplyError::Deterministic(format!("reading {}: {e}", path.display())))?;
+        // A batch rendered for another dialect would run with other meanings (a
+        // PostgreSQL blob literal is text on SQLite): refused before anything runs.
+        // `sql92` batches are written for any target.
+        let want = self.db.dialect().name();
+        let got = reader.header().dialect.as_str();
+        if got != want && got != Dialect::Sql92.name() {
+            return Err(ApplyError::Deterministic(format!(
+                "{file}: rendered for dialect {got}, but this target is {want}: set the sender's [target] dialect = \"{want}\" and resend (resync the tables it touched)"
+            )));
+        }
         self.db
             .guard(Some(&self.allow))
             .map_err(|e| e.context("installing the statement guard"))?;
-        let mut reader = batch::read_statements(input, path, limits)
-            .map_err(|e| ApplyError::Deterministic(format!("reading {}: {e}", path.display())))?;
         let r = self.apply_statements(&mut reader, &file);
         let off = self.db.guard(None);
         let count = r?;

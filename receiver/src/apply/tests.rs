@@ -7,11 +7,15 @@ use gapsync_common::batch::{BatchHeader, BatchKind, BatchWriter};
 use rusqlite::Connection;
 
 fn write(dir: &Path, seq: u64, stmts: &[&str]) -> (PathBuf, String) {
+    write_in(dir, seq, stmts, "sqlite")
+}
+
+fn write_in(dir: &Path, seq: u64, stmts: &[&str], dialect: &str) -> (PathBuf, String) {
     let h = BatchHeader {
         node: "n1".into(),
         seq,
         created: batch::format_created(chrono::Utc::now()),
-        dialect: "sqlite".into(),
+        dialect: dialect.into(),
         kind: BatchKind::Changes,
         changes: Some((1, 1)),
         statements: stmts.len() as u64,
@@ -206,4 +210,36 @@ fn a_locked_target_is_transient() {
     assert!(matches!(e, ApplyError::Transient(_)), "{e:?}");
     other.execute_batch("COMMIT").unwrap();
     assert!(t.apply(&p, "n1", 1, &sha, &ReadLimits::default()).is_ok());
+}
+
+/// A batch rendered for another dialect is refused before anything runs (a PostgreSQL
+/// blob literal would land as text on SQLite); `sql92` batches apply anywhere.
+#[test]
+fn a_batch_of_another_dialect_is_refused_before_anything_runs() {
+    let (d, mut t) = setup();
+    let (p, sha) = write_in(
+        d.path(),
+        1,
+        &[r#"INSERT INTO "t"("id", "v") VALUES (1, 'x');"#],
+        "postgres",
+    );
+    let e = t
+        .apply(&p, "n1", 1, &sha, &ReadLimits::default())
+        .unwrap_err();
+    assert!(
+        matches!(&e, ApplyError::Deterministic(m) if m.contains("rendered for dialect postgres, but this target is sqlite")),
+        "{e}"
+    );
+    assert!(rows(&d.path().join("t.db")).is_empty());
+    assert_eq!(t.applied_sha("n1", 1).unwrap(), None);
+    let sub = d.path().join("sql92");
+    std::fs::create_dir_all(&sub).unwrap();
+    let (p, sha) = write_in(
+        &sub,
+        1,
+        &[r#"INSERT INTO "t"("id", "v") VALUES (1, 'x');"#],
+        "sql92",
+    );
+    t.apply(&p, "n1", 1, &sha, &ReadLimits::default()).unwrap();
+    assert_eq!(rows(&d.path().join("t.db")), vec![(1, "x".to_owned())]);
 }
