@@ -58,7 +58,14 @@ impl Receiver {
     ) -> std::result::Result<bool, ApplyError> {
         let sh = &self.shared;
         let mut did = false;
-        for (node, files) in spooled_files(&sh.spool()) {
+        let mut odd = Vec::new();
+        let spooled = spooled_files(&sh.spool(), &mut odd);
+        for name in odd {
+            if waiting_logged.insert(format!("odd:{name}"), 0).is_none() {
+                error!(alarm = true, file = %name, "spool entry under a batch name is not a regular file (a symlink planted?): ignored, never followed; its seq waits until it is removed");
+            }
+        }
+        for (node, files) in spooled {
             let next = t.next_expected(&node)?;
             sh.note_next(&node, next);
             for (&seq, path) in files.range(..next) {
@@ -189,7 +196,9 @@ impl Receiver {
         let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let mark = marker(path);
         let io = |e: std::io::Error| ApplyError::Transient(format!("spool: {e}"));
-        if mark.exists() {
+        // Only a regular file this receiver wrote counts as a first failure (a symlink
+        // or anything else planted under the marker's name does not).
+        if fs::symlink_metadata(&mark).is_ok_and(|m| m.is_file()) {
             let qdir = sh.quarantine_dir();
             let dest = qdir.join(&name);
             fsx::move_file(path, &dest).map_err(io)?;
@@ -286,8 +295,12 @@ pub(crate) fn marker(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Spooled final files by node and seq.
-pub(crate) fn spooled_files(spool: &Path) -> BTreeMap<String, BTreeMap<u64, PathBuf>> {
+/// Spooled final files by node and seq. Entries under a batch name that are not regular
+/// files are left out and named in `odd` (the caller warns once per name).
+pub(crate) fn spooled_files(
+    spool: &Path,
+    odd: &mut Vec<String>,
+) -> BTreeMap<String, BTreeMap<u64, PathBuf>> {
     let mut out: BTreeMap<String, BTreeMap<u64, PathBuf>> = BTreeMap::new();
     let Ok(rd) = fs::read_dir(spool) else {
         return out;
@@ -298,7 +311,7 @@ pub(crate) fn spooled_files(spool: &Path) -> BTreeMap<String, BTreeMap<u64, Path
             // Only regular files: a symlink (or anything else) under a batch name was
             // not put there by this receiver and is never followed.
             if !e.file_type().is_ok_and(|t| t.is_file()) {
-                warn!(file = %name, "spool entry is not a regular file (a symlink?): ignored, never followed; remove it");
+                odd.push(name);
                 continue;
             }
             out.entry(node).or_default().insert(seq, e.path());

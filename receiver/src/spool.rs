@@ -370,6 +370,13 @@ impl Conn {
                     debug!(node = %self.node, seq, file = %info.name, "already spooled with the same content");
                     return Ok(true);
                 }
+                if !fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file()) {
+                    error!(alarm = true, node = %self.node, seq, file = %info.name, "the batch name in the spool is taken by something that is not a regular file (a symlink planted?): remove it; the batch is refused until then");
+                    return Err(format!(
+                        "spool/{} is not a regular file: remove it",
+                        info.name
+                    ));
+                }
                 error!(alarm = true, node = %self.node, seq, file = %info.name, "a different signed file for a seq that is already spooled: refused, the spooled one stays");
                 return Err(format!(
                     "{} is already spooled with other content",

@@ -1098,11 +1098,13 @@ fn symlinks_in_spool_and_quarantine_are_not_followed_and_files_are_private() {
         },
     );
     assert_eq!(b.forged_rows(), 0, "a planted spool link was followed");
-    // The real batch whose name the link holds: refused at END, not failed.
+    // The real batch whose name the link holds: refused at END, not failed, with an
+    // alarm that names what is wrong.
     b.insert(5, 10);
     b.ws.wait_until("the real END to be refused", secs(20), || {
-        b.rx.log_text()
-            .contains("already spooled with other content")
+        b.rx.log_text().contains(
+            "the batch name in the spool is taken by something that is not a regular file",
+        )
     });
     assert_eq!(b.forged_rows(), 0);
     assert!(!b.rx.ledger_seqs(NODE).contains(&next));
