@@ -1,15 +1,69 @@
-//! Log set-up shared by the binaries: tracing to stderr, key/value fields, level from
-//! `GAPSYNC_LOG` (e.g. `GAPSYNC_LOG=debug`), default `info`.
+//! Output set-up shared by the binaries: tracing to stderr, key/value fields, level from
+//! `GAPSYNC_LOG` (e.g. `GAPSYNC_LOG=debug`), default `info`; and standard output that
+//! reports a closed pipe or a full disk as an error instead of panicking ([`outln!`]).
 
-/// Install the global tracing subscriber (once; later calls do nothing).
-pub fn init() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GAPSYNC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+use std::io;
+
+/// `GAPSYNC_LOG` holds no valid filter.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "GAPSYNC_LOG={value:?} is not a valid log filter ({reason}): use e.g. info, debug, warn or gapsync_receiver=debug, or unset it"
+)]
+pub struct LogFilterError {
+    pub value: String,
+    pub reason: String,
+}
+
+/// Install the global tracing subscriber (once; later calls do nothing). An invalid
+/// `GAPSYNC_LOG` is an error: silencing every log line (errors included) because of a
+/// typo would hide exactly what the operator needs.
+pub fn init() -> Result<(), LogFilterError> {
+    let filter = match std::env::var("GAPSYNC_LOG") {
+        Ok(value) => {
+            tracing_subscriber::EnvFilter::try_new(&value).map_err(|e| LogFilterError {
+                value: value.clone(),
+                reason: e.to_string(),
+            })?
+        }
+        Err(_) => tracing_subscriber::EnvFilter::new("info"),
+    };
+    // Already installed (a second call): the first one stays.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
+    Ok(())
+}
+
+/// Writing to standard output failed (a closed pipe, a full disk).
+#[derive(Debug, thiserror::Error)]
+#[error("writing to standard output: {0}")]
+pub struct StdoutError(#[source] pub io::Error);
+
+impl StdoutError {
+    /// The reader went away (`... | head`): the usual quiet end of a command's output.
+    pub fn is_broken_pipe(&self) -> bool {
+        self.0.kind() == io::ErrorKind::BrokenPipe
+    }
+}
+
+/// Writes `text` to standard output and flushes it.
+pub fn write_stdout(text: std::fmt::Arguments<'_>) -> Result<(), StdoutError> {
+    use std::io::Write as _;
+    let mut out = io::stdout().lock();
+    out.write_fmt(text)
+        .and_then(|()| out.flush())
+        .map_err(StdoutError)
+}
+
+/// `println!` that returns a [`StdoutError`] instead of panicking on a closed pipe or a
+/// full disk: `outln!("{x}")?`.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::logging::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
 }
 
 /// An error and its causes on one line, `a: b: c`, leaving out a cause whose text the

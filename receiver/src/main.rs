@@ -50,10 +50,22 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    gapsync_common::logging::init();
+    if let Err(e) = gapsync_common::logging::init() {
+        eprintln!("gapsync-receiver: error: {e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<gapsync_common::logging::StdoutError>()
+                    .is_some_and(gapsync_common::logging::StdoutError::is_broken_pipe)
+            }) =>
+        {
+            // The reader of our output went away (`| head`): a quiet end.
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!(
                 "gapsync-receiver: error: {}",
@@ -85,12 +97,12 @@ fn real_main(cli: Cli) -> Result<()> {
                 )
             })?;
             open_target(&cfg).with_context(|| format!("opening the target {}", cfg.target))?;
-            println!(
+            gapsync_common::outln!(
                 "{}: configuration OK (target {})",
                 cli.config.display(),
                 cfg.target
-            );
-            println!("{}", cfg.target_options().allow.describe());
+            )?;
+            gapsync_common::outln!("{}", cfg.target_options().allow.describe())?;
         }
         Cmd::Run => {
             let stop = Arc::new(AtomicBool::new(false));
@@ -122,16 +134,16 @@ fn real_main(cli: Cli) -> Result<()> {
         }
         Cmd::Apply { files } => {
             for line in apply_files(&cfg, &files)? {
-                println!("{line}");
+                gapsync_common::outln!("{line}")?;
             }
         }
         Cmd::Status { json } => {
             let t = Target::open(&cfg.target, &cfg.target_options());
             let st = status::status(t, &cfg.work_dir);
             if json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
+                gapsync_common::outln!("{}", serde_json::to_string_pretty(&st)?)?;
             } else {
-                print!("{}", st.text());
+                gapsync_common::logging::write_stdout(format_args!("{}", st.text()))?;
             }
             // The spool and quarantine are reported either way; the exit status tells
             // monitoring that the target is down.

@@ -72,10 +72,22 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    gapsync_common::logging::init();
+    if let Err(e) = gapsync_common::logging::init() {
+        eprintln!("gapsync-sender: error: {e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     match real_main(cli) {
         Ok(code) => code,
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<gapsync_common::logging::StdoutError>()
+                    .is_some_and(gapsync_common::logging::StdoutError::is_broken_pipe)
+            }) =>
+        {
+            // The reader of our output went away (`| head`): a quiet end.
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!(
                 "gapsync-sender: error: {}",
@@ -104,17 +116,17 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Keygen { out } => {
             let (key, public, signer) = gapsync_common::sign::generate(&cfg.node, &out)?;
-            println!("private key: {} (mode 0600)", key.display());
-            println!("public key:  {}", public.display());
-            println!(
+            gapsync_common::outln!("private key: {} (mode 0600)", key.display())?;
+            gapsync_common::outln!("public key:  {}", public.display())?;
+            gapsync_common::outln!(
                 "sender config:   [sign] key = {:?}",
                 key.display().to_string()
-            );
-            println!(
+            )?;
+            gapsync_common::outln!(
                 "receiver config: [[trust]] node = {:?} key = {:?}",
                 cfg.node,
                 signer.public_line()
-            );
+            )?;
         }
         Cmd::Check => {
             let mut sender = Sender::open(cfg, false)?;
@@ -125,15 +137,15 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     .iter()
                     .map(|&i| s.columns[i].source.as_str())
                     .collect();
-                println!(
+                gapsync_common::outln!(
                     "table {} -> {}: {} columns, key ({})",
                     s.source,
                     s.target,
                     s.columns.len(),
                     key.join(", ")
-                );
+                )?;
             }
-            println!("{}: configuration OK", cli.config.display());
+            gapsync_common::outln!("{}: configuration OK", cli.config.display())?;
         }
         Cmd::Install { dry_run } => {
             let mut sender = Sender::open(cfg, false)?;
@@ -145,27 +157,27 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             };
             if dry_run {
                 for stmt in &plan.ddl {
-                    println!("{stmt};");
+                    gapsync_common::outln!("{stmt};")?;
                 }
             }
             for n in &plan.notes {
-                println!("{}{n}", if dry_run { "-- would be: " } else { "" });
+                gapsync_common::outln!("{}{n}", if dry_run { "-- would be: " } else { "" })?;
             }
         }
         Cmd::Uninstall { purge } => {
             let tables: Vec<String> = cfg.tables.iter().map(|t| t.source.clone()).collect();
             let mut sender = Sender::open(cfg, false)?;
             for stmt in sender.source().uninstall(&tables, purge)? {
-                println!("{stmt};");
+                gapsync_common::outln!("{stmt};")?;
             }
         }
         Cmd::Snapshot { tables } => {
             let mut sender = Sender::open(cfg, false)?;
             let queued = sender.queue_snapshots(&tables)?;
-            println!(
+            gapsync_common::outln!(
                 "queued snapshot of {}; the running service (or the next `once`) builds and ships it",
                 queued.join(", ")
-            );
+            )?;
         }
         Cmd::Run => {
             let stop = stop_flag()?;
@@ -194,7 +206,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     e.into()
                 }
             })?;
-            println!(
+            gapsync_common::outln!(
                 "applied {} batch(es){}",
                 report.applied.len(),
                 if earlier.is_empty() {
@@ -205,7 +217,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                         earlier.len()
                     )
                 }
-            );
+            )?;
             if !report.dropped.is_empty() {
                 error!(dropped = ?report.dropped, "batches dropped to quarantine");
                 bail!(
@@ -223,9 +235,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let node = sender.cfg.node.clone();
             let st = status::status(&node, sender.source())?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
+                gapsync_common::outln!("{}", serde_json::to_string_pretty(&st)?)?;
             } else {
-                print!("{}", st.text());
+                gapsync_common::logging::write_stdout(format_args!("{}", st.text()))?;
             }
         }
     }

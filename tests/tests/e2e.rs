@@ -36,6 +36,9 @@ mod trust_boundary;
 #[path = "e2e/gap.rs"]
 mod gap;
 
+#[path = "e2e/operator.rs"]
+mod operator;
+
 // ------------------------------------------------------------------------ helpers
 
 /// Count statement lines of the given kind (`INSERT INTO "t"`, `UPDATE "t"`, ...)

@@ -33,19 +33,42 @@ struct Summary {
     snapshot_rows: u64,
 }
 
+/// Writes a line of the demo's report; a reader that went away (`| head`) ends the
+/// report quietly (the demo still runs to its verdict), a full disk is an error.
+fn say(line: std::fmt::Arguments<'_>) -> Result<(), String> {
+    match gapsync_common::logging::write_stdout(format_args!("{line}\n")) {
+        Err(e) if !e.is_broken_pipe() => Err(e.to_string()),
+        _ => Ok(()),
+    }
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => {
+        say(format_args!($($arg)*))
+    };
+}
+
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("gapsync demo: FAILED: {info}");
     }));
     match std::panic::catch_unwind(demo) {
-        Ok(Ok(s)) => {
-            println!(
-                "gapsync demo: source and target are identical: {} tables, {} rows, {} changes \
+        Ok(Ok(s)) => say!(
+            "gapsync demo: source and target are identical: {} tables, {} rows, {} changes \
                  moved in {} batches (after an initial snapshot of {} rows)",
-                s.tables, s.rows, s.changes, s.batches, s.snapshot_rows
-            );
-            ExitCode::SUCCESS
-        }
+            s.tables,
+            s.rows,
+            s.changes,
+            s.batches,
+            s.snapshot_rows
+        )
+        .map_or_else(
+            |e| {
+                eprintln!("gapsync demo: {e}");
+                ExitCode::FAILURE
+            },
+            |()| ExitCode::SUCCESS,
+        ),
         Ok(Err(e)) => {
             eprintln!("gapsync demo: FAILED: {e}");
             ExitCode::FAILURE
@@ -57,18 +80,18 @@ fn main() -> ExitCode {
 fn demo() -> Result<Summary, String> {
     let started = Instant::now();
     let ws = Workspace::new("demo");
-    println!("gapsync demo: working in {}", ws.path().display());
-    println!(
+    say!("gapsync demo: working in {}", ws.path().display())?;
+    say!(
         "  binaries: {}",
         sender_bin().parent().unwrap_or(ws.path()).display()
-    );
+    )?;
 
     let mut rx = ws.receiver(ReceiverConfig::default());
     let addr = rx.start();
-    println!(
+    say!(
         "  receiver listening on {addr}, target {}",
         rx.target_db.display()
-    );
+    )?;
 
     let cfg = SenderConfig::new("plant1")
         .table(Table::new("meter_reading").target("plant1_meter_reading"))
@@ -102,16 +125,16 @@ fn demo() -> Result<Summary, String> {
     }
     src.execute("INSERT INTO alarm VALUES (1, '系统启动', X'0001FEFF')", [])
         .map_err(|e| e.to_string())?;
-    println!(
+    say!(
         "  source {}: meter_reading, breaker_state, alarm seeded",
         tx.source_db.display()
-    );
+    )?;
 
     tx.install();
     tx.snapshot(&[]);
-    println!("  capture installed, initial snapshot queued");
+    say!("  capture installed, initial snapshot queued")?;
     tx.start();
-    println!("  sender running (strategy interval 300ms, zstd), node plant1 -> {addr}");
+    say!("  sender running (strategy interval 300ms, zstd), node plant1 -> {addr}")?;
 
     // The workload.
     let t0 = Instant::now();
@@ -137,20 +160,20 @@ fn demo() -> Result<Summary, String> {
         if last_report.elapsed() >= secs(1) {
             last_report = Instant::now();
             let p = tx.progress();
-            println!(
+            say!(
                 "  {:>4.1}s: {writes} writes on the source; {} changes pending, {} batches cut, \
                  target at seq {}",
                 t0.elapsed().as_secs_f64(),
                 p.pending,
                 p.last_cut,
                 rx.last_seq("plant1")
-            );
+            )?;
         }
     }
-    println!(
+    say!(
         "  workload done: {writes} writes in {:.1}s",
         t0.elapsed().as_secs_f64()
-    );
+    )?;
 
     let t1 = Instant::now();
     ws.wait_synced(&tx, &rx, secs(120));
@@ -158,11 +181,11 @@ fn demo() -> Result<Summary, String> {
     if st["pending_changes"] != 0 || st["unanswered"].as_array().is_none_or(|a| !a.is_empty()) {
         return Err(format!("sender status is not idle: {st}"));
     }
-    println!(
+    say!(
         "  caught up in {:.1}s: sender has nothing pending or unanswered, target at seq {}",
         t1.elapsed().as_secs_f64(),
         rx.last_seq("plant1")
-    );
+    )?;
 
     // Compare every table, row by row.
     let mut rows = 0;
@@ -179,11 +202,11 @@ fn demo() -> Result<Summary, String> {
             t.target_name(),
             &renames,
         )?;
-        println!(
+        say!(
             "  {} -> {}: {n} rows identical (typed values)",
             t.source,
             t.target_name()
-        );
+        )?;
         rows += n;
     }
     let quarantined = rx.quarantined_seqs("plant1");
@@ -197,7 +220,7 @@ fn demo() -> Result<Summary, String> {
 
     tx.stop();
     rx.stop();
-    println!("  sender and receiver stopped with SIGTERM (exit 0)");
+    say!("  sender and receiver stopped with SIGTERM (exit 0)")?;
 
     let batches = tx.batches();
     let changes: u64 = batches
@@ -210,7 +233,7 @@ fn demo() -> Result<Summary, String> {
         .filter(|b| b.kind == "snapshot")
         .map(|b| b.statements.saturating_sub(2))
         .sum();
-    println!("  total time {:.1}s", started.elapsed().as_secs_f64());
+    say!("  total time {:.1}s", started.elapsed().as_secs_f64())?;
     Ok(Summary {
         tables: tx.cfg.tables.len(),
         rows,

@@ -44,7 +44,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    gapsync_common::logging::init();
+    if let Err(e) = gapsync_common::logging::init() {
+        eprintln!("gapsync-gap: error: {e}");
+        return ExitCode::from(2);
+    }
     let faults = match Fault::parse_list(&args.faults) {
         Ok(f) => f,
         Err(e) => {

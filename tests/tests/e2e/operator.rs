@@ -1,0 +1,134 @@
+//! What an operator sees when output or configuration goes wrong, and a batch the
+//! target cannot take as it is (issue "Never diverge silently"): no panic on a closed
+//! pipe or a full disk, an invalid `GAPSYNC_LOG` is an error, and a batch rendered for
+//! another dialect is refused and quarantined with the repair in its reason, never
+//! applied with other meanings.
+
+use std::process::{Command, Stdio};
+
+use gapsync_tests::*;
+
+/// `status > /dev/full`: an error naming standard output, a non-zero exit, no panic.
+/// `install --dry-run | (closed pipe)`: a quiet end, exit 0, no panic.
+#[test]
+fn a_closed_pipe_or_a_full_disk_on_stdout_is_no_panic() {
+    let ws = Workspace::new("op-stdout");
+    let mut rx = ws.receiver(ReceiverConfig::default());
+    rx.start();
+    let tx = ws.sender(
+        SenderConfig::new("plant1")
+            .table(Table::new("t"))
+            .connect(rx.addr()),
+    );
+    tx.source()
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(receiver_bin())
+        .args(["-c", &rx.config_path.display().to_string(), "status"])
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "status to a full disk must fail: {err}"
+    );
+    assert!(err.contains("writing to standard output"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // A pipe whose reader is gone before the command writes its first line.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(sender_bin())
+        .args([
+            "-c",
+            &tx.config_path.display().to_string(),
+            "install",
+            "--dry-run",
+        ])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "a closed pipe is a quiet end: {err}");
+}
+
+/// `GAPSYNC_LOG` that is not a filter: an error that names it, exit 2, and the service
+/// does not start with every log line silenced.
+#[test]
+fn an_invalid_log_filter_is_an_error() {
+    let ws = Workspace::new("op-log");
+    let rx = ws.receiver(ReceiverConfig::default());
+    let out = Command::new(receiver_bin())
+        .args(["-c", &rx.config_path.display().to_string(), "check"])
+        .env("GAPSYNC_LOG", "info,[[[")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("GAPSYNC_LOG=") && err.contains("not a valid log filter"),
+        "{err}"
+    );
+}
+
+/// A sender rendering for PostgreSQL into a SQLite target: each batch is refused before
+/// any statement runs, quarantined on both sides with a reason that names both
+/// dialects and the repair; nothing of it lands with another meaning.
+#[test]
+fn a_batch_of_another_dialect_is_refused_and_quarantined_with_the_repair() {
+    let ws = Workspace::new("op-dialect");
+    let mut rx = ws.receiver(ReceiverConfig::default());
+    rx.start();
+    let tx = ws.sender(
+        SenderConfig::new("plant1")
+            .table(Table::new("t"))
+            .dialect("postgres")
+            .connect(rx.addr()),
+    );
+    tx.source()
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)")
+        .unwrap();
+    tx.install();
+    tx.source()
+        .execute("INSERT INTO t VALUES (1, X'00FF')", [])
+        .unwrap();
+    let out = tx.exec(&["once"]);
+    assert!(!out.success(), "a refused batch is not a success: {out:?}");
+    let seqs = rx.quarantined_seqs("plant1");
+    assert!(!seqs.is_empty(), "quarantined on the receiver");
+    let reasons: String = rx
+        .work_files("quarantine")
+        .iter()
+        .filter(|p| p.to_string_lossy().ends_with(".reason"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(
+        reasons.contains("rendered for dialect postgres, but this target is sqlite"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("[target] dialect = \"sqlite\""),
+        "{reasons}"
+    );
+    for seq in seqs {
+        assert_eq!(tx.batch(seq).state, "quarantined");
+    }
+    let tables: i64 = rx
+        .target()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 't'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0, "nothing of the refused batches ran");
+}
