@@ -41,6 +41,7 @@ use tracing::{error, info, warn};
 pub mod capture;
 pub mod config;
 mod cut;
+pub mod halt;
 use cut::Render;
 mod service;
 mod ship;
@@ -77,12 +78,29 @@ pub enum SenderError {
     #[error("[sign] key: {0}")]
     Sign(#[from] gapsync_common::sign::SignError),
     #[error(
-        "batch {seq} was dropped after two failed applies and [batch] on_second_failure = \"halt\": fix the cause (see the receiver's quarantine), then restart"
+        "batch {seq} was dropped after two failed applies and [batch] on_second_failure = \"halt\": the node is halted; fix the cause (the receiver's quarantine/<file>.reason says why: repair the target, or `gapsync-sender resync TABLE` for the tables the batch touched), then `gapsync-sender resume`"
     )]
     Halted { seq: u64 },
+    #[error(
+        "the node is halted since {since}: batch {seq} ({file}) failed twice and was quarantined with [batch] on_second_failure = \"halt\"; nothing is shipped past it. Fix the cause (the receiver's quarantine/{file}.reason says why: repair the target, or `gapsync-sender resync TABLE` for the tables the batch touched), then run `gapsync-sender resume`"
+    )]
+    StillHalted {
+        seq: u64,
+        file: String,
+        since: String,
+    },
 }
 
 impl SenderError {
+    /// The node is halted (now or from before): the service must not be restarted
+    /// until an operator acts (the binary exits with status 3).
+    pub fn is_halt(&self) -> bool {
+        matches!(
+            self,
+            SenderError::Halted { .. } | SenderError::StillHalted { .. }
+        )
+    }
+
     /// The source database is unavailable for now (locked beyond its busy timeout, its
     /// disk failing, a server source unreachable or restarting): the service waits and
     /// retries instead of stopping (see [`Sender::run`]). Everything else is not.

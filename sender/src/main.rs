@@ -63,6 +63,10 @@ enum Cmd {
     /// Ship everything pending now, wait for the answers; exit 0 only if every batch
     /// shipped was applied.
     Once,
+    /// After a halt (`on_second_failure = "halt"`) and its repair: remove the halt record
+    /// so that `run` and `once` ship again. The quarantined batch stays quarantined: its
+    /// changes reach the target only through `resync TABLE`.
+    Resume,
     /// Show pending changes, last seq cut/applied, unanswered and quarantined batches.
     Status {
         /// Machine-readable output.
@@ -93,10 +97,23 @@ fn main() -> ExitCode {
                 "gapsync-sender: error: {}",
                 gapsync_common::logging::error_line(e.as_ref())
             );
-            ExitCode::FAILURE
+            // A halted node exits with its own status, which the shipped unit does not
+            // restart on (RestartPreventExitStatus=3): it waits for the operator.
+            let halted = e.chain().any(|c| {
+                c.downcast_ref::<gapsync_sender::SenderError>()
+                    .is_some_and(gapsync_sender::SenderError::is_halt)
+            });
+            if halted {
+                ExitCode::from(EXIT_HALTED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
+
+/// Exit status of a halted node (`[batch] on_second_failure = "halt"`).
+const EXIT_HALTED: u8 = 3;
 
 fn stop_flag() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -192,11 +209,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let stop = stop_flag()?;
             let mut sender = Sender::open(cfg, true)?;
             let node = sender.cfg.node.clone();
-            let earlier: Vec<u64> = status::status(&node, sender.source())?
-                .quarantined
-                .iter()
-                .map(|q| q.seq)
-                .collect();
+            let earlier: Vec<u64> =
+                status::status(&node, &sender.cfg.work_dir.clone(), sender.source())?
+                    .quarantined
+                    .iter()
+                    .map(|q| q.seq)
+                    .collect();
             let report = sender.once(&stop).map_err(|e| {
                 if e.source_unavailable() {
                     anyhow::Error::new(e).context(
@@ -230,14 +248,32 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 bail!("interrupted before every batch was answered");
             }
         }
+        Cmd::Resume => {
+            let mut sender = Sender::open(cfg, true)?;
+            match sender.resume()? {
+                Some(h) => {
+                    gapsync_common::outln!(
+                        "resumed: the node was halted since {} at batch {} ({}); that batch stays quarantined, its changes reach the target only through `gapsync-sender resync TABLE`",
+                        h.since,
+                        h.seq,
+                        h.file
+                    )?;
+                }
+                None => gapsync_common::outln!("the node is not halted: nothing to resume")?,
+            }
+        }
         Cmd::Status { json } => {
             let mut sender = Sender::open(cfg, false)?;
             let node = sender.cfg.node.clone();
-            let st = status::status(&node, sender.source())?;
+            let st = status::status(&node, &sender.cfg.work_dir.clone(), sender.source())?;
             if json {
                 gapsync_common::outln!("{}", serde_json::to_string_pretty(&st)?)?;
             } else {
                 gapsync_common::logging::write_stdout(format_args!("{}", st.text()))?;
+            }
+            if st.halted.is_some() {
+                // For monitoring: a halted node is not a healthy one.
+                return Ok(ExitCode::from(EXIT_HALTED));
             }
         }
     }

@@ -122,6 +122,7 @@ impl Sender {
     /// sent again: the receiver answers it from its ledger without executing it. Nothing
     /// is counted as a failed apply. Every other error stops the service.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<()> {
+        self.refuse_if_halted()?;
         let mut clock: Option<StrategyClock> = None;
         let mut last_beat = Instant::now();
         self.retention();

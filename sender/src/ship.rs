@@ -84,6 +84,7 @@ impl Sender {
                 Some(false) => {
                     report.dropped.push(rec.seq);
                     if self.cfg.batch.on_second_failure == OnSecondFailure::Halt {
+                        // The halt record is written (before the quarantine).
                         return Err(SenderError::Halted { seq: rec.seq });
                     }
                 }
@@ -131,6 +132,11 @@ impl Sender {
                         .record_failure(rec.seq, "receiver answered: apply failed")?;
                     self.audit("failed", rec, "failed", &format!("attempt {attempts}"));
                     if attempts >= 2 {
+                        if self.cfg.batch.on_second_failure == OnSecondFailure::Halt {
+                            // Before the quarantine: a crash in between must leave the
+                            // node halted, never quietly past the dropped batch.
+                            self.record_halt(rec.seq, &rec.file)?;
+                        }
                         self.quarantine(rec, &path)?;
                         return Ok(Some(false));
                     }
@@ -191,6 +197,7 @@ impl Sender {
     /// `once`: cut everything pending (and queued snapshots), ship every ready batch,
     /// wait for the answers.
     pub fn once(&mut self, stop: &AtomicBool) -> Result<ShipReport> {
+        self.refuse_if_halted()?;
         self.cut_snapshots()?;
         self.cut_pending()?;
         let attempts = self.cfg.link.once_connect_attempts;

@@ -30,10 +30,14 @@ pub struct SenderStatus {
     /// Changes and snapshots the target's dialect cannot express (kept in the source's
     /// `_gapsync_rejected`, with the reason).
     pub rejected: u64,
+    /// The node is halted (`on_second_failure = "halt"`): nothing ships until
+    /// `gapsync-sender resume`.
+    pub halted: Option<crate::halt::Halt>,
 }
 
 pub fn status(
     node: &str,
+    work_dir: &std::path::Path,
     src: &mut dyn ChangeSource,
 ) -> Result<SenderStatus, crate::capture::SourceError> {
     let batches = src.batches(None)?;
@@ -67,13 +71,21 @@ pub fn status(
             .map(|(_, t)| t)
             .collect(),
         rejected: src.rejected_count()?,
+        halted: crate::halt::read_halt(work_dir),
     })
 }
 
 impl SenderStatus {
     /// Human-readable lines.
     pub fn text(&self) -> String {
-        let mut s = format!(
+        let mut s = String::new();
+        if let Some(h) = &self.halted {
+            s.push_str(&format!(
+                "HALTED since {} at batch {} ({}): nothing ships; fix the cause, then `gapsync-sender resume`\n",
+                h.since, h.seq, h.file
+            ));
+        }
+        s += &format!(
             "node {}\npending changes: {}\nlast seq cut: {}\nlast seq applied: {}\nunanswered batches: {}\n",
             self.node,
             self.pending_changes,

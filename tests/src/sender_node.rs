@@ -111,8 +111,14 @@ impl SenderNode {
     }
 
     /// `status --json`, parsed.
+    /// `status --json` (exit 0, or 3 for a halted node, whose JSON has `halted`).
     pub fn status(&self) -> serde_json::Value {
-        let out = self.exec(&["status", "--json"]).expect_success();
+        let out = self.exec(&["status", "--json"]);
+        let out = if out.status.code() == Some(3) {
+            out
+        } else {
+            out.expect_success()
+        };
         serde_json::from_str(&out.stdout)
             .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", out.stdout))
     }

@@ -251,7 +251,11 @@ fn poison_among_good_batches(policy: &str) {
             .tx
             .wait_exit(secs(120))
             .unwrap_or_else(|| panic!("halt: `run` did not exit\n{}", rig.ws.logs(40)));
-        assert!(!st.success(), "halt: `run` must exit non-zero, got {st}");
+        assert_eq!(
+            st.code(),
+            Some(3),
+            "halt: `run` must exit with status 3, got {st}"
+        );
         let log = rig.tx.log_tail(20);
         assert!(
             log.contains(&format!("batch {bad} was dropped")),
@@ -292,6 +296,15 @@ fn poison_among_good_batches(policy: &str) {
         .execute_batch("ALTER TABLE p RENAME COLUMN v_renamed TO v")
         .unwrap();
     if policy == "halt" {
+        // The halt holds across a restart until the operator resumes.
+        rig.tx.start();
+        let again = rig
+            .tx
+            .wait_exit(secs(30))
+            .unwrap_or_else(|| panic!("a halted node must not run again\n{}", rig.ws.logs(40)));
+        assert_eq!(again.code(), Some(3));
+        let out = rig.tx.exec(&["resume"]);
+        assert!(out.success(), "{out:?}");
         rig.tx.start();
     }
     insert_t(41, 45);

@@ -423,6 +423,7 @@ fn poison_batch_with_halt_stops_the_service() {
         "halt: `run` must exit non-zero after dropping a batch, got {st}\n{}",
         rig.tx.log_tail(30)
     );
+    let halt_exit = st.code();
     let log = rig.tx.log_tail(20);
     assert!(
         log.contains(&format!("batch {bad} was dropped")),
@@ -455,9 +456,39 @@ fn poison_batch_with_halt_stops_the_service() {
         "{st}"
     );
 
-    // Fix the cause, restart: the waiting batches go.
+    // The halt holds: the exit status is 3 (the unit does not restart on it), a plain
+    // restart refuses to ship past the dropped batch, and status says so.
+    assert_eq!(halt_exit, Some(3), "a halted node exits with status 3");
     restore_target(&rig.rx);
     insert_t(&src, 7);
+    rig.tx.start();
+    let again = rig
+        .tx
+        .wait_exit(secs(20))
+        .unwrap_or_else(|| panic!("a halted node must not run again\n{}", rig.ws.logs(40)));
+    assert_eq!(again.code(), Some(3), "{}", rig.tx.log_tail(10));
+    assert!(
+        rig.tx.log_tail(5).contains("gapsync-sender resume"),
+        "the refusal names the repair: {}",
+        rig.tx.log_tail(5)
+    );
+    assert_eq!(
+        rig.rx.last_seq("halt"),
+        bad,
+        "nothing shipped past the halt"
+    );
+    let out = rig.tx.exec(&["status"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(out.stdout.contains(&format!("HALTED since")), "{out:?}");
+    assert!(
+        rig.tx.status()["halted"]["seq"] == bad,
+        "{}",
+        rig.tx.status()
+    );
+
+    // Fixed and resumed: the waiting batches go.
+    let out = rig.tx.exec(&["resume"]);
+    assert!(out.success() && out.stdout.contains("resumed"), "{out:?}");
     rig.tx.start();
     rig.wait_synced(secs(30));
     let last = rig.tx.progress().last_cut;
@@ -509,6 +540,12 @@ fn poison_batch_with_once() {
     }
     assert_eq!(rig.rx.last_seq("once"), bad1);
     restore_target(&rig.rx);
+    // Halted until resumed: `once` refuses (status 3) and ships nothing.
+    let out = rig.tx.exec(&["once"]).expect_failure();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(out.stderr.contains("the node is halted"), "{}", out.stderr);
+    assert_eq!(rig.rx.last_seq("once"), bad1);
+    rig.tx.exec(&["resume"]).expect_success();
     let out = rig.tx.exec(&["once"]).expect_success();
     assert!(
         out.stdout
