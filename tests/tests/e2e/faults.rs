@@ -479,7 +479,7 @@ fn poison_batch_with_halt_stops_the_service() {
     );
     let out = rig.tx.exec(&["status"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    assert!(out.stdout.contains(&format!("HALTED since")), "{out:?}");
+    assert!(out.stdout.contains("HALTED since"), "{out:?}");
     assert!(
         rig.tx.status()["halted"]["seq"] == bad,
         "{}",
