@@ -31,6 +31,13 @@ impl Receiver {
                 Some(t) => t,
                 None => match sh.open_target() {
                     Ok(t) => target.insert(t),
+                    Err(e @ ApplyError::Deterministic(_)) => {
+                        // Not a passing outage (a missing target file, a bad URL): the
+                        // operator must act; nothing is applied meanwhile.
+                        error!(alarm = true, error = %e, "target cannot be opened; nothing is applied until it is repaired");
+                        sleep_unless(stop, sh.cfg.retry_interval);
+                        continue;
+                    }
                     Err(e) => {
                         warn!(error = %e, "target unavailable; retrying");
                         sleep_unless(stop, sh.cfg.retry_interval);

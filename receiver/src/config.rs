@@ -53,6 +53,7 @@ struct RawReceiverTarget {
     url: String,
     dialect: Option<String>,
     tables: Option<Vec<String>>,
+    create: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +116,9 @@ pub struct ReceiverConfig {
     /// How long one statement waits for a locked SQLite target before the attempt counts
     /// as a transient failure.
     pub busy_timeout: Duration,
+    /// `[target] create`: a SQLite target file that does not exist may be created (first
+    /// installs only; otherwise a missing target is an error, never a fresh empty one).
+    pub create_target: bool,
     /// `[limits]`: what a received batch may be.
     pub limits: LimitsConfig,
     /// `[audit] keep_months`: audit files older than this many months are deleted.
@@ -216,6 +220,7 @@ impl ReceiverConfig {
             busy_timeout: self.busy_timeout,
             dialect: self.target_dialect.clone(),
             allow: crate::allow::AllowList::new(self.allowed_tables.clone()),
+            create: self.create_target,
         }
     }
 
@@ -312,6 +317,7 @@ impl ReceiverConfig {
                 &raw.apply.busy_timeout,
                 Duration::from_secs(5),
             )?,
+            create_target: raw.target.create.unwrap_or(false),
         })
     }
 }

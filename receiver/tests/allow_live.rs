@@ -142,7 +142,9 @@ fn write_kind(dir: &Path, seq: u64, kind: BatchKind, stmts: &[&str]) -> (PathBuf
         node: "n1".into(),
         seq,
         created: batch::format_created(chrono::Utc::now()),
-        dialect: "sqlite".into(),
+        // Written for any target (the receiver refuses a batch of another dialect than
+        // its own); the statements are still checked in the target's dialect.
+        dialect: "sql92".into(),
         kind,
         changes: Some((1, 1)),
         statements: stmts.len() as u64,
@@ -160,6 +162,7 @@ fn opts() -> TargetOptions {
         busy_timeout: Duration::from_millis(500),
         dialect: None,
         allow: AllowList::new(Some(vec!["t".into(), "other2".into()])),
+        create: false,
     }
 }
 

@@ -284,6 +284,9 @@ pub struct ReceiverConfig {
     pub trust: Vec<(String, String)>,
     /// Write `insecure = true` even with `trust` entries.
     pub insecure: bool,
+    /// `[target] create` (true: the receiver may create its SQLite target, as on a
+    /// first install; false: a missing target is an error).
+    pub create_target: bool,
     /// `[link] id` (None: not written, the default "gapsync-receiver").
     pub id: Option<String>,
     /// `[link] hello_timeout` (None: not written, the default 10 s).
@@ -307,6 +310,7 @@ impl Default for ReceiverConfig {
             target_dialect: None,
             trust: Vec::new(),
             insecure: false,
+            create_target: true,
             id: None,
             hello_timeout: None,
             hello_max_skew: None,
@@ -341,6 +345,9 @@ impl ReceiverConfig {
             ""
         };
         let mut s = format!("{insecure}\n[target]\nurl = {url}\n");
+        if self.create_target {
+            s.push_str("create = true\n");
+        }
         if let Some(d) = &self.target_dialect {
             let _ = writeln!(s, "dialect = {}", toml_str(d));
         }

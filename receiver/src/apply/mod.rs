@@ -84,6 +84,11 @@ pub trait ApplyBackend: Backend {
     fn take_refusal(&mut self) -> Option<String> {
         None
     }
+    /// The database is still the one that was opened (a SQLite file not deleted or
+    /// replaced meanwhile); checked before every batch.
+    fn check_identity(&self) -> std::result::Result<(), DbError> {
+        Ok(())
+    }
 }
 
 #[cfg(feature = "odbc")]
@@ -121,6 +126,8 @@ pub struct TargetOptions {
     pub dialect: Option<String>,
     /// Which tables batch statements may write (`[target] tables`).
     pub allow: AllowList,
+    /// SQLite: create the target file if it does not exist (`[target] create`).
+    pub create: bool,
 }
 
 /// A target database with gapsync's ledger.
@@ -141,9 +148,10 @@ impl Target {
     pub fn open(url: &DbUrl, opts: &TargetOptions) -> Result<Target> {
         let ctx = format!("target database {url}");
         let db: Box<dyn ApplyBackend> = match url {
-            DbUrl::Sqlite(p) => {
-                Box::new(SqliteBackend::open(p, opts.busy_timeout).map_err(|e| e.context(&ctx))?)
-            }
+            DbUrl::Sqlite(p) => Box::new(
+                SqliteBackend::open_target(p, opts.busy_timeout, opts.create)
+                    .map_err(|e| e.context(&ctx))?,
+            ),
             #[cfg(feature = "odbc")]
             DbUrl::Odbc(cs) => Box::new(
                 gapsync_common::db::odbc::OdbcBackend::connect(cs, opts.dialect.as_deref())
@@ -303,6 +311,7 @@ impl Target {
         sha256: &str,
         limits: &ReadLimits,
     ) -> Result<ApplyOutcome> {
+        self.db.check_identity()?;
         self.db
             .begin()
             .map_err(|e| e.context("beginning the apply transaction"))?;

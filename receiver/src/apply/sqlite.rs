@@ -27,20 +27,53 @@ use gapsync_common::dialect::Dialect;
 pub struct SqliteBackend {
     conn: Connection,
     refusal: Arc<Mutex<Option<String>>>,
+    /// The file and its identity (device, inode) when it was opened: a file deleted or
+    /// replaced under a running receiver is noticed before the next batch.
+    file: Option<(std::path::PathBuf, (u64, u64))>,
+}
+
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl SqliteBackend {
+    /// Opens (and creates, if missing) a SQLite database; for tests and tools. The
+    /// receiver opens its target with [`SqliteBackend::open_target`].
     pub fn open(
         path: &Path,
         busy_timeout: Duration,
     ) -> std::result::Result<SqliteBackend, DbError> {
-        let conn = Connection::open(path).map_err(sqlite_err)?;
+        Self::open_target(path, busy_timeout, true)
+    }
+
+    /// Opens the target database file. Unless `create`, a missing file is an error
+    /// that says so: a receiver must never quietly start a new, empty target (its
+    /// ledger would begin again at seq 1 and the target would diverge).
+    pub fn open_target(
+        path: &Path,
+        busy_timeout: Duration,
+        create: bool,
+    ) -> std::result::Result<SqliteBackend, DbError> {
+        let mut flags = rusqlite::OpenFlags::default();
+        if !create {
+            if std::fs::symlink_metadata(path).is_err() {
+                return Err(DbError::deterministic(format!(
+                    "the target database file {} does not exist: restore it (a receiver never starts a new, empty target by itself), or for a first install set [target] create = true",
+                    path.display()
+                )));
+            }
+            flags.remove(rusqlite::OpenFlags::SQLITE_OPEN_CREATE);
+        }
+        let conn = Connection::open_with_flags(path, flags).map_err(sqlite_err)?;
         conn.busy_timeout(busy_timeout).map_err(sqlite_err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sqlite_err)?;
+        let file = identity(path).map(|id| (path.to_owned(), id));
         Ok(SqliteBackend {
             conn,
             refusal: Arc::default(),
+            file,
         })
     }
 }
@@ -156,6 +189,22 @@ impl Backend for SqliteBackend {
 }
 
 impl ApplyBackend for SqliteBackend {
+    fn check_identity(&self) -> std::result::Result<(), DbError> {
+        let Some((path, id)) = &self.file else {
+            return Ok(());
+        };
+        if identity(path).as_ref() == Some(id) {
+            return Ok(());
+        }
+        Err(DbError {
+            transient: true,
+            message: format!(
+                "the target database file {} was deleted or replaced since it was opened: nothing is applied to the old one; reopening",
+                path.display()
+            ),
+        })
+    }
+
     fn guard(&mut self, allow: Option<&AllowList>) -> std::result::Result<(), DbError> {
         if let Ok(mut r) = self.refusal.lock() {
             *r = None;

@@ -50,6 +50,7 @@ fn setup() -> (tempfile::TempDir, Target) {
         busy_timeout: Duration::from_millis(200),
         dialect: None,
         allow: AllowList::default(),
+        create: false,
     };
     let t = Target::open(&DbUrl::Sqlite(db), &opts).unwrap();
     (d, t)
@@ -242,4 +243,44 @@ fn a_batch_of_another_dialect_is_refused_before_anything_runs() {
     );
     t.apply(&p, "n1", 1, &sha, &ReadLimits::default()).unwrap();
     assert_eq!(rows(&d.path().join("t.db")), vec![(1, "x".to_owned())]);
+}
+
+/// A missing target file is an error that says so unless `create`; a file deleted or
+/// replaced under an open target stops the next apply (transient: the applier reopens,
+/// and the reopen refuses to create a new, empty target).
+#[test]
+fn a_missing_or_replaced_target_is_never_quietly_a_new_one() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("gone.db");
+    let opts = |create| TargetOptions {
+        busy_timeout: Duration::from_millis(200),
+        dialect: None,
+        allow: AllowList::default(),
+        create,
+    };
+    let e = Target::open(&DbUrl::Sqlite(db.clone()), &opts(false)).unwrap_err();
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    assert!(e.to_string().contains("[target] create = true"), "{e}");
+    assert!(!db.exists(), "nothing created");
+    let mut t = Target::open(&DbUrl::Sqlite(db.clone()), &opts(true)).unwrap();
+    assert!(db.exists());
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    std::fs::remove_file(&db).unwrap();
+    let (p, sha) = write(
+        d.path(),
+        1,
+        &[r#"INSERT INTO "t"("id", "v") VALUES (1, 'x');"#],
+    );
+    let e = t
+        .apply(&p, "n1", 1, &sha, &ReadLimits::default())
+        .unwrap_err();
+    assert!(
+        matches!(&e, ApplyError::Transient(m) if m.contains("deleted or replaced")),
+        "{e}"
+    );
+    assert!(Target::open(&DbUrl::Sqlite(db.clone()), &opts(false)).is_err());
+    assert!(!db.exists(), "the reopen created nothing");
 }
