@@ -34,6 +34,10 @@ pub trait FrameHandler {
     fn result(&mut self, seq: u64) -> Option<bool>;
 }
 
+/// Largest first frame (HELLO) read before a peer is authenticated: a header plus the
+/// largest HELLO payload (9 + 1 + 8 + 16 + 8 + 1 + 64 + 2 + 256 + 64 bytes) with room.
+pub const MAX_HELLO_FRAME: usize = crate::wire::HEADER_LEN + 512;
+
 /// Settings of [`serve_connection`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
@@ -180,7 +184,14 @@ fn receive(
     let hello_bound = hello_by.filter(|by| *by < frame_by);
     let deadline = hello_bound.unwrap_or(frame_by);
     let mut reader = (&first[..]).chain(DeadlineReader { stream, deadline });
-    match read_frame(&mut reader, opts.max_frame) {
+    // Before HELLO nothing bigger than a HELLO is read (a stranger's megabyte is
+    // refused from its header).
+    let limit = if hello_by.is_some() {
+        opts.max_frame.min(MAX_HELLO_FRAME)
+    } else {
+        opts.max_frame
+    };
+    match read_frame(&mut reader, limit) {
         Ok(frame) => Ok(Incoming::Frame(frame)),
         Err(FrameError::PayloadCorrupt(h)) => Ok(Incoming::PayloadCorrupt(h)),
         Err(FrameError::Timeout) if hello_bound.is_some() => {
@@ -236,7 +247,13 @@ pub fn serve_connection(
             Ok(Incoming::Closed) => return Ok(ConnEnd::PeerClosed),
             Ok(Incoming::Idle) => return Ok(ConnEnd::IdleTimeout),
             Err(e) => {
-                tracing::warn!(peer = %peer, node = session.as_deref(), error = %e, "link fault");
+                if session.is_some() {
+                    tracing::warn!(peer = %peer, node = session.as_deref(), error = %e, "link fault");
+                } else {
+                    // Before HELLO: a stranger's noise (the handler logs refusals, rate
+                    // limited); one line each would let a flood drown the alarms.
+                    tracing::debug!(peer = %peer, error = %e, "link fault before HELLO");
+                }
                 return Err(e);
             }
         };
@@ -250,7 +267,11 @@ pub fn serve_connection(
             _ => None,
         };
         if let Some(e) = violation {
-            tracing::warn!(peer = %peer, node = %header.node, seq, kind = %kind, error = %e, "protocol violation");
+            if session.is_some() {
+                tracing::warn!(peer = %peer, node = %header.node, seq, kind = %kind, error = %e, "protocol violation");
+            } else {
+                tracing::debug!(peer = %peer, node = %header.node, seq, kind = %kind, error = %e, "protocol violation before HELLO");
+            }
             return Err(e);
         }
         let Some(frame) = frame else {
@@ -279,7 +300,12 @@ pub fn serve_connection(
                         handler.hello(&frame.node, &hello, &message)
                     }
                     Err(e) => {
-                        tracing::warn!(peer = %peer, node = %frame.node, error = %e, "HELLO refused: malformed");
+                        if matches!(e, FrameError::OldPeer(_)) {
+                            // An older sender after an upgrade: the operator must know.
+                            tracing::warn!(peer = %peer, node = %frame.node, error = %e, "HELLO refused");
+                        } else {
+                            tracing::debug!(peer = %peer, node = %frame.node, error = %e, "HELLO refused: malformed");
+                        }
                         false
                     }
                 };

@@ -752,3 +752,22 @@ fn old_malformed_and_second_hellos_are_refused() {
     assert!(r.is_err(), "{r:?}");
     assert_eq!(h.hellos.len(), 1);
 }
+
+/// Before HELLO nothing bigger than a HELLO is read: a first frame declaring more than
+/// `MAX_HELLO_FRAME` is closed from its header, without an answer.
+#[test]
+fn an_oversized_first_frame_is_closed_from_its_header() {
+    let (addr, join) = spawn_server(Assembler::default(), server_opts());
+    let mut s = connect_raw(&addr);
+    let big = raw(
+        FrameType::Hello,
+        "a",
+        0,
+        0,
+        &vec![b'x'; gapsync_protocol::server::MAX_HELLO_FRAME],
+    );
+    s.write_all(&big[..HEADER_LEN]).unwrap();
+    let (h, r, _) = join.join().unwrap();
+    assert!(matches!(r, Err(ServeError::Frame(_))), "{r:?}");
+    assert!(h.hellos.is_empty());
+}

@@ -30,7 +30,18 @@ impl Receiver {
             let t = match target.as_mut() {
                 Some(t) => t,
                 None => match sh.open_target() {
-                    Ok(t) => target.insert(t),
+                    Ok(mut t) => {
+                        // The ledger's next seq of every node it knows, for the seq
+                        // window of the connections (they do not read the ledger).
+                        if let Ok(nodes) = t.progress() {
+                            for n in nodes {
+                                let last =
+                                    n.quarantined.iter().copied().fold(n.last_applied, u64::max);
+                                sh.note_next(&n.node, last + 1);
+                            }
+                        }
+                        target.insert(t)
+                    }
                     Err(e @ ApplyError::Deterministic(_)) => {
                         // Not a passing outage (a missing target file, a bad URL): the
                         // operator must act; nothing is applied meanwhile.

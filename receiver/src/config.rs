@@ -274,6 +274,19 @@ impl ReceiverConfig {
                 Duration::from_secs(300),
             )?,
         };
+        for (key, d) in [
+            ("idle_timeout", link.idle_timeout),
+            ("frame_timeout", link.frame_timeout),
+            ("hello_timeout", link.hello_timeout),
+            ("hello_max_skew", link.hello_max_skew),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(
+                    path,
+                    format!("[link] {key} = \"0s\": must be above zero"),
+                ));
+            }
+        }
         if raw.trust.is_empty() && !raw.insecure {
             return Err(invalid(
                 path,
@@ -341,6 +354,23 @@ dir = "work"
         let p = dir.path().join("receiver.toml");
         std::fs::write(&p, text).expect("write");
         ReceiverConfig::load(&p)
+    }
+
+    #[test]
+    fn zero_link_timeouts_are_refused() {
+        for key in [
+            "idle_timeout",
+            "frame_timeout",
+            "hello_timeout",
+            "hello_max_skew",
+        ] {
+            let text = GOOD_RX.replace(
+                "listen = \"127.0.0.1:7070\"",
+                &format!("listen = \"127.0.0.1:7070\"\n{key} = \"0s\""),
+            );
+            let e = load_rx(&text).expect_err(key).to_string();
+            assert!(e.contains(&format!("[link] {key}")), "{e}");
+        }
     }
 
     #[test]

@@ -141,10 +141,13 @@ impl Receiver {
             sessions,
             nonces: Mutex::new(HashMap::new()),
             unverified: AtomicU64::new(0),
+            unverified_unkeyed: AtomicU64::new(0),
             next_seen: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
             limits: cfg_limits,
             trust,
         });
+        shared.load_nonces();
         // Partial files of interrupted transfers (the sender starts them again) and
         // temporary files of interrupted durable writes.
         let spool = shared.spool();
@@ -187,10 +190,23 @@ impl Receiver {
             })?;
         self.prune_audit();
         let mut pruned = Instant::now();
+        let mut summarised: Option<Instant> = None;
         while !stop.load(Ordering::SeqCst) {
             if pruned.elapsed() >= AUDIT_PRUNE_EVERY {
                 self.prune_audit();
                 pruned = Instant::now();
+            }
+            // One summary line for connections closed or refused to make room (at most
+            // every 10 s): a flood of strangers must not drown the alarms in the log.
+            if summarised.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                let n = self.shared.sessions.take_evicted();
+                if n > 0 {
+                    warn!(
+                        count = n,
+                        "unauthenticated connections closed or refused to make room (a flood of strangers, or a sender reconnecting fast)"
+                    );
+                    summarised = Some(Instant::now());
+                }
             }
             match listener.accept() {
                 Ok((stream, peer)) => {
@@ -201,7 +217,8 @@ impl Receiver {
                     let id = match self.shared.sessions.admit(&stream, peer.ip()) {
                         Ok(id) => id,
                         Err(e) => {
-                            warn!(%peer, error = %e, "cannot register the connection; closing it");
+                            // Counted in the summary above (refused for room).
+                            tracing::debug!(%peer, error = %e, "connection not registered; closing it");
                             continue;
                         }
                     };

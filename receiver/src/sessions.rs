@@ -31,11 +31,17 @@ pub const MAX_UNAUTHENTICATED_PER_PEER: usize = 4;
 /// Authenticated connections one node may hold at once.
 pub const MAX_SESSIONS_PER_NODE: usize = 4;
 
+/// An unauthenticated connection younger than this is not closed to make room when
+/// every address holds a single slot (its HELLO may be on its way).
+pub const MIN_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Debug)]
 struct Slot {
     ip: IpAddr,
     since: Instant,
     node: Option<String>,
+    /// The node has `[[trust]]` keys (false: admitted by `insecure`).
+    keyed: bool,
     /// A clone of the connection's socket, to close it.
     stream: TcpStream,
 }
@@ -46,6 +52,8 @@ pub struct Sessions {
     slots: Mutex<HashMap<u64, Slot>>,
     next_id: AtomicU64,
     max_unauthenticated: usize,
+    /// Connections closed or refused for room, not yet reported.
+    evicted: AtomicU64,
 }
 
 /// Counts for `status` and tests.
@@ -61,43 +69,78 @@ impl Sessions {
             slots: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             max_unauthenticated: max_unauthenticated.max(1),
+            evicted: AtomicU64::new(0),
         }
     }
 
-    /// Registers a new, unauthenticated connection; closes the oldest unauthenticated
-    /// ones over the caps. Returns the connection id, or the error of cloning the
-    /// socket (the caller then drops the connection).
+    /// Registers a new, unauthenticated connection, making room under the caps:
+    /// - per address: the oldest unauthenticated connection of the same address closes;
+    /// - in total: one of the address holding the most unauthenticated slots closes
+    ///   (its oldest), so a flood from a few addresses never pushes out the one pending
+    ///   connection of another address (the device's); when every address holds a
+    ///   single slot, a connection younger than [`MIN_AGE`] is not closed and the
+    ///   newcomer is refused instead.
+    ///
+    /// Returns the connection id; an error means the caller drops the connection
+    /// (refused, or the socket could not be cloned).
     pub fn admit(&self, stream: &TcpStream, ip: IpAddr) -> std::io::Result<u64> {
         let clone = stream.try_clone()?;
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let Ok(mut slots) = self.slots.lock() else {
             return Ok(id);
         };
-        // Per address, then in total: make room for one more.
-        for per_peer in [true, false] {
-            let cap = if per_peer {
-                MAX_UNAUTHENTICATED_PER_PEER
-            } else {
-                self.max_unauthenticated
-            };
-            loop {
-                let pending: Vec<(u64, Instant)> = slots
-                    .iter()
-                    .filter(|(_, s)| s.node.is_none() && (!per_peer || s.ip == ip))
-                    .map(|(id, s)| (*id, s.since))
-                    .collect();
-                if pending.len() < cap {
-                    break;
-                }
-                let Some((victim, _)) = pending.into_iter().min_by_key(|(_, since)| *since) else {
-                    break;
-                };
-                if let Some(s) = slots.remove(&victim) {
-                    tracing::warn!(peer = %s.ip, held_for = ?s.since.elapsed(), "closing an unauthenticated connection to make room for a new one");
-                    // Already closed by the peer is as good.
-                    let _ = s.stream.shutdown(Shutdown::Both);
-                }
+        let close = |slots: &mut HashMap<u64, Slot>, victim: u64| {
+            if let Some(s) = slots.remove(&victim) {
+                tracing::debug!(peer = %s.ip, held_for = ?s.since.elapsed(), "closing an unauthenticated connection to make room for a new one");
+                self.evicted.fetch_add(1, Ordering::SeqCst);
+                // Already closed by the peer is as good.
+                let _ = s.stream.shutdown(Shutdown::Both);
             }
+        };
+        // Per address.
+        loop {
+            let mine: Vec<(u64, Instant)> = slots
+                .iter()
+                .filter(|(_, s)| s.node.is_none() && s.ip == ip)
+                .map(|(id, s)| (*id, s.since))
+                .collect();
+            if mine.len() < MAX_UNAUTHENTICATED_PER_PEER {
+                break;
+            }
+            match mine.into_iter().min_by_key(|(_, since)| *since) {
+                Some((victim, _)) => close(&mut slots, victim),
+                None => break,
+            }
+        }
+        // In total: from the address holding the most.
+        loop {
+            let mut per_ip: HashMap<IpAddr, Vec<(u64, Instant)>> = HashMap::new();
+            for (id, s) in slots.iter().filter(|(_, s)| s.node.is_none()) {
+                per_ip.entry(s.ip).or_default().push((*id, s.since));
+            }
+            let total: usize = per_ip.values().map(Vec::len).sum();
+            if total < self.max_unauthenticated {
+                break;
+            }
+            let Some(most) = per_ip.values().map(Vec::len).max() else {
+                break;
+            };
+            let Some((victim, since)) = per_ip
+                .values()
+                .filter(|v| v.len() == most)
+                .flatten()
+                .copied()
+                .min_by_key(|(_, since)| *since)
+            else {
+                break;
+            };
+            if most == 1 && since.elapsed() < MIN_AGE {
+                self.evicted.fetch_add(1, Ordering::SeqCst);
+                return Err(std::io::Error::other(
+                    "too many unauthenticated connections: refused",
+                ));
+            }
+            close(&mut slots, victim);
         }
         slots.insert(
             id,
@@ -105,16 +148,27 @@ impl Sessions {
                 ip,
                 since: Instant::now(),
                 node: None,
+                keyed: false,
                 stream: clone,
             },
         );
         Ok(id)
     }
 
+    /// Connections closed or refused to make room since the last call (for a summary
+    /// log line instead of one line each: a flood must not drown the alarms).
+    pub fn take_evicted(&self) -> u64 {
+        self.evicted.swap(0, Ordering::SeqCst)
+    }
+
     /// Connection `id` authenticated as `node`: it leaves the unauthenticated caps;
     /// older connections of `node` beyond [`MAX_SESSIONS_PER_NODE`] are closed.
     /// Returns false if the connection was closed meanwhile (evicted).
-    pub fn authenticated(&self, id: u64, node: &str) -> bool {
+    ///
+    /// Sessions of nodes without keys (admitted by `insecure` under any name) are also
+    /// capped together at `max_unauthenticated`, oldest closed first: new names must
+    /// not buy a stranger unlimited threads.
+    pub fn authenticated(&self, id: u64, node: &str, keyed: bool) -> bool {
         let Ok(mut slots) = self.slots.lock() else {
             return false;
         };
@@ -122,14 +176,26 @@ impl Sessions {
             return false;
         };
         slot.node = Some(node.to_owned());
+        slot.keyed = keyed;
         slot.since = Instant::now();
         loop {
             let mine: Vec<(u64, Instant)> = slots
                 .iter()
-                .filter(|(_, s)| s.node.as_deref() == Some(node))
+                .filter(|(_, s)| {
+                    s.node.as_deref() == Some(node) || (!keyed && s.node.is_some() && !s.keyed)
+                })
                 .map(|(id, s)| (*id, s.since))
                 .collect();
-            if mine.len() <= MAX_SESSIONS_PER_NODE {
+            let cap = if keyed {
+                MAX_SESSIONS_PER_NODE
+            } else {
+                self.max_unauthenticated.max(MAX_SESSIONS_PER_NODE)
+            };
+            let own = slots
+                .values()
+                .filter(|s| s.node.as_deref() == Some(node))
+                .count();
+            if mine.len() <= cap && own <= MAX_SESSIONS_PER_NODE {
                 return true;
             }
             let Some((victim, _)) = mine.into_iter().min_by_key(|(_, since)| *since) else {
@@ -217,7 +283,7 @@ mod tests {
             let id = reg
                 .admit(&s, format!("10.0.1.{i}").parse().unwrap())
                 .unwrap();
-            assert!(reg.authenticated(id, "plant1"));
+            assert!(reg.authenticated(id, "plant1", true));
             held.push((c, s));
         }
         let n = reg.counts();
@@ -227,15 +293,85 @@ mod tests {
             is_closed(&mut held[0].0),
             "the node's oldest session was closed"
         );
-        // The total cap of unauthenticated connections evicts the oldest of them.
+        // The total cap of unauthenticated connections closes the oldest of the address holding the most.
         let (mut a, sa) = pair(&l);
         reg.admit(&sa, "10.0.2.1".parse().unwrap()).unwrap();
         let (_b, sb) = pair(&l);
-        reg.admit(&sb, "10.0.2.2".parse().unwrap()).unwrap();
+        reg.admit(&sb, "10.0.2.1".parse().unwrap()).unwrap();
         let (_c, sc) = pair(&l);
         reg.admit(&sc, "10.0.2.3".parse().unwrap()).unwrap();
         assert_eq!(reg.counts().unauthenticated, 2);
         assert!(is_closed(&mut a));
         assert_eq!(reg.counts().authenticated, MAX_SESSIONS_PER_NODE);
+    }
+}
+
+#[cfg(test)]
+mod fairness_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::net::TcpListener;
+
+    fn pair(l: &TcpListener) -> (TcpStream, TcpStream) {
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (c, s)
+    }
+
+    /// A flood from a few addresses fills the total cap: the one pending connection of
+    /// another address (the device's) is never the one closed, and when every address
+    /// holds a single young slot, the newcomer is refused instead.
+    #[test]
+    fn the_total_cap_closes_from_the_address_holding_the_most() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let reg = Sessions::new(6);
+        let (_dc, ds) = pair(&l);
+        let device = reg.admit(&ds, "10.9.9.9".parse().unwrap()).unwrap();
+        let mut held = Vec::new();
+        for i in 0..40 {
+            let (c, s) = pair(&l);
+            let ip: IpAddr = format!("10.0.0.{}", i % 4).parse().unwrap();
+            reg.admit(&s, ip).unwrap();
+            held.push((c, s));
+        }
+        assert_eq!(reg.counts().unauthenticated, 6);
+        assert!(
+            reg.authenticated(device, "plant1", true),
+            "the device's connection survived the flood"
+        );
+        assert!(reg.take_evicted() > 0);
+
+        let reg = Sessions::new(2);
+        let (_a, sa) = pair(&l);
+        reg.admit(&sa, "10.1.0.1".parse().unwrap()).unwrap();
+        let (_b, sb) = pair(&l);
+        reg.admit(&sb, "10.1.0.2".parse().unwrap()).unwrap();
+        let (_c, sc) = pair(&l);
+        assert!(
+            reg.admit(&sc, "10.1.0.3".parse().unwrap()).is_err(),
+            "single young slots are not closed: the newcomer is refused"
+        );
+    }
+
+    /// Nodes without keys (insecure) cannot buy unlimited sessions with new names.
+    #[test]
+    fn sessions_of_nodes_without_keys_are_capped_together() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let reg = Sessions::new(4);
+        let mut held = Vec::new();
+        for i in 0..12 {
+            let (c, s) = pair(&l);
+            let id = reg
+                .admit(&s, format!("10.2.0.{i}").parse().unwrap())
+                .unwrap();
+            assert!(reg.authenticated(id, &format!("anon{i}"), false));
+            held.push((c, s));
+        }
+        assert_eq!(reg.counts().authenticated, 4);
+        // A keyed node's session is not counted with them.
+        let (_k, sk) = pair(&l);
+        let id = reg.admit(&sk, "10.3.0.1".parse().unwrap()).unwrap();
+        assert!(reg.authenticated(id, "plant1", true));
+        assert_eq!(reg.counts().authenticated, 5);
     }
 }

@@ -44,11 +44,30 @@ pub struct Shared {
     pub(crate) nonces: Mutex<HashMap<(String, [u8; 16]), Instant>>,
     /// Bytes in part files (received, not yet authenticated by END), all connections.
     pub(crate) unverified: AtomicU64,
+    /// The same for nodes without `[[trust]]` keys (admitted by `insecure`): a pool of
+    /// its own, so that unauthenticated uploads can never fill the keyed nodes' one.
+    pub(crate) unverified_unkeyed: AtomicU64,
     /// The ledger's next expected seq per node, as last read (for the seq window).
     pub(crate) next_seen: Mutex<HashMap<String, u64>>,
+    /// Per peer address: when a HELLO refusal was last logged, and how many were not.
+    pub(crate) refusals: Mutex<HashMap<String, (Instant, u64)>>,
     pub limits: ReadLimits,
     /// The `[[trust]]` keys, parsed at start.
     pub trust: TrustStore,
+}
+
+/// Most HELLO nonces remembered at once.
+pub const MAX_NONCES: usize = 100_000;
+
+fn nonce_path(work_dir: &Path) -> PathBuf {
+    work_dir.join("state").join("hello-nonces")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Shared {
@@ -124,6 +143,33 @@ impl Shared {
         self.cfg.limits.max_batch_bytes.saturating_mul(2)
     }
 
+    /// Whether to log a HELLO refusal of kind `key` now (at most once a minute per
+    /// key): `Some(refusals not logged since the last line)`, or `None`.
+    pub(crate) fn refusal_to_log(&self, key: &str) -> Option<u64> {
+        let ip = key.to_owned();
+        let mut m = self.refusals.lock().ok()?;
+        let now = Instant::now();
+        if m.len() > 10_000 {
+            m.retain(|_, (at, _)| now.duration_since(*at) < Duration::from_secs(60));
+        }
+        match m.get_mut(&ip) {
+            Some((at, n)) if now.duration_since(*at) < Duration::from_secs(60) => {
+                *n += 1;
+                None
+            }
+            Some((at, n)) => {
+                let suppressed = *n;
+                *at = now;
+                *n = 0;
+                Some(suppressed)
+            }
+            None => {
+                m.insert(ip, (now, 0));
+                Some(0)
+            }
+        }
+    }
+
     pub(crate) fn note_next(&self, node: &str, next: u64) {
         if let Ok(mut m) = self.next_seen.lock() {
             m.insert(node.to_owned(), next);
@@ -142,14 +188,75 @@ impl Shared {
     }
 
     /// Records a HELLO nonce; false if it was seen before (a replay).
+    ///
+    /// Only signed HELLOs get here, so the map stays as small as the legitimate
+    /// reconnect rate; it is also written to `state/hello-nonces` (one synced line per
+    /// HELLO) and read back at start, so a restart does not make a HELLO captured in
+    /// the last `2 × hello_max_skew` usable again. Over [`MAX_NONCES`] entries, a new
+    /// HELLO is refused rather than an old nonce forgotten.
     pub(crate) fn fresh_nonce(&self, node: &str, nonce: [u8; 16]) -> bool {
         let Ok(mut m) = self.nonces.lock() else {
             return false;
         };
         let now = Instant::now();
         m.retain(|_, until| *until > now);
+        if m.len() >= MAX_NONCES || m.contains_key(&(node.to_owned(), nonce)) {
+            return false;
+        }
         let keep = now + self.cfg.link.hello_max_skew * 2;
-        m.insert((node.to_owned(), nonce), keep).is_none()
+        m.insert((node.to_owned(), nonce), keep);
+        let p = nonce_path(&self.cfg.work_dir);
+        let line = format!("{} {node} {}\n", unix_now(), hex::encode(nonce));
+        let written = fsx::open_append_private(&p).and_then(|mut f| {
+            std::io::Write::write_all(&mut f, line.as_bytes())?;
+            f.sync_data()
+        });
+        if let Err(e) = written {
+            // Still refused as a replay in this process; only a restart could forget it.
+            warn!(file = %p.display(), error = %e, "cannot record a HELLO nonce");
+        }
+        true
+    }
+
+    /// Reads back the nonces of `state/hello-nonces` younger than `2 × hello_max_skew`
+    /// and rewrites the file with only those.
+    pub(crate) fn load_nonces(&self) {
+        let p = nonce_path(&self.cfg.work_dir);
+        let Ok(text) = fsx::open_nofollow(&p).and_then(|mut f| {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut f, &mut s).map(|_| s)
+        }) else {
+            return;
+        };
+        let horizon = self.cfg.link.hello_max_skew.as_secs() * 2;
+        let now = unix_now();
+        let mut kept = String::new();
+        let Ok(mut m) = self.nonces.lock() else {
+            return;
+        };
+        for line in text.lines() {
+            let mut it = line.split(' ');
+            let (Some(t), Some(node), Some(hexn)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            let (Ok(t), Ok(bytes)) = (t.parse::<u64>(), hex::decode(hexn)) else {
+                continue;
+            };
+            let Ok(nonce) = <[u8; 16]>::try_from(bytes.as_slice()) else {
+                continue;
+            };
+            let age = now.saturating_sub(t);
+            if age >= horizon {
+                continue;
+            }
+            let left = Duration::from_secs(horizon - age);
+            m.insert((node.to_owned(), nonce), Instant::now() + left);
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        if let Err(e) = fsx::write_private_synced(&p, kept.as_bytes()) {
+            warn!(file = %p.display(), error = %e, "cannot rewrite the HELLO nonce record");
+        }
     }
 
     /// Checks a HELLO (see the protocol docs, "Authentication"). Ok(key id, "" when
@@ -196,8 +303,13 @@ impl Shared {
                 "node {node} has no [[trust]] entry (add its .pub line to [[trust]])"
             ));
         };
-        if !self.fresh_nonce(node, hello.nonce) {
-            return Err("HELLO nonce seen before: a replayed HELLO".to_owned());
+        // An unsigned HELLO (insecure, a node without keys) proves nothing; its nonce
+        // is not worth remembering.
+        if hello.auth.is_some() && !self.fresh_nonce(node, hello.nonce) {
+            return Err("HELLO nonce seen before (a replayed HELLO), or too many HELLOs within 2 × hello_max_skew".to_owned());
+        }
+        if skew * 2 > link.hello_max_skew.as_secs() {
+            warn!(%node, skew_s = skew, max_s = link.hello_max_skew.as_secs(), "HELLO time is more than half of hello_max_skew off this clock: fix the time source before senders are refused");
         }
         Ok(key)
     }

@@ -37,6 +37,9 @@ pub(crate) fn serve(shared: &Arc<Shared>, stream: TcpStream, peer: String, id: u
     };
     match serve_connection(stream, &mut conn, opts) {
         Ok(end) => debug!(%peer, node = %conn.node, ?end, "connection ended"),
+        // A stranger's faults are not worth a line each (a flood would drown the
+        // alarms); an authenticated sender's are.
+        Err(e) if conn.node.is_empty() => debug!(%peer, error = %e, "connection closed"),
         Err(e) => warn!(%peer, node = %conn.node, error = %e, "connection closed"),
     }
 }
@@ -81,15 +84,32 @@ impl Conn {
             .join(format!(".part-{}-{seq:020}-{}", self.node, self.id))
     }
 
-    pub(crate) fn unverified_add(&self, n: u64) {
-        self.shared.unverified.fetch_add(n, Ordering::SeqCst);
+    /// The pool of unverified bytes this connection draws from (keyed nodes and
+    /// nodes admitted by `insecure` have separate ones).
+    fn pool(&self) -> &AtomicU64 {
+        if self.keyed {
+            &self.shared.unverified
+        } else {
+            &self.shared.unverified_unkeyed
+        }
+    }
+
+    /// Reserves `n` unverified bytes before they are written; false (nothing reserved)
+    /// if the pool would go over its cap.
+    pub(crate) fn unverified_reserve(&self, n: u64) -> bool {
+        let cap = self.shared.max_unverified();
+        self.pool()
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                let after = v.saturating_add(n);
+                (after <= cap).then_some(after)
+            })
+            .is_ok()
     }
 
     pub(crate) fn unverified_sub(&self, n: u64) {
         // Saturating: the counter never wraps below zero on a bookkeeping slip.
         let _ = self
-            .shared
-            .unverified
+            .pool()
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
                 Some(v.saturating_sub(n))
             });
@@ -139,12 +159,17 @@ impl Conn {
 
     /// The seq window (see [`SEQ_WINDOW`]): refuses a seq far ahead of the ledger.
     pub(crate) fn seq_in_window(&mut self, seq: u64) -> bool {
-        let known = self
+        // Within the window of the last known next seq (1 when none is known yet): no
+        // ledger read on the connection's thread (a target that hangs must not hold
+        // the uploads). Beyond it, the cached value may be old: read once, then decide.
+        let next = self
             .shared
             .next_seen
             .lock()
-            .is_ok_and(|m| m.contains_key(&self.node));
-        if known && self.shared.in_window(&self.node, seq) {
+            .ok()
+            .and_then(|m| m.get(&self.node).copied())
+            .unwrap_or(1);
+        if seq <= next.saturating_add(SEQ_WINDOW) {
             return true;
         }
         // Not read yet, or the cached value may be old: read the ledger (a target that
@@ -222,13 +247,14 @@ impl Conn {
             self.unverified_sub(cut);
         }
         let n = chunk.len() as u64;
-        let held = self.shared.unverified.load(Ordering::SeqCst);
-        let cap = self.shared.max_unverified();
-        if held.saturating_add(n) > cap {
-            warn!(node = %self.node, seq, offset, held, cap, "chunk refused: too many unverified bytes held in part files; answering no");
+        // Reserved before the write (backed out if it fails), so concurrent chunks
+        // cannot overshoot the cap together.
+        if !self.unverified_reserve(n) {
+            warn!(node = %self.node, seq, offset, cap = self.shared.max_unverified(), "chunk refused: too many unverified bytes held in part files; answering no");
             return Ok(false);
         }
         let Some(p) = self.part.as_mut() else {
+            self.unverified_sub(n);
             return Ok(false);
         };
         let written = p
@@ -237,8 +263,11 @@ impl Conn {
             .and_then(|_| p.file.write_all(chunk));
         let Err(e) = written else {
             p.len += n;
-            self.unverified_add(n);
             return Ok(true);
+        };
+        self.unverified_sub(n);
+        let Some(p) = self.part.as_mut() else {
+            return Err(e);
         };
         // Disk full (or another write error) part-way through the chunk: cut the file
         // back to the bytes already stored, so nothing of the half-written chunk stays
@@ -283,16 +312,6 @@ impl Conn {
             warn!(peer = %self.peer, node = %self.node, seq, file = %info.name, %reason, "END refused: upload dropped, nothing spooled, not counted as a failure");
             return Err(reason);
         }
-        let (node, fseq, _) =
-            batch::parse_batch_file_name(&info.name).map_err(|e| e.to_string())?;
-        if node != self.node || fseq != seq {
-            let reason = format!(
-                "wrong node or seq: file name {} does not match the connection's node {} and seq {seq}",
-                info.name, self.node
-            );
-            self.reject_part(seq, info, &reason);
-            return Err(reason);
-        }
         let max = self.shared.cfg.limits.max_batch_bytes;
         if info.size > max {
             self.drop_part();
@@ -304,6 +323,35 @@ impl Conn {
         if !self.seq_in_window(seq) {
             self.drop_part();
             return Err(format!("seq {seq} is too far ahead of the ledger"));
+        }
+        let named = batch::parse_batch_file_name(&info.name);
+        let (node, fseq, _) = match named {
+            Ok(n) => n,
+            Err(e) => {
+                self.drop_part();
+                return Err(e.to_string());
+            }
+        };
+        if node != self.node || fseq != seq {
+            let reason = format!(
+                "wrong node or seq: file name {} does not match the connection's node {} and seq {seq}",
+                info.name, self.node
+            );
+            if self.keyed {
+                // Signed by the node key: the sender's own mistake, kept for the record.
+                self.reject_part(seq, info, &reason);
+            } else {
+                // Unauthenticated (`insecure`): dropped, never kept under anyone's name.
+                self.drop_part();
+                warn!(peer = %self.peer, node = %self.node, seq, file = %info.name, %reason, "END refused: upload dropped");
+            }
+            return Err(reason);
+        }
+        if let Some(other) = other_spooled_name(&self.shared.spool(), &info.name) {
+            self.drop_part();
+            return Err(format!(
+                "seq {seq} is already spooled as {other}: one name per seq"
+            ));
         }
         match self.recorded(seq) {
             Some(true) => return self.check_replay(seq, info),
@@ -372,18 +420,24 @@ impl Conn {
                 }
                 if !fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file()) {
                     error!(alarm = true, node = %self.node, seq, file = %info.name, "the batch name in the spool is taken by something that is not a regular file (a symlink planted?): remove it; the batch is refused until then");
+                    self.shared.forget(&self.node, seq);
                     return Err(format!(
                         "spool/{} is not a regular file: remove it",
                         info.name
                     ));
                 }
                 error!(alarm = true, node = %self.node, seq, file = %info.name, "a different signed file for a seq that is already spooled: refused, the spooled one stays");
+                // The spooled one's outcome is the applier's to set.
                 return Err(format!(
                     "{} is already spooled with other content",
                     info.name
                 ));
             }
-            Err(e) => return Err(dropped("cannot link into the spool", &e)),
+            Err(e) => {
+                // Not spooled: RESULT must not wait for an apply that will not come.
+                self.shared.forget(&self.node, seq);
+                return Err(dropped("cannot link into the spool", &e));
+            }
         }
         // The file is visible to the applier now: never removed here. If the directory
         // cannot be made durable the answer is "no" and the resend finds it applied or
@@ -522,6 +576,17 @@ impl Conn {
     }
 }
 
+/// The other name (`.sql` / `.sql.zst`) of the same batch, if it is in the spool.
+fn other_spooled_name(spool: &Path, name: &str) -> Option<String> {
+    let other = match name.strip_suffix(".zst") {
+        Some(plain) => plain.to_owned(),
+        None => format!("{name}.zst"),
+    };
+    fs::symlink_metadata(spool.join(&other))
+        .is_ok()
+        .then_some(other)
+}
+
 /// SHA-256 of a file, opened without following a symlink.
 pub(crate) fn sha256_nofollow(path: &Path) -> std::io::Result<[u8; 32]> {
     use sha2::{Digest, Sha256};
@@ -543,7 +608,8 @@ impl FrameHandler for Conn {
     fn hello(&mut self, node: &str, hello: &Hello, message: &[u8]) -> bool {
         match self.shared.authenticate_hello(node, hello, message) {
             Ok(key) => {
-                if !self.shared.sessions.authenticated(self.id, node) {
+                let keyed = self.shared.trust.has_node(node);
+                if !self.shared.sessions.authenticated(self.id, node, keyed) {
                     return false;
                 }
                 self.node = node.to_owned();
@@ -557,7 +623,28 @@ impl FrameHandler for Conn {
                 true
             }
             Err(reason) => {
-                warn!(peer = %self.peer, %node, %reason, "HELLO refused");
+                // One line per address and minute, with the count of the others.
+                // A trusted node's name: per node and kind of reason (the real sender
+                // misconfigured must be seen); any other name: per address.
+                let ip = self
+                    .peer
+                    .rsplit_once(':')
+                    .map_or(self.peer.as_str(), |(ip, _)| ip);
+                let key = if self.shared.trust.has_node(node) {
+                    let kind: String = reason
+                        .chars()
+                        .filter(|c| !c.is_ascii_digit())
+                        .take(60)
+                        .collect();
+                    format!("{ip} {node} {kind}")
+                } else {
+                    ip.to_owned()
+                };
+                if let Some(suppressed) = self.shared.refusal_to_log(&key) {
+                    warn!(peer = %self.peer, %node, %reason, suppressed, "HELLO refused");
+                } else {
+                    debug!(peer = %self.peer, %node, %reason, "HELLO refused");
+                }
                 false
             }
         }

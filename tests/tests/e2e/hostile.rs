@@ -275,16 +275,14 @@ fn hostile_senders_are_refused_while_a_good_sender_is_served() {
     drop(idle);
 
     // One clear log line per refusal.
+    // The oversized frame and the dribbler were strangers (no HELLO accepted): their
+    // faults are logged at debug only (a flood of them must not drown the alarms);
+    // that they were closed is checked above.
     let log = rx.log_text();
     assert_eq!(
-        count(&log, &["link fault", "exceeds max_frame 1048576"]),
-        1,
-        "oversized frame log line\n{log}"
-    );
-    assert_eq!(
-        count(&log, &["link fault", "stalled or dribbling sender"]),
-        1,
-        "dribbler log line\n{log}"
+        count(&log, &["exceeds max_frame"]) + count(&log, &["dribbling"]),
+        0,
+        "a stranger's faults are not logged one line each\n{log}"
     );
     assert_eq!(
         count(
@@ -333,16 +331,14 @@ fn idle_unauthenticated_connections_make_room_for_the_newest() {
         is_closed[excess..].iter().all(|c| !c),
         "the newest connections of the address stay open (the oldest made room)"
     );
-    let log = rx.log_text();
-    assert_eq!(
+    // One summary line, not one line per closed connection (a flood must not drown
+    // the alarms).
+    ws.wait_until("the summary line", secs(15), || {
         count(
-            &log,
-            &["closing an unauthenticated connection to make room for a new one"]
-        ),
-        excess,
-        "one log line per closed connection\n{}",
-        rx.log_tail(20)
-    );
+            &rx.log_text(),
+            &["unauthenticated connections closed or refused to make room"],
+        ) >= 1
+    });
 
     // While the idle ones are still held, a good sender is served.
     let mut tx = ws.sender(
