@@ -88,6 +88,12 @@ fn real_main(cli: Cli) -> Result<()> {
             "insecure = true: a sender of any node WITHOUT a [[trust]] key is accepted unauthenticated, under any node name it claims: anyone who can reach the listen address can write to the target through such a node. Nodes with [[trust]] keys still need valid signatures on HELLO, END and every batch"
         );
     }
+    if !cfg.trust.is_empty() && cfg.link.id == gapsync_common::config::DEFAULT_RECEIVER_ID {
+        warn!(
+            id = %cfg.link.id,
+            "[link] id is the default: give this receiver its own id (and the senders' [link] receiver_id the same), or a HELLO captured at another receiver on the default could be replayed here"
+        );
+    }
     match cli.cmd {
         Cmd::Check => {
             gapsync_common::sign::TrustStore::from_config(&cfg.trust).with_context(|| {
