@@ -102,7 +102,22 @@ fn real_main(cli: Cli) -> Result<()> {
                     cli.config.display()
                 )
             })?;
-            open_target(&cfg).with_context(|| format!("opening the target {}", cfg.target))?;
+            // `check` creates nothing: a target file that `run` would create (first
+            // install, `[target] create = true`) is only reported.
+            let to_create = match &cfg.target {
+                gapsync_common::config::DbUrl::Sqlite(p) => {
+                    cfg.create_target && std::fs::symlink_metadata(p).is_err()
+                }
+                gapsync_common::config::DbUrl::Odbc(_) => false,
+            };
+            if to_create {
+                gapsync_common::outln!(
+                    "target {} does not exist yet: `run` will create it ([target] create = true; set it back to false once installed)",
+                    cfg.target
+                )?;
+            } else {
+                open_target(&cfg).with_context(|| format!("opening the target {}", cfg.target))?;
+            }
             gapsync_common::outln!(
                 "{}: configuration OK (target {})",
                 cli.config.display(),

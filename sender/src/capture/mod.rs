@@ -55,6 +55,10 @@ pub enum SourceError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error(
+        "source database file {0} does not exist: check [source] url (the sender never creates a source database)"
+    )]
+    Missing(String),
     #[error("source table {0:?} does not exist")]
     NoTable(String),
     #[error(

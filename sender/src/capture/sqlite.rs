@@ -44,11 +44,19 @@ pub struct SqliteSource {
 }
 
 impl SqliteSource {
+    /// Opens the plant's database. A missing file is an error naming it: a mistyped
+    /// path must not become a new, empty source (then reported as "no such table").
     pub fn open(path: &Path) -> Result<SqliteSource> {
-        let conn = Connection::open(path).map_err(|source| SourceError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        if std::fs::metadata(path).is_err() {
+            return Err(SourceError::Missing(path.display().to_string()));
+        }
+        let mut flags = rusqlite::OpenFlags::default();
+        flags.remove(rusqlite::OpenFlags::SQLITE_OPEN_CREATE);
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|source| SourceError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
         conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
         Ok(SqliteSource {
             conn,

@@ -18,6 +18,7 @@ mod sqlite {
 
     fn source(ddl: &str) -> (tempfile::TempDir, SqliteSource) {
         let dir = tempfile::tempdir().unwrap();
+        Connection::open(dir.path().join("s.db")).unwrap();
         let src = SqliteSource::open(&dir.path().join("s.db")).unwrap();
         src.conn.execute_batch(ddl).unwrap();
         (dir, src)
@@ -326,6 +327,7 @@ mod replace_tests {
     #[test]
     fn replace_records_displaced_rows() {
         let dir = tempfile::tempdir().unwrap();
+        rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
         let mut src = SqliteSource::open(&dir.path().join("s.db")).unwrap();
         src.conn
             .execute_batch(
@@ -365,5 +367,21 @@ mod replace_tests {
         );
         // A read that would end on an `R` row goes on to its INSERT.
         assert_eq!(src.read_pending(1, i64::MAX).unwrap().len(), 2);
+    }
+}
+
+mod missing {
+    #![allow(clippy::unwrap_used)]
+    use super::super::*;
+
+    /// A mistyped `sqlite:` path is an error naming it; nothing is created.
+    #[test]
+    fn a_missing_source_file_is_an_error_and_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("typo.db");
+        let e = SqliteSource::open(&p).err().unwrap();
+        assert!(matches!(e, SourceError::Missing(_)), "{e}");
+        assert!(e.to_string().contains("typo.db"), "{e}");
+        assert!(!p.exists());
     }
 }

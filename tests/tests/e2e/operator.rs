@@ -132,3 +132,33 @@ fn a_batch_of_another_dialect_is_refused_and_quarantined_with_the_repair() {
         .unwrap();
     assert_eq!(tables, 0, "nothing of the refused batches ran");
 }
+
+/// `check` creates nothing: a receiver whose target `run` would create (first install,
+/// `[target] create = true`) reports it and leaves it uncreated; a sender whose
+/// `sqlite:` source path is mistyped fails naming it, and no empty source appears.
+#[test]
+fn check_creates_nothing() {
+    let ws = Workspace::new("op-check");
+    let rx = ws.receiver(ReceiverConfig::default());
+    rx.write_config();
+    let out = Command::new(receiver_bin())
+        .args(["-c", &rx.config_path.display().to_string(), "check"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("does not exist yet"), "{text}");
+    assert!(!rx.target_db.exists(), "check created the target");
+
+    let tx = ws.sender(SenderConfig::new("plant1").table(Table::new("t")));
+    tx.write_config();
+    assert!(!tx.source_db.exists());
+    let out = tx.exec(&["check"]);
+    assert!(!out.success(), "{out:?}");
+    assert!(
+        out.stderr.contains("does not exist") && out.stderr.contains("plant.db"),
+        "{}",
+        out.stderr
+    );
+    assert!(!tx.source_db.exists(), "check created the source");
+}
