@@ -16,6 +16,9 @@
 //! ```
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/golden.rs"]
+mod golden_support;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -327,7 +330,6 @@ fn golden_path(d: Dialect) -> PathBuf {
 
 #[test]
 fn every_dialect_matches_its_golden_file() {
-    let bless = std::env::var("GAPSYNC_BLESS").as_deref() == Ok("1");
     let mut failures = Vec::new();
     for d in Dialect::ALL {
         let text = render(d);
@@ -339,26 +341,8 @@ fn every_dialect_matches_its_golden_file() {
             );
             assert!(!l.contains(['\r', '\0']), "{d}: CR or NUL in {l:?}");
         }
-        let path = golden_path(d);
-        if bless {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &text).unwrap();
-            continue;
-        }
-        let want = std::fs::read_to_string(&path).unwrap_or_default();
-        if want != text {
-            let (n, (w, g)) = want
-                .lines()
-                .chain(std::iter::repeat("<end of file>"))
-                .zip(text.lines().chain(std::iter::repeat("<end of output>")))
-                .enumerate()
-                .find(|(_, (w, g))| w != g)
-                .unwrap();
-            failures.push(format!(
-                "{}: first difference at line {}:\n  golden: {w}\n  now:    {g}",
-                path.display(),
-                n + 1
-            ));
+        if let Some(f) = golden_support::check(&golden_path(d), &text) {
+            failures.push(f);
         }
     }
     assert!(

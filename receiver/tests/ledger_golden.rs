@@ -3,6 +3,9 @@
 //! server: this file is what a reviewer checks). `GAPSYNC_BLESS=1` rewrites it.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../common/tests/support/golden.rs"]
+mod golden_support;
+
 use gapsync_common::db::session_setup;
 use gapsync_common::dialect::Dialect;
 use gapsync_receiver::apply::ledger_ddl_for;
@@ -23,13 +26,7 @@ fn ledger_ddl_and_session_setup_match_golden() {
         }
     }
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ledger.sql");
-    if std::env::var("GAPSYNC_BLESS").as_deref() == Ok("1") {
-        std::fs::write(&path, &out).unwrap();
+    if let Some(f) = golden_support::check(&path, &out) {
+        panic!("ledger DDL changed (review, then GAPSYNC_BLESS=1): {f}");
     }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (GAPSYNC_BLESS=1 creates it)", path.display()));
-    assert_eq!(
-        out, want,
-        "ledger DDL changed: review, then GAPSYNC_BLESS=1"
-    );
 }

@@ -16,9 +16,12 @@
 //! After an intended change, regenerate and review the diff line by line:
 //!
 //! ```text
-//! GAPSYNC_BLESS=1 cargo test -p gapsync-common --test capture_golden
+//! GAPSYNC_BLESS=1 cargo test -p gapsync-sender --test capture_golden
 //! ```
 #![allow(clippy::unwrap_used)]
+
+#[path = "../../common/tests/support/golden.rs"]
+mod golden_support;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -83,7 +86,7 @@ fn render(d: CaptureDialect) -> String {
         d.name()
     );
     text.push_str(
-        "-- Regenerate: GAPSYNC_BLESS=1 cargo test -p gapsync-common --test capture_golden\n",
+        "-- Regenerate: GAPSYNC_BLESS=1 cargo test -p gapsync-sender --test capture_golden\n",
     );
     let _ = writeln!(
         text,
@@ -120,7 +123,6 @@ fn golden_path(d: CaptureDialect) -> PathBuf {
 
 #[test]
 fn every_capture_dialect_matches_its_golden_file() {
-    let bless = std::env::var("GAPSYNC_BLESS").as_deref() == Ok("1");
     let mut failures = Vec::new();
     for d in CaptureDialect::ALL {
         let text = render(d);
@@ -131,26 +133,8 @@ fn every_capture_dialect_matches_its_golden_file() {
                 d.name()
             );
         }
-        let path = golden_path(d);
-        if bless {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &text).unwrap();
-            continue;
-        }
-        let want = std::fs::read_to_string(&path).unwrap_or_default();
-        if want != text {
-            let (n, (w, g)) = want
-                .lines()
-                .chain(std::iter::repeat("<end of file>"))
-                .zip(text.lines().chain(std::iter::repeat("<end of output>")))
-                .enumerate()
-                .find(|(_, (w, g))| w != g)
-                .unwrap();
-            failures.push(format!(
-                "{}: first difference at line {}:\n  golden: {w}\n  now:    {g}",
-                path.display(),
-                n + 1
-            ));
+        if let Some(f) = golden_support::check(&golden_path(d), &text) {
+            failures.push(f);
         }
     }
     assert!(

@@ -1,5 +1,5 @@
 -- gapsync capture golden file: dialect mysql, rendered by gapsync_sender::capture::ddl.
--- Regenerate: GAPSYNC_BLESS=1 cargo test -p gapsync-common --test capture_golden
+-- Regenerate: GAPSYNC_BLESS=1 cargo test -p gapsync-sender --test capture_golden
 -- Table plant_main -> mis_plant, key (id, name), layout 7; columns: id int, name text, value float, amount decimal, raw binary, day date, tod time, Read At timestamp, at_utc timestamptz, flag bool
 
 -- base_ddl
