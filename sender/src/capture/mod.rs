@@ -288,6 +288,31 @@ pub enum SnapshotEvent<'a> {
     Row(&'a [Value]),
 }
 
+/// The note `install` gives for a table: installed, triggers restored, or re-installed
+/// because `what` changed (both capture back-ends say it the same way).
+pub(crate) fn install_note(table: &str, installed_before: bool, same: bool, what: &str) -> String {
+    let how = match (installed_before, same) {
+        (false, _) => "installed".to_owned(),
+        (true, true) => "triggers restored".to_owned(),
+        (true, false) => format!("re-installed ({what} changed)"),
+    };
+    format!("{table}: {how}")
+}
+
+/// Appends the DDL (`stmt(i)`) that widens the tracking table's `k`/`c` columns from
+/// `*have` to `need`.
+pub(crate) fn widen(
+    ddl: &mut Vec<String>,
+    have: &mut usize,
+    need: usize,
+    stmt: impl Fn(usize) -> String,
+) {
+    while *have < need {
+        ddl.push(stmt(*have));
+        *have += 1;
+    }
+}
+
 pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }

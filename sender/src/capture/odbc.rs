@@ -30,8 +30,8 @@ use std::fmt::Write as _;
 use crate::capture::ddl::{self as capture_ddl, CaptureDialect, Class};
 use crate::capture::{
     Absorbed, BatchRecord, BatchState, Change, ChangeSource, ColumnSpec, InstallPlan, Layout, Op,
-    SinkError, SnapshotEvent, SnapshotSink, SourceError, TableSpec, from_json, now, quote_lit,
-    to_json,
+    SinkError, SnapshotEvent, SnapshotSink, SourceError, TableSpec, from_json, install_note, now,
+    quote_lit, to_json, widen,
 };
 use crate::config::TableConfig;
 use gapsync_common::db::odbc::{Dbms, OdbcBackend};
@@ -234,23 +234,19 @@ impl OdbcSource {
                 notes.push(format!("{}: up to date", spec.source));
                 continue;
             }
-            notes.push(format!(
-                "{}: {}",
-                spec.source,
-                match current {
-                    None => "installed",
-                    Some(_) if same => "triggers restored",
-                    Some(_) => "re-installed (columns or key changed)",
-                }
+            notes.push(install_note(
+                &spec.source,
+                current.is_some(),
+                same,
+                "columns or key",
             ));
-            while kw < key.len() {
-                ddl.push(capture_ddl::width_ddl(self.cd(), 'k', kw));
-                kw += 1;
-            }
-            while cw < cols.len() {
-                ddl.push(capture_ddl::width_ddl(self.cd(), 'c', cw));
-                cw += 1;
-            }
+            let cd = self.cd();
+            widen(&mut ddl, &mut kw, key.len(), |i| {
+                capture_ddl::width_ddl(cd, 'k', i)
+            });
+            widen(&mut ddl, &mut cw, cols.len(), |i| {
+                capture_ddl::width_ddl(cd, 'c', i)
+            });
             let layout = next_layout;
             next_layout += 1;
             ddl.push(format!(

@@ -878,23 +878,18 @@ pub(crate) fn plan(conn: &Connection, specs: &[TableSpec]) -> Result<InstallPlan
             notes.push(format!("{}: up to date", spec.source));
             continue;
         }
-        notes.push(format!(
-            "{}: {}",
-            spec.source,
-            match current {
-                None => "installed",
-                Some(_) if same => "triggers restored",
-                Some(_) => "re-installed (columns, key or unique constraints changed)",
-            }
+        notes.push(install_note(
+            &spec.source,
+            current.is_some(),
+            same,
+            "columns, key or unique constraints",
         ));
-        while kw < key.len() {
-            ddl.push(format!("ALTER TABLE _gapsync_changes ADD COLUMN k{kw}"));
-            kw += 1;
-        }
-        while cw < cols.len() {
-            ddl.push(format!("ALTER TABLE _gapsync_changes ADD COLUMN c{cw}"));
-            cw += 1;
-        }
+        widen(&mut ddl, &mut kw, key.len(), |i| {
+            format!("ALTER TABLE _gapsync_changes ADD COLUMN k{i}")
+        });
+        widen(&mut ddl, &mut cw, cols.len(), |i| {
+            format!("ALTER TABLE _gapsync_changes ADD COLUMN c{i}")
+        });
         let layout = next_layout;
         next_layout += 1;
         ddl.push(format!(
