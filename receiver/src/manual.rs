@@ -112,11 +112,48 @@ pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String
             Ok(ApplyOutcome::AlreadyApplied) => {
                 out.push(format!("{name}: already applied, skipped"))
             }
+            Err(e @ ApplyError::Deterministic(_)) => {
+                // A verified batch that cannot apply: quarantined at once (the operator
+                // ran it; there is no second attempt to wait for), so the node's later
+                // files can go on; its tables are healed with `resync`.
+                let reason = e.to_string();
+                let kept = quarantine_copy(&cfg.work_dir, &path, &name, &reason);
+                t.record_quarantine(&node, seq, &sha, &name, &reason)?;
+                ev("dropped", "quarantined", &reason);
+                error!(alarm = true, %node, seq, file = %name, %reason, "batch applied by hand failed: quarantined");
+                let kept = match kept {
+                    Ok(()) => "a copy and the reason are in quarantine/".to_owned(),
+                    Err(e) => format!("its copy could not be kept in quarantine/: {e}"),
+                };
+                return Err(ReceiverError::Order(format!(
+                    "{name}: {e}; quarantined ({kept}): the node's next files apply after it; heal its tables with `gapsync-sender resync TABLE`"
+                )));
+            }
             Err(e) => {
                 ev("failed", "failed", &e.to_string());
-                return Err(ReceiverError::Order(format!("{name}: {e}")));
+                return Err(ReceiverError::Order(format!(
+                    "{name}: {e} (nothing applied, nothing counted: run it again once the target is back)"
+                )));
             }
         }
     }
     Ok(out)
+}
+
+/// Copies a hand-applied file that failed into `quarantine/` (private, never through a
+/// symlink) with its `.reason`; the operator's own file stays where it was.
+fn quarantine_copy(work_dir: &Path, from: &Path, name: &str, reason: &str) -> std::io::Result<()> {
+    let qdir = work_dir.join("quarantine");
+    fsx::private_dir(&qdir).map_err(std::io::Error::from)?;
+    let dest = qdir.join(name);
+    if fs::symlink_metadata(&dest).is_err() {
+        let mut src = fsx::open_nofollow(from)?;
+        let mut out = fsx::create_private(&dest)?;
+        std::io::copy(&mut src, &mut out)?;
+        out.sync_all()?;
+    }
+    fsx::write_private_synced(
+        &qdir.join(format!("{name}.reason")),
+        format!("{reason}\n").as_bytes(),
+    )
 }

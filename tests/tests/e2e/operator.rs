@@ -162,3 +162,57 @@ fn check_creates_nothing() {
     );
     assert!(!tx.source_db.exists(), "check created the source");
 }
+
+/// A batch applied by hand that fails on the target (here: its table is missing) is
+/// quarantined at once, with a copy and the reason in the receiver's quarantine, and
+/// the node's next file applies after it (it no longer waits "needs seq N first"
+/// forever); a `resync` heals the table.
+#[test]
+fn a_refused_manual_apply_is_quarantined_and_the_node_moves_on() {
+    let rig = Rig::new(
+        "op-manual",
+        SenderConfig::new("media").table(Table::new("t")),
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)",
+    );
+    let src = rig.tx.source();
+    rig.tx.snapshot(&[]);
+    rig.tx.once();
+    src.execute("INSERT INTO t VALUES (1, 'a')", []).unwrap();
+    rig.tx.once();
+    src.execute("INSERT INTO t VALUES (2, 'b')", []).unwrap();
+    rig.tx.once();
+    let archive = rig.tx.work_files("archive");
+    assert_eq!(archive.len(), 3, "{archive:?}");
+
+    // A fresh target, by hand: out of order is refused and counts nothing.
+    let fresh = rig.ws.receiver_in("fresh", ReceiverConfig::default());
+    let out = fresh.apply(&[&archive[1]]).expect_failure();
+    assert!(out.stderr.contains("needs seq 1 first"), "{}", out.stderr);
+    // seq 1 is the snapshot: apply it, then drop the table so seq 2 fails.
+    fresh.apply(&[&archive[0]]).expect_success();
+    fresh.target().execute_batch("DROP TABLE t").unwrap();
+    let out = fresh.apply(&[&archive[1]]).expect_failure();
+    assert!(out.stderr.contains("quarantined"), "{}", out.stderr);
+    assert!(out.stderr.contains("resync"), "{}", out.stderr);
+    assert_eq!(fresh.quarantined_seqs("media"), vec![2]);
+    let name = archive[1]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let q = fresh.work_files("quarantine");
+    assert!(
+        q.iter()
+            .any(|p| p.file_name().unwrap().to_string_lossy() == name),
+        "{q:?}"
+    );
+    assert!(
+        archive[1].exists(),
+        "the operator's file stays where it was"
+    );
+    // The node moves on: seq 3 is taken next (it fails too, for the same missing
+    // table, and is quarantined the same way: nothing waits forever).
+    let out = fresh.apply(&[&archive[2]]).expect_failure();
+    assert!(!out.stderr.contains("needs seq"), "{}", out.stderr);
+    assert_eq!(fresh.quarantined_seqs("media"), vec![2, 3]);
+}
