@@ -38,6 +38,11 @@ enum Cmd {
         /// Print the DDL instead of running it.
         #[arg(long)]
         dry_run: bool,
+        /// Do not queue the initial snapshot of newly installed tables (then queue it
+        /// yourself with `snapshot` before the first `run`, or the first change batches
+        /// find no table on the target and are quarantined).
+        #[arg(long)]
+        no_snapshot: bool,
     },
     /// Remove the capture triggers (tracking data is kept unless --purge).
     Uninstall {
@@ -164,7 +169,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
             gapsync_common::outln!("{}: configuration OK", cli.config.display())?;
         }
-        Cmd::Install { dry_run } => {
+        Cmd::Install {
+            dry_run,
+            no_snapshot,
+        } => {
             let mut sender = Sender::open(cfg, false)?;
             let specs = sender.checked_specs()?;
             let plan = if dry_run {
@@ -179,6 +187,20 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
             for n in &plan.notes {
                 gapsync_common::outln!("{}{n}", if dry_run { "-- would be: " } else { "" })?;
+            }
+            // A table installed for the first time gets its initial snapshot queued:
+            // the target must have the table and its rows before the first changes.
+            let fresh: Vec<String> = plan
+                .notes
+                .iter()
+                .filter_map(|n| n.strip_suffix(": installed").map(str::to_owned))
+                .collect();
+            if !dry_run && !no_snapshot && !fresh.is_empty() {
+                let queued = sender.queue_snapshots(&fresh)?;
+                gapsync_common::outln!(
+                    "initial snapshot queued for {} (the next `run` or `once` ships it first)",
+                    queued.join(", ")
+                )?;
             }
         }
         Cmd::Uninstall { purge } => {

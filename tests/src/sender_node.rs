@@ -95,7 +95,8 @@ impl SenderNode {
 
     /// `install` (must succeed).
     pub fn install(&self) -> CmdOutput {
-        self.exec(&["install"]).expect_success()
+        // The tests queue their snapshots themselves (`snapshot`), when they want one.
+        self.exec(&["install", "--no-snapshot"]).expect_success()
     }
 
     /// `snapshot TABLE...` (empty: all tables); only queues (must succeed).

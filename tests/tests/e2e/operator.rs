@@ -216,3 +216,41 @@ fn a_refused_manual_apply_is_quarantined_and_the_node_moves_on() {
     assert!(!out.stderr.contains("needs seq"), "{}", out.stderr);
     assert_eq!(fresh.quarantined_seqs("media"), vec![2, 3]);
 }
+
+/// A first deployment in the README's order (install, run) needs no separate
+/// `snapshot`: `install` queues the initial snapshot of every newly installed table, so
+/// the first change batches find their table; a second `install` queues nothing.
+#[test]
+fn install_queues_the_initial_snapshot() {
+    let ws = Workspace::new("op-install");
+    let mut rx = ws.receiver(ReceiverConfig::default());
+    rx.start();
+    let tx = ws.sender(
+        SenderConfig::new("plant1")
+            .table(Table::new("t"))
+            .connect(rx.addr()),
+    );
+    tx.source()
+        .execute_batch(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'before');",
+        )
+        .unwrap();
+    let out = tx.exec(&["install"]).expect_success();
+    assert!(
+        out.stdout.contains("initial snapshot queued for t"),
+        "{}",
+        out.stdout
+    );
+    tx.source()
+        .execute("INSERT INTO t VALUES (2, 'after')", [])
+        .unwrap();
+    tx.exec(&["once"]).expect_success();
+    assert_synced(&tx, &rx);
+    assert!(rx.quarantined_seqs("plant1").is_empty());
+    let again = tx.exec(&["install"]).expect_success();
+    assert!(
+        !again.stdout.contains("snapshot queued"),
+        "{}",
+        again.stdout
+    );
+}

@@ -396,8 +396,7 @@ mod postgres {
             .connect(rx.addr());
         let mut tx = ws.sender(cfg);
         use_odbc_source(&tx, &src.conn_str_via(proxy.port()));
-        tx.exec(&["install"]).expect_success();
-        tx.exec(&["snapshot"]).expect_success();
+        tx.exec(&["install"]).expect_success(); // queues the initial snapshot
         tx.start();
         let writer = PgWriter::start(&src, 1515);
         ws.wait_until("batches applied while streaming", secs(60), || {
