@@ -382,13 +382,13 @@ fn tokenize(d: &dyn SqlDialect, sql: &str) -> Result<Vec<TokenWithSpan>, String>
 /// Where in its batch a statement may stand: fed every statement of ONE batch in order
 /// (each after [`AllowList::validate`] accepted it), before the statement runs.
 ///
-/// MySQL and MariaDB commit implicitly at DDL: a `CREATE TABLE` after other statements
+/// MySQL, MariaDB, Oracle and DM commit implicitly at DDL: a `CREATE TABLE` after other statements
 /// would commit them without the batch's ledger row, so a batch failing later would
 /// leave them behind (ARCHITECTURE.md invariant I2). The sender writes `CREATE TABLE` only as
 /// the first statement of a snapshot batch (`batch::BatchKind::Snapshot`), where
-/// nothing of the batch has run yet. So on a `mysql` target every statement other than
-/// `INSERT`, `UPDATE` and `DELETE` is accepted only there, and refused anywhere else
-/// before it runs. Other targets have transactional DDL: no rule.
+/// nothing of the batch has run yet. So on a `mysql`, `oracle` or `dm` target every
+/// statement other than `INSERT`, `UPDATE` and `DELETE` is accepted only there, and
+/// refused anywhere else before it runs. Other targets have transactional DDL: no rule.
 #[derive(Debug, Clone)]
 pub struct BatchOrder {
     dialect: Dialect,
@@ -411,7 +411,9 @@ impl BatchOrder {
     pub fn check(&mut self, sql: &str) -> Result<(), String> {
         let first = self.seen == 0;
         self.seen += 1;
-        if self.dialect != Dialect::Mysql || is_change(sql) {
+        let implicit_commit =
+            matches!(self.dialect, Dialect::Mysql | Dialect::Oracle | Dialect::Dm);
+        if !implicit_commit || is_change(sql) {
             return Ok(());
         }
         let what = sql.split(' ').take(2).collect::<Vec<_>>().join(" ");
@@ -419,13 +421,13 @@ impl BatchOrder {
         match self.kind {
             BatchKind::Snapshot if first => Ok(()),
             BatchKind::Snapshot => Err(format!(
-                "{what} after the first statement of a snapshot batch: on MySQL and MariaDB it \
-                 would commit the statements before it implicitly (gapsync writes CREATE TABLE \
+                "{what} after the first statement of a snapshot batch: on this target (MySQL, \
+                 MariaDB, Oracle, DM) it would commit the statements before it implicitly (gapsync writes CREATE TABLE \
                  only as a snapshot batch's first statement)"
             )),
             BatchKind::Changes => Err(format!(
-                "{what} in a changes batch: on MySQL and MariaDB it would commit the batch's \
-                 statements implicitly (gapsync writes CREATE TABLE only as a snapshot batch's \
+                "{what} in a changes batch: on this target (MySQL, MariaDB, Oracle, DM) it \
+                 would commit the batch's statements implicitly (gapsync writes CREATE TABLE only as a snapshot batch's \
                  first statement)"
             )),
         }

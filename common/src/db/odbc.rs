@@ -33,6 +33,9 @@ use odbc_api::{
 use crate::db::{Backend, DbError, Exec, Param};
 use crate::dialect::Dialect;
 
+/// Seconds an ODBC login may take before it fails (transient: retried).
+pub const LOGIN_TIMEOUT_SECS: u32 = 10;
+
 static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
 
 fn env() -> Result<&'static Environment, DbError> {
@@ -132,7 +135,17 @@ impl OdbcBackend {
     pub fn connect(conn_str: &str, dialect: Option<&str>) -> Result<OdbcBackend, DbError> {
         let conn_str = with_found_rows(conn_str);
         let conn = env()?
-            .connect_with_connection_string(&conn_str, ConnectionOptions::default())
+            .connect_with_connection_string(
+                &conn_str,
+                ConnectionOptions {
+                    // A server that does not answer (a host dropping packets) must not hold
+                    // a caller for the driver's default, often minutes: well below the
+                    // link's frame timeout, so a connection thread's ledger read cannot
+                    // outlast the sender's wait.
+                    login_timeout_sec: Some(LOGIN_TIMEOUT_SECS),
+                    ..ConnectionOptions::default()
+                },
+            )
             .map_err(odbc_err)?;
         let name = match dialect {
             Some(d) => d.to_owned(),

@@ -949,8 +949,20 @@ fn ddl_stands_only_first_in_a_mysql_snapshot_batch() {
         )
         .is_ok()
     );
+    // Oracle and DM commit implicitly at DDL too: the same rule.
+    for d in [Dialect::Oracle, Dialect::Dm] {
+        assert_eq!(run(d, BatchKind::Snapshot, &[create, ins]), Ok(()), "{d}");
+        assert_eq!(
+            run(d, BatchKind::Changes, &[ins, create]).unwrap_err().0,
+            1,
+            "{d}"
+        );
+    }
     // Other targets have transactional DDL: no position rule.
-    for d in Dialect::ALL.into_iter().filter(|d| *d != Dialect::Mysql) {
+    for d in Dialect::ALL
+        .into_iter()
+        .filter(|d| !matches!(d, Dialect::Mysql | Dialect::Oracle | Dialect::Dm))
+    {
         assert_eq!(
             run(d, BatchKind::Changes, &[ins, create, ins]),
             Ok(()),
