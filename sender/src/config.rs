@@ -211,6 +211,24 @@ fn keep_days(path: &Path, a: &RawArchive) -> Result<u32, ConfigError> {
 }
 
 impl SenderConfig {
+    /// Only the node id of a sender config: what `keygen` needs, before a key exists
+    /// (the full [`SenderConfig::load`] requires `[sign] key` unless `insecure`).
+    pub fn load_node(path: &Path) -> Result<String, ConfigError> {
+        #[derive(Deserialize)]
+        struct NodeOnly {
+            node: String,
+        }
+        let text = read(path)?;
+        let raw: NodeOnly = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
+        if !valid_node(&raw.node) {
+            return Err(invalid(
+                path,
+                format!("node = {:?}: 1 to 32 of A-Z a-z 0-9 _ -", raw.node),
+            ));
+        }
+        Ok(raw.node)
+    }
+
     pub fn load(path: &Path) -> Result<SenderConfig, ConfigError> {
         let text = read(path)?;
         let raw: RawSender = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;

@@ -117,6 +117,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// `keygen` is handled before the full config is loaded (see `real_main`).
+fn unreachable_keygen() -> Result<()> {
+    anyhow::bail!("internal error: keygen reached the full-config path")
+}
+
 /// Exit status of a halted node (`[batch] on_second_failure = "halt"`).
 const EXIT_HALTED: u8 = 3;
 
@@ -129,6 +134,26 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
 }
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
+    if let Cmd::Keygen { out } = &cli.cmd {
+        // Before a key exists: only the node id is read from the config.
+        let node = SenderConfig::load_node(&cli.config)?;
+        gapsync_common::fsx::private_dir(out)
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("creating the key directory {}", out.display()))?;
+        let (key, public, signer) = gapsync_common::sign::generate(&node, out)?;
+        gapsync_common::outln!("private key: {} (mode 0600)", key.display())?;
+        gapsync_common::outln!("public key:  {}", public.display())?;
+        gapsync_common::outln!(
+            "\n# sender.toml\n[sign]\nkey = {:?}",
+            key.display().to_string()
+        )?;
+        gapsync_common::outln!(
+            "\n# receiver.toml (one entry per trusted key)\n[[trust]]\nnode = {:?}\nkey = {:?}",
+            node,
+            signer.public_line()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let cfg = SenderConfig::load(&cli.config)?;
     if cfg.insecure {
         warn!(
@@ -136,20 +161,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         );
     }
     match cli.cmd {
-        Cmd::Keygen { out } => {
-            let (key, public, signer) = gapsync_common::sign::generate(&cfg.node, &out)?;
-            gapsync_common::outln!("private key: {} (mode 0600)", key.display())?;
-            gapsync_common::outln!("public key:  {}", public.display())?;
-            gapsync_common::outln!(
-                "sender config:   [sign] key = {:?}",
-                key.display().to_string()
-            )?;
-            gapsync_common::outln!(
-                "receiver config: [[trust]] node = {:?} key = {:?}",
-                cfg.node,
-                signer.public_line()
-            )?;
-        }
+        Cmd::Keygen { .. } => unreachable_keygen()?,
         Cmd::Check => {
             let mut sender = Sender::open(cfg, false)?;
             let specs = sender.checked_specs()?;

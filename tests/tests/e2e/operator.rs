@@ -254,3 +254,58 @@ fn install_queues_the_initial_snapshot() {
         again.stdout
     );
 }
+
+/// `keygen` works before a key exists (a config without `[sign] key` and without
+/// `insecure`), creates a missing output directory (0700), and prints the sender's and
+/// the receiver's config blocks as TOML that can be pasted as they are: the receiver's
+/// `check` accepts the `[[trust]]` block.
+#[test]
+fn keygen_before_a_key_exists_prints_pasteable_toml() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Workspace::new("op-keygen");
+    let dir = ws.path().join("sender");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("sender.toml");
+    std::fs::write(
+        &cfg,
+        "node = \"plant7\"\n[source]\nurl = \"sqlite:plant.db\"\n[[table]]\nsource = \"t\"\n\
+         [link]\nconnect = \"127.0.0.1:1\"\n[work]\ndir = \"work\"\n",
+    )
+    .unwrap();
+    let keys = ws.path().join("keys").join("deep");
+    let out = Command::new(sender_bin())
+        .args([
+            "-c",
+            &cfg.display().to_string(),
+            "keygen",
+            "--out",
+            &keys.display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    assert!(keys.join("plant7.key").is_file());
+    let mode = std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    let trust = &text[text.find("[[trust]]").expect("a [[trust]] block")..];
+    assert!(text.contains("[sign]\nkey = "), "{text}");
+
+    let rx = ws.receiver(ReceiverConfig::default());
+    let rcfg = std::fs::read_to_string(&rx.config_path)
+        .unwrap_or_else(|_| {
+            rx.write_config();
+            std::fs::read_to_string(&rx.config_path).unwrap()
+        })
+        .replace("insecure = true", "");
+    std::fs::write(&rx.config_path, format!("{rcfg}\n{trust}")).unwrap();
+    let out = Command::new(receiver_bin())
+        .args(["-c", &rx.config_path.display().to_string(), "check"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the pasted block must be a valid [[trust]] entry: {}\n{trust}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
