@@ -39,6 +39,7 @@ impl Receiver {
                                     n.quarantined.iter().copied().fold(n.last_applied, u64::max);
                                 sh.note_next(&n.node, last + 1);
                             }
+                            self.check_ledger_marks(&mut t, &mut waiting_logged);
                         }
                         target.insert(t)
                     }
@@ -68,6 +69,37 @@ impl Receiver {
         }
     }
 
+    /// Compares the target's ledger with the high-water marks: raises a mark the ledger
+    /// is ahead of (a manual apply), and returns the nodes whose ledger went backwards
+    /// (a replaced or restored target), raising one alarm per node.
+    pub(crate) fn check_ledger_marks(
+        &self,
+        t: &mut Target,
+        alarmed: &mut HashMap<String, u64>,
+    ) -> Vec<String> {
+        let sh = &self.shared;
+        let Ok(nodes) = t.progress() else {
+            return Vec::new();
+        };
+        let mut ledger_next = std::collections::BTreeMap::new();
+        for n in nodes {
+            let last = n.quarantined.iter().copied().fold(n.last_applied, u64::max);
+            if last > 0 && sh.mark(&n.node).is_none_or(|m| m < last) {
+                sh.raise_mark(&n.node, last);
+            }
+            ledger_next.insert(n.node, last + 1);
+        }
+        let marks = sh.marks.lock().map(|m| m.clone()).unwrap_or_default();
+        let mut out = Vec::new();
+        for (node, mark, have) in crate::marks::regressed(&marks, &ledger_next) {
+            if alarmed.insert(format!("regressed:{node}"), have) != Some(have) {
+                error!(alarm = true, %node, mark, ledger = have, "the target's ledger went backwards (replaced or restored target?): it records seq {have} for this node, this receiver saw seq {mark}; nothing of the node is applied: restore the target, or accept the new one with `gapsync-receiver accept-ledger {node}` (receiver stopped) and resync its tables from the sender");
+            }
+            out.push(node);
+        }
+        out
+    }
+
     /// One pass over the spool. Ok(true): something was done. Err: transient failure.
     pub(crate) fn apply_spooled(
         &self,
@@ -86,6 +118,20 @@ impl Receiver {
         for (node, files) in spooled {
             let next = t.next_expected(&node)?;
             sh.note_next(&node, next);
+            // The ledger against its high-water mark (one query per node and pass, the
+            // one above; the full check runs when the target is opened).
+            match sh.mark(&node) {
+                Some(mark) if next.saturating_sub(1) < mark => {
+                    let have = next.saturating_sub(1);
+                    if waiting_logged.insert(format!("regressed:{node}"), have) != Some(have) {
+                        error!(alarm = true, %node, mark, ledger = have, "the target's ledger went backwards (replaced or restored target?): nothing of the node is applied: restore the target, or accept the new one with `gapsync-receiver accept-ledger {node}` (receiver stopped) and resync its tables from the sender");
+                    }
+                    continue;
+                }
+                Some(mark) if next.saturating_sub(1) > mark => sh.raise_mark(&node, next - 1),
+                None if next > 1 => sh.raise_mark(&node, next - 1),
+                _ => {}
+            }
             for (&seq, path) in files.range(..next) {
                 // Applied or quarantined before: a resent copy.
                 let applied = t.applied_sha(&node, seq)?.is_some();
@@ -192,6 +238,7 @@ impl Receiver {
                 let _ = fs::remove_file(marker(path));
                 sh.set(node, seq, Outcome::Applied);
                 sh.note_next(node, seq + 1);
+                sh.raise_mark(node, seq);
                 Ok(())
             }
             Err(ApplyError::Deterministic(msg)) => self.failed(t, node, seq, path, &msg),
@@ -229,6 +276,7 @@ impl Receiver {
                 .map(|(_, h)| hex::encode(h))
                 .unwrap_or_default();
             t.record_quarantine(node, seq, &sha, &name, reason)?;
+            sh.raise_mark(node, seq);
             // The ledger has the quarantine row now; a marker left over is inert.
             let _ = fs::remove_file(&mark);
             error!(alarm = true, %node, seq, file = %name, reason, "batch failed twice: dropped to quarantine");

@@ -53,6 +53,7 @@ mod applier;
 pub mod apply;
 pub mod config;
 mod manual;
+pub mod marks;
 pub mod sessions;
 mod shared;
 mod spool;
@@ -131,6 +132,7 @@ impl Receiver {
         let audit = Audit::new(&cfg.work_dir, "receiver");
         let cfg_limits = cfg.limits.read.clone();
         let sessions = Sessions::new(cfg.link.max_connections as usize);
+        let cfg_work_dir = cfg.work_dir.clone();
         let shared = Arc::new(Shared {
             cfg,
             outcomes: Mutex::new(HashMap::new()),
@@ -144,6 +146,7 @@ impl Receiver {
             unverified_unkeyed: AtomicU64::new(0),
             next_seen: Mutex::new(HashMap::new()),
             refusals: Mutex::new(HashMap::new()),
+            marks: Mutex::new(marks::read_marks(&cfg_work_dir)),
             limits: cfg_limits,
             trust,
         });

@@ -40,6 +40,10 @@ enum Cmd {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Accept that NODE's ledger on the target went backwards (the target was replaced
+    /// on purpose): forget this receiver's high-water mark for it. Stop the receiver
+    /// first; afterwards resync the node's tables from the sender.
+    AcceptLedger { node: String },
     /// Show per node progress, spooled and quarantined batches. With the target database
     /// unavailable it still shows the spool and the quarantine, then exits non-zero.
     Status {
@@ -158,6 +162,19 @@ fn real_main(cli: Cli) -> Result<()> {
                 gapsync_common::outln!("{line}")?;
             }
         }
+        Cmd::AcceptLedger { node } => {
+            let mut marks = gapsync_receiver::marks::read_marks(&cfg.work_dir);
+            match marks.remove(&node) {
+                Some(mark) => {
+                    gapsync_receiver::marks::write_marks(&cfg.work_dir, &marks)
+                        .context("writing the ledger marks")?;
+                    gapsync_common::outln!(
+                        "node {node}: the mark of seq {mark} is forgotten; the target's ledger is taken as it is (resync the node's tables from the sender)"
+                    )?;
+                }
+                None => gapsync_common::outln!("node {node}: no mark recorded, nothing to accept")?,
+            }
+        }
         Cmd::Status { json } => {
             let t = Target::open(&cfg.target, &cfg.target_options());
             let st = status::status(t, &cfg.work_dir);
@@ -170,6 +187,12 @@ fn real_main(cli: Cli) -> Result<()> {
             // monitoring that the target is down.
             if let Some(e) = st.target_error {
                 anyhow::bail!("the target database is unavailable: {e}");
+            }
+            if !st.ledger_regressed.is_empty() {
+                anyhow::bail!(
+                    "the target's ledger went backwards for {}: restore the target, or `accept-ledger NODE`",
+                    st.ledger_regressed.join(", ")
+                );
             }
         }
     }

@@ -49,6 +49,8 @@ pub struct Shared {
     pub(crate) unverified_unkeyed: AtomicU64,
     /// The ledger's next expected seq per node, as last read (for the seq window).
     pub(crate) next_seen: Mutex<HashMap<String, u64>>,
+    /// The ledger's high-water marks (see [`crate::marks`]).
+    pub(crate) marks: Mutex<std::collections::BTreeMap<String, u64>>,
     /// Per peer address: when a HELLO refusal was last logged, and how many were not.
     pub(crate) refusals: Mutex<HashMap<String, (Instant, u64)>>,
     pub limits: ReadLimits,
@@ -167,6 +169,25 @@ impl Shared {
                 m.insert(ip, (now, 0));
                 Some(0)
             }
+        }
+    }
+
+    /// The mark of `node` (highest seq seen recorded in its ledger).
+    pub(crate) fn mark(&self, node: &str) -> Option<u64> {
+        self.marks.lock().ok()?.get(node).copied()
+    }
+
+    /// Raises the mark of `node` to `seq` (persisted); never lowers it.
+    pub(crate) fn raise_mark(&self, node: &str, seq: u64) {
+        let Ok(mut m) = self.marks.lock() else {
+            return;
+        };
+        if m.get(node).is_some_and(|&have| have >= seq) {
+            return;
+        }
+        m.insert(node.to_owned(), seq);
+        if let Err(e) = crate::marks::write_marks(&self.cfg.work_dir, &m) {
+            error!(error = %e, "cannot record the ledger's high-water mark");
         }
     }
 

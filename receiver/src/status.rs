@@ -20,6 +20,9 @@ pub struct ReceiverStatus {
     pub failed_once: Vec<String>,
     /// Files in the quarantine directory.
     pub quarantined: Vec<String>,
+    /// Nodes whose ledger on the target is below this receiver's high-water mark (a
+    /// replaced or restored target): nothing of them is applied.
+    pub ledger_regressed: Vec<String>,
 }
 
 fn list(dir: &Path, keep: impl Fn(&str) -> Option<String>) -> Vec<String> {
@@ -48,9 +51,25 @@ pub fn status(target: Result<Target, crate::apply::ApplyError>, work_dir: &Path)
         Ok(nodes) => (nodes, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
+    let ledger_regressed = if target_error.is_none() {
+        let next = nodes
+            .iter()
+            .map(|n| {
+                let last = n.quarantined.iter().copied().fold(n.last_applied, u64::max);
+                (n.node.clone(), last + 1)
+            })
+            .collect();
+        crate::marks::regressed(&crate::marks::read_marks(work_dir), &next)
+            .into_iter()
+            .map(|(node, mark, have)| format!("{node} (ledger at seq {have}, was at {mark})"))
+            .collect()
+    } else {
+        Vec::new()
+    };
     ReceiverStatus {
         nodes,
         target_error,
+        ledger_regressed,
         spooled: list(&spool, batch),
         failed_once: list(&spool, |n| n.strip_suffix(".fail1").map(str::to_owned)),
         quarantined: list(&work_dir.join("quarantine"), batch),
@@ -64,6 +83,11 @@ impl ReceiverStatus {
             s.push_str(&format!("target database unavailable: {e}\n"));
         } else if self.nodes.is_empty() {
             s.push_str("no batch applied yet\n");
+        }
+        for r in &self.ledger_regressed {
+            s.push_str(&format!(
+                "LEDGER WENT BACKWARDS: {r}: nothing of it is applied; restore the target, or `accept-ledger NODE`\n"
+            ));
         }
         for n in &self.nodes {
             s.push_str(&format!(

@@ -309,3 +309,74 @@ fn keygen_before_a_key_exists_prints_pasteable_toml() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A target restored from an older backup (its ledger went backwards) is an alarm and
+/// a stop for the node: nothing is applied on top of it, `status` says so and exits
+/// non-zero; with the up-to-date target back, the node goes on.
+#[test]
+fn a_ledger_that_went_backwards_stops_the_node() {
+    let ws = Workspace::new("op-ledger");
+    let mut rx = ws.receiver(ReceiverConfig {
+        // RESULT of a batch that waits is not answered; the sender's `once` asks again
+        // a few times and gives up.
+        result_wait: secs(1),
+        ..ReceiverConfig::default()
+    });
+    rx.start();
+    rx.pin_port();
+    let tx = ws.sender(
+        SenderConfig::new("plant1")
+            .table(Table::new("t"))
+            .connect(rx.addr()),
+    );
+    tx.source()
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    tx.install();
+    tx.snapshot(&[]);
+    tx.exec(&["once"]).expect_success();
+    rx.stop();
+    let old = ws.path().join("old-backup.db");
+    std::fs::copy(&rx.target_db, &old).unwrap();
+    rx.start();
+    for i in 1..=2 {
+        tx.source()
+            .execute("INSERT INTO t VALUES (?1, 'x')", [i])
+            .unwrap();
+        tx.exec(&["once"]).expect_success();
+    }
+    rx.stop();
+    let current = ws.path().join("current.db");
+    std::fs::copy(&rx.target_db, &current).unwrap();
+    // The old backup is restored under the target's name.
+    std::fs::copy(&old, &rx.target_db).unwrap();
+    rx.start();
+    tx.source()
+        .execute("INSERT INTO t VALUES (3, 'x')", [])
+        .unwrap();
+    let out = tx.exec_timeout(&["once"], secs(60));
+    assert!(
+        !out.success(),
+        "nothing may be applied on the old target: {out:?}"
+    );
+    assert!(
+        rx.log_text().contains("the target's ledger went backwards"),
+        "{}",
+        rx.log_tail(10)
+    );
+    let rows: i64 = rx
+        .target()
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "nothing applied on top of the old backup");
+    let st = rx.exec(&["status"]);
+    assert!(!st.success(), "{st:?}");
+    assert!(st.stdout.contains("LEDGER WENT BACKWARDS"), "{st:?}");
+
+    // The up-to-date target back: the node goes on.
+    rx.stop();
+    std::fs::copy(&current, &rx.target_db).unwrap();
+    rx.start();
+    tx.exec(&["once"]).expect_success();
+    assert_synced(&tx, &rx);
+}
