@@ -11,6 +11,7 @@ packages=(
   odbc-postgresql  # "PostgreSQL Unicode" driver
   odbc-mariadb     # "MariaDB Unicode" driver
   libsqliteodbc    # "SQLite3" driver
+  python3          # the trust-boundary suite holds idle connections from other loopback addresses with it
 )
 
 missing=()
