@@ -196,6 +196,23 @@ pub fn duration(
 }
 
 /// Node ids appear in file names and frames: 1 to 32 of `[A-Za-z0-9_-]`.
+/// Checks a `host:port` address of `[link]` (`key` names it): a host, and a port
+/// 0..=65535 (0 only where `allow_zero`, a listen address picking a free port).
+pub fn host_port(path: &Path, key: &str, v: &str, allow_zero: bool) -> Result<(), ConfigError> {
+    let bad = |why: &str| invalid(path, format!("{key} = {v:?}: {why} (write host:port)"));
+    let Some((host, port)) = v.rsplit_once(':') else {
+        return Err(bad("no port"));
+    };
+    if host.trim().is_empty() {
+        return Err(bad("no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(0) if !allow_zero => Err(bad("port 0")),
+        Ok(_) => Ok(()),
+        Err(_) => Err(bad("the port is not a number 0..=65535")),
+    }
+}
+
 pub fn valid_node(node: &str) -> bool {
     gapsync_protocol::validate_node(node).is_ok()
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use gapsync_common::config::{
-    ConfigError, DbUrl, RawAudit, RawWork, base_dir, duration, invalid, keep_months, max_frame,
-    read, receiver_id, toml_error, valid_node,
+    ConfigError, DbUrl, RawAudit, RawWork, base_dir, duration, host_port, invalid, keep_months,
+    max_frame, read, receiver_id, toml_error, valid_node,
 };
 use gapsync_common::dialect::Dialect;
 
@@ -238,6 +238,7 @@ impl ReceiverConfig {
         if l.listen.trim().is_empty() {
             return Err(invalid(path, "[link] listen is empty (write host:port)"));
         }
+        host_port(path, "[link] listen", &l.listen, true)?;
         let link = ReceiverLinkConfig {
             listen: l.listen,
             max_frame: max_frame(path, "[link] max_frame", l.max_frame)?,

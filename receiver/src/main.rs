@@ -80,6 +80,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether the service user can write in `dir` (or, if it does not exist yet, create
+/// it: its nearest existing ancestor is checked). The probe file is removed at once.
+fn writable(dir: &std::path::Path) -> Result<()> {
+    let mut d = dir;
+    while std::fs::symlink_metadata(d).is_err() {
+        d = d
+            .parent()
+            .with_context(|| format!("{}: no existing parent", dir.display()))?;
+    }
+    let probe = d.join(format!(".gapsync-check-{}", std::process::id()));
+    gapsync_common::fsx::create_private(&probe)
+        .with_context(|| format!("{} is not writable for this user", d.display()))?;
+    // The probe exists only to be removed; a failure here leaves a hidden empty file.
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 fn open_target(cfg: &ReceiverConfig) -> Result<Target> {
     Ok(Target::open(&cfg.target, &cfg.target_options())?)
 }
@@ -106,6 +123,17 @@ fn real_main(cli: Cli) -> Result<()> {
                     cli.config.display()
                 )
             })?;
+            // What `run` needs of the host: the listen address free, the work directory
+            // writable (checked with a file removed at once).
+            if let Err(e) = std::net::TcpListener::bind(&cfg.link.listen) {
+                anyhow::bail!(
+                    "{}: [link] listen = {:?}: cannot listen: {e} (in use, by a running receiver or another service, or not an address of this host)",
+                    cli.config.display(),
+                    cfg.link.listen
+                );
+            }
+            writable(&cfg.work_dir)
+                .with_context(|| format!("{}: [work] dir", cli.config.display()))?;
             // `check` creates nothing: a target file that `run` would create (first
             // install, `[target] create = true`) is only reported.
             let to_create = match &cfg.target {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use gapsync_common::config::{
-    ConfigError, DbUrl, RawAudit, RawWork, base_dir, duration, invalid, keep_months, max_frame,
-    read, receiver_id, toml_error, valid_node,
+    ConfigError, DbUrl, RawAudit, RawWork, base_dir, duration, host_port, invalid, keep_months,
+    max_frame, read, receiver_id, toml_error, valid_node,
 };
 use gapsync_common::dialect::Dialect;
 
@@ -388,6 +388,7 @@ impl SenderConfig {
         if l.connect.trim().is_empty() {
             return Err(invalid(path, "[link] connect is empty (write host:port)"));
         }
+        host_port(path, "[link] connect", &l.connect, false)?;
         let link = SenderLinkConfig {
             connect: l.connect,
             max_frame: max_frame(path, "[link] max_frame", l.max_frame)?,

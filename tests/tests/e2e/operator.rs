@@ -380,3 +380,50 @@ fn a_ledger_that_went_backwards_stops_the_node() {
     tx.exec(&["once"]).expect_success();
     assert_synced(&tx, &rx);
 }
+
+/// `check` refuses what `run` would refuse: a listen address without a port, and a
+/// listen address in use; a sender `connect` without a port is a configuration error.
+#[test]
+fn check_refuses_what_run_would_refuse() {
+    let ws = Workspace::new("op-check2");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let rx = ws.receiver(ReceiverConfig {
+        listen: format!("127.0.0.1:{port}"),
+        ..ReceiverConfig::default()
+    });
+    rx.write_config();
+    let out = rx.exec(&["check"]);
+    assert!(!out.success(), "{out:?}");
+    assert!(out.stderr.contains("cannot listen"), "{}", out.stderr);
+    drop(taken);
+    rx.exec(&["check"]).expect_success();
+
+    let text = std::fs::read_to_string(&rx.config_path).unwrap();
+    std::fs::write(
+        &rx.config_path,
+        text.replace(&format!("127.0.0.1:{port}"), "127.0.0.1"),
+    )
+    .unwrap();
+    let out = rx.exec(&["check"]);
+    assert!(
+        out.stderr
+            .contains("[link] listen = \"127.0.0.1\": no port"),
+        "{}",
+        out.stderr
+    );
+
+    let tx = ws.sender(
+        SenderConfig::new("plant1")
+            .table(Table::new("t"))
+            .connect("10.0.0.1"),
+    );
+    tx.write_config();
+    let out = tx.exec(&["check"]);
+    assert!(
+        out.stderr
+            .contains("[link] connect = \"10.0.0.1\": no port"),
+        "{}",
+        out.stderr
+    );
+}
