@@ -92,9 +92,7 @@ impl Receiver {
         let marks = sh.marks.lock().map(|m| m.clone()).unwrap_or_default();
         let mut out = Vec::new();
         for (node, mark, have) in crate::marks::regressed(&marks, &ledger_next) {
-            if alarmed.insert(format!("regressed:{node}"), have) != Some(have) {
-                error!(alarm = true, %node, mark, ledger = have, "the target's ledger went backwards (replaced or restored target?): it records seq {have} for this node, this receiver saw seq {mark}; nothing of the node is applied: restore the target, or accept the new one with `gapsync-receiver accept-ledger {node}` (receiver stopped) and resync its tables from the sender");
-            }
+            regressed_alarm(alarmed, &node, mark, have);
             out.push(node);
         }
         out
@@ -122,10 +120,7 @@ impl Receiver {
             // one above; the full check runs when the target is opened).
             match sh.mark(&node) {
                 Some(mark) if next.saturating_sub(1) < mark => {
-                    let have = next.saturating_sub(1);
-                    if waiting_logged.insert(format!("regressed:{node}"), have) != Some(have) {
-                        error!(alarm = true, %node, mark, ledger = have, "the target's ledger went backwards (replaced or restored target?): nothing of the node is applied: restore the target, or accept the new one with `gapsync-receiver accept-ledger {node}` (receiver stopped) and resync its tables from the sender");
-                    }
+                    regressed_alarm(waiting_logged, &node, mark, next.saturating_sub(1));
                     continue;
                 }
                 Some(mark) if next.saturating_sub(1) > mark => sh.raise_mark(&node, next - 1),
@@ -359,6 +354,13 @@ pub(crate) fn marker(p: &Path) -> PathBuf {
     let mut s = p.as_os_str().to_owned();
     s.push(".fail1");
     PathBuf::from(s)
+}
+
+/// The alarm of a node whose ledger went backwards (once per node and ledger state).
+fn regressed_alarm(alarmed: &mut HashMap<String, u64>, node: &str, mark: u64, have: u64) {
+    if alarmed.insert(format!("regressed:{node}"), have) != Some(have) {
+        error!(alarm = true, %node, mark, ledger = have, "the target's ledger went backwards (replaced or restored target?): it records seq {have} for this node, this receiver saw seq {mark}; nothing of the node is applied: restore the target, or accept the new one with `gapsync-receiver accept-ledger {node}` (receiver stopped) and resync its tables from the sender");
+    }
 }
 
 /// Spooled final files by node and seq. Entries under a batch name that are not regular

@@ -29,7 +29,10 @@
 //!   bad signature, wrong node);
 //! - `quarantine/replayed/<file name>` + `.reason`: a copy of an applied seq with
 //!   different content (a replay), rejected at END and answered "failed";
-//! - `state/listen.addr`: the address actually listened on; `audit/`: the audit record.
+//! - `state/listen.addr`: the address actually listened on; `state/hello-nonces`: the
+//!   nonces of signed HELLOs of the last `2 × hello_max_skew` (kept across restarts);
+//!   `state/ledger-marks`: each node's highest seq seen in the target's ledger
+//!   ([`marks`]); `audit/`: the audit record.
 
 use std::collections::HashMap;
 use std::fs::{self};

@@ -31,11 +31,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Validate the configuration and that the target opens, without running.
+    /// Validate the configuration (trust keys included), that the listen address is free,
+    /// the work directory writable and the target opens, without running; creates
+    /// nothing (a target `run` would create is only reported).
     Check,
     /// Listen, spool, verify, apply and answer until SIGTERM / ctrl-c.
     Run,
-    /// Apply batch files by hand (media transfer), exactly once, in seq order.
+    /// Apply batch files by hand (media transfer), exactly once, in seq order; a verified
+    /// file that fails on the target is quarantined, so the node's next files can go on.
     Apply {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,

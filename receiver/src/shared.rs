@@ -148,13 +148,13 @@ impl Shared {
     /// Whether to log a HELLO refusal of kind `key` now (at most once a minute per
     /// key): `Some(refusals not logged since the last line)`, or `None`.
     pub(crate) fn refusal_to_log(&self, key: &str) -> Option<u64> {
-        let ip = key.to_owned();
+        let key = key.to_owned();
         let mut m = self.refusals.lock().ok()?;
         let now = Instant::now();
         if m.len() > 10_000 {
             m.retain(|_, (at, _)| now.duration_since(*at) < Duration::from_secs(60));
         }
-        match m.get_mut(&ip) {
+        match m.get_mut(&key) {
             Some((at, n)) if now.duration_since(*at) < Duration::from_secs(60) => {
                 *n += 1;
                 None
@@ -166,7 +166,7 @@ impl Shared {
                 Some(suppressed)
             }
             None => {
-                m.insert(ip, (now, 0));
+                m.insert(key, (now, 0));
                 Some(0)
             }
         }

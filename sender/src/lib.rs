@@ -15,7 +15,8 @@
 //!   [`once`](Sender::once) the one-shot.
 //!
 //! Work directory: `outbox/` (cut, not yet applied), `archive/` (applied),
-//! `quarantine/` (dropped, with a `.reason` file), `state/sender.lock`, `audit/`.
+//! `quarantine/` (dropped, with a `.reason` file), `state/sender.lock`, `state/halted`
+//! (a halted node, see [`halt`]), `audit/`.
 //! Retention ([`Sender::prune_archive`], `[archive] keep_days`): the service deletes
 //! applied batches (their `archive/` file and their record) cut more than `keep_days`
 //! ago, at start and once a day; the audit record keeps their name, size and SHA-256.

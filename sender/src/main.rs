@@ -33,7 +33,8 @@ enum Cmd {
     /// Validate the configuration (and that the configured tables exist) without running.
     Check,
     /// Create the tracking table and the capture triggers of every configured table
-    /// (idempotent; re-installs a table whose columns changed).
+    /// (idempotent; re-installs a table whose columns changed), and queue the initial
+    /// snapshot of every table installed for the first time.
     Install {
         /// Print the DDL instead of running it.
         #[arg(long)]
@@ -55,9 +56,10 @@ enum Cmd {
     /// batch's changes or was changed by hand.
     #[command(visible_alias = "resync")]
     Snapshot { tables: Vec<String> },
-    /// Write a new Ed25519 key pair for the configured node: DIR/<node>.key (private,
-    /// mode 0600) and DIR/<node>.pub (the line for the receiver's [[trust]] key).
-    /// Refuses to overwrite existing files.
+    /// Write a new Ed25519 key pair for the configured node (only `node` is read from the
+    /// config, so no key is needed yet): DIR/<node>.key (private, mode 0600) and
+    /// DIR/<node>.pub, creating DIR (0700); prints the [sign] and [[trust]] blocks to
+    /// paste. Refuses to overwrite existing files.
     Keygen {
         /// Directory to write the key files into.
         #[arg(long, value_name = "DIR")]
@@ -72,7 +74,8 @@ enum Cmd {
     /// so that `run` and `once` ship again. The quarantined batch stays quarantined: its
     /// changes reach the target only through `resync TABLE`.
     Resume,
-    /// Show pending changes, last seq cut/applied, unanswered and quarantined batches.
+    /// Show pending changes, last seq cut/applied, unanswered and quarantined batches; a
+    /// halted node is shown and exits with status 3.
     Status {
         /// Machine-readable output.
         #[arg(long)]
@@ -117,11 +120,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// `keygen` is handled before the full config is loaded (see `real_main`).
-fn unreachable_keygen() -> Result<()> {
-    anyhow::bail!("internal error: keygen reached the full-config path")
-}
-
 /// Exit status of a halted node (`[batch] on_second_failure = "halt"`).
 const EXIT_HALTED: u8 = 3;
 
@@ -161,7 +159,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         );
     }
     match cli.cmd {
-        Cmd::Keygen { .. } => unreachable_keygen()?,
+        // Handled above, before the full config is loaded.
+        Cmd::Keygen { .. } => {}
         Cmd::Check => {
             let mut sender = Sender::open(cfg, false)?;
             let specs = sender.checked_specs()?;

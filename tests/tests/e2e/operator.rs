@@ -8,18 +8,20 @@ use std::process::{Command, Stdio};
 
 use gapsync_tests::*;
 
+/// A running receiver and a sender of table `t` connected to it.
+fn pair(ws: &Workspace, rcfg: ReceiverConfig, scfg: SenderConfig) -> (ReceiverNode, SenderNode) {
+    let mut rx = ws.receiver(rcfg);
+    rx.start();
+    let tx = ws.sender(scfg.table(Table::new("t")).connect(rx.addr()));
+    (rx, tx)
+}
+
 /// `status > /dev/full`: an error naming standard output, a non-zero exit, no panic.
 /// `install --dry-run | (closed pipe)`: a quiet end, exit 0, no panic.
 #[test]
 fn a_closed_pipe_or_a_full_disk_on_stdout_is_no_panic() {
     let ws = Workspace::new("op-stdout");
-    let mut rx = ws.receiver(ReceiverConfig::default());
-    rx.start();
-    let tx = ws.sender(
-        SenderConfig::new("plant1")
-            .table(Table::new("t"))
-            .connect(rx.addr()),
-    );
+    let (rx, tx) = pair(&ws, ReceiverConfig::default(), SenderConfig::new("plant1"));
     tx.source()
         .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
         .unwrap();
@@ -86,13 +88,10 @@ fn an_invalid_log_filter_is_an_error() {
 #[test]
 fn a_batch_of_another_dialect_is_refused_and_quarantined_with_the_repair() {
     let ws = Workspace::new("op-dialect");
-    let mut rx = ws.receiver(ReceiverConfig::default());
-    rx.start();
-    let tx = ws.sender(
-        SenderConfig::new("plant1")
-            .table(Table::new("t"))
-            .dialect("postgres")
-            .connect(rx.addr()),
+    let (rx, tx) = pair(
+        &ws,
+        ReceiverConfig::default(),
+        SenderConfig::new("plant1").dialect("postgres"),
     );
     tx.source()
         .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)")
@@ -223,13 +222,7 @@ fn a_refused_manual_apply_is_quarantined_and_the_node_moves_on() {
 #[test]
 fn install_queues_the_initial_snapshot() {
     let ws = Workspace::new("op-install");
-    let mut rx = ws.receiver(ReceiverConfig::default());
-    rx.start();
-    let tx = ws.sender(
-        SenderConfig::new("plant1")
-            .table(Table::new("t"))
-            .connect(rx.addr()),
-    );
+    let (rx, tx) = pair(&ws, ReceiverConfig::default(), SenderConfig::new("plant1"));
     tx.source()
         .execute_batch(
             "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'before');",
@@ -316,19 +309,14 @@ fn keygen_before_a_key_exists_prints_pasteable_toml() {
 #[test]
 fn a_ledger_that_went_backwards_stops_the_node() {
     let ws = Workspace::new("op-ledger");
-    let mut rx = ws.receiver(ReceiverConfig {
+    let rcfg = ReceiverConfig {
         // RESULT of a batch that waits is not answered; the sender's `once` asks again
         // a few times and gives up.
         result_wait: secs(1),
         ..ReceiverConfig::default()
-    });
-    rx.start();
+    };
+    let (mut rx, tx) = pair(&ws, rcfg, SenderConfig::new("plant1"));
     rx.pin_port();
-    let tx = ws.sender(
-        SenderConfig::new("plant1")
-            .table(Table::new("t"))
-            .connect(rx.addr()),
-    );
     tx.source()
         .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
         .unwrap();
