@@ -182,7 +182,7 @@ impl AllowList {
         };
         let ck = Check {
             dialect,
-            guarded: guarded.is_some(),
+            plain_create: guarded.is_some() || dialect == Dialect::Oracle,
         };
         ck.statement(self, stmt)?;
         if let (Some(prefix), Statement::CreateTable(c)) = (guarded, stmt) {
@@ -563,8 +563,11 @@ impl SqlDialect for MySqlSession {
 
 struct Check {
     dialect: Dialect,
-    /// SQL Server's `IF OBJECT_ID(..) IS NULL CREATE TABLE`: no `IF NOT EXISTS`.
-    guarded: bool,
+    /// The snapshot's CREATE TABLE has no `IF NOT EXISTS`: SQL Server's
+    /// `IF OBJECT_ID(..) IS NULL CREATE TABLE`, and Oracle's plain `CREATE TABLE` (before
+    /// 23ai Oracle has no `IF NOT EXISTS`; the applier takes ORA-00955 "name is already
+    /// used" of that statement as the table being there: `apply::already_there`).
+    plain_create: bool,
 }
 
 impl Check {
@@ -615,8 +618,15 @@ impl Check {
                 }
             }
             Statement::CreateTable(c) => {
-                if c.if_not_exists == self.guarded {
-                    return Err("CREATE TABLE without IF NOT EXISTS".into());
+                if c.if_not_exists == self.plain_create {
+                    return Err(if self.plain_create {
+                        format!(
+                            "CREATE TABLE IF NOT EXISTS ({} dialect)",
+                            self.dialect.name()
+                        )
+                    } else {
+                        "CREATE TABLE without IF NOT EXISTS".into()
+                    });
                 }
                 allow.table(&c.name)?;
                 for col in &c.columns {
@@ -687,7 +697,7 @@ impl Check {
                 let b = sqlparser::ast::helpers::stmt_create_table::CreateTableBuilder::new(
                     c.name.clone(),
                 )
-                .if_not_exists(!self.guarded)
+                .if_not_exists(!self.plain_create)
                 .columns(c.columns.clone())
                 .constraints(c.constraints.clone());
                 return Some(Statement::CreateTable(b.build()).to_string());

@@ -175,7 +175,7 @@ impl Receiver {
         let mut input = match fsx::open_nofollow(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(ApplyError::Transient(format!("opening {name}: {e}"))),
+            Err(e) => return Err(ApplyError::unavailable(format!("opening {name}: {e}"))),
         };
         let size = input.metadata().map(|m| m.len()).unwrap_or(0);
         let checked = input
@@ -213,7 +213,7 @@ impl Receiver {
         sh.audit(AuditEvent::new("verified", node, seq, &name, size, &sha).key(&key));
         input
             .seek(SeekFrom::Start(0))
-            .map_err(|e| ApplyError::Transient(format!("rewinding {name}: {e}")))?;
+            .map_err(|e| ApplyError::unavailable(format!("rewinding {name}: {e}")))?;
         match t.apply_open(input, path, node, seq, &sha, &sh.limits) {
             Ok(outcome) => {
                 let n = match outcome {
@@ -236,7 +236,7 @@ impl Receiver {
                 sh.raise_mark(node, seq);
                 Ok(())
             }
-            Err(ApplyError::Deterministic(msg)) => self.failed(t, node, seq, path, &msg),
+            Err(ApplyError::Deterministic(e)) => self.failed(t, node, seq, path, &e.to_string()),
             Err(e) => Err(e),
         }
     }
@@ -255,7 +255,7 @@ impl Receiver {
         let name = file_name(path);
         let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let mark = marker(path);
-        let io = |e: std::io::Error| ApplyError::Transient(format!("spool: {e}"));
+        let io = |e: std::io::Error| ApplyError::unavailable(format!("spool: {e}"));
         // Only a regular file this receiver wrote counts as a first failure (a symlink
         // or anything else planted under the marker's name does not).
         if fs::symlink_metadata(&mark).is_ok_and(|m| m.is_file()) {

@@ -235,10 +235,9 @@ mod outage_tests {
             params: &[Param<'_>],
         ) -> std::result::Result<Vec<Vec<Option<String>>>, DbError> {
             if self.queries_left == 0 {
-                return Err(DbError {
-                    transient: true,
-                    message: "State: 08S01: server closed the connection unexpectedly".into(),
-                });
+                return Err(DbError::transient(
+                    "State: 08S01: server closed the connection unexpectedly",
+                ));
             }
             self.queries_left -= 1;
             self.inner.query(sql, params)

@@ -179,7 +179,7 @@ fn run_corpus(t: &mut Target, dir: &Path, state: &mut dyn FnMut() -> String) {
         );
         match t.apply(&p, "n1", seq, &sha, &ReadLimits::default()) {
             Err(ApplyError::Deterministic(m)) => assert!(
-                m.contains("line 10: statement refused"),
+                m.message.contains("line 10: statement refused"),
                 "{bad}: refused without the line number: {m}"
             ),
             other => panic!("{bad}: expected a deterministic refusal, got {other:?}"),
@@ -418,7 +418,7 @@ mod live {
             let mut fails = |seq: u64, kind: BatchKind, stmts: &[&str]| {
                 let (p, sha) = write_kind(dir, seq, kind, stmts);
                 let m = match t.apply(&p, "n1", seq, &sha, &limits) {
-                    Err(ApplyError::Deterministic(m)) => m,
+                    Err(ApplyError::Deterministic(m)) => m.message,
                     other => panic!("seq {seq}: expected a deterministic failure, got {other:?}"),
                 };
                 assert!(t.applied_sha("n1", seq).unwrap().is_none());

@@ -10,20 +10,28 @@ use crate::dialect::Dialect;
 #[cfg(feature = "odbc")]
 pub mod odbc;
 
-/// An error of a backend, already classified.
-#[derive(Debug, thiserror::Error)]
+/// An error of a backend, already classified: whether running the same thing again
+/// later may succeed, and what the database itself said (its SQL state and native
+/// code), for a caller that decides on them and for the operator.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct DbError {
+    /// Retry later (locked, busy, unreachable, out of disk); never counts as a failure.
     pub transient: bool,
     pub message: String,
+    /// The five-character SQLSTATE of the database's diagnostic (ODBC), if it gave one.
+    pub sql_state: Option<String>,
+    /// The database's own error code: the ODBC native error (`ORA-00955` is 955, MySQL's
+    /// deadlock 1213) or SQLite's extended result code.
+    pub native: Option<i32>,
 }
 
 impl DbError {
     /// The same error with `ctx` in front of its message.
     pub fn context(self, ctx: &str) -> DbError {
         DbError {
-            transient: self.transient,
             message: format!("{ctx}: {}", self.message),
+            ..self
         }
     }
 
@@ -32,6 +40,16 @@ impl DbError {
         DbError {
             transient: false,
             message: message.into(),
+            sql_state: None,
+            native: None,
+        }
+    }
+
+    /// A transient error (running it again later may succeed).
+    pub fn transient(message: impl Into<String>) -> DbError {
+        DbError {
+            transient: true,
+            ..DbError::deterministic(message)
         }
     }
 }
@@ -102,9 +120,15 @@ pub fn is_transient(e: &rusqlite::Error) -> bool {
 }
 
 pub fn sqlite_err(e: rusqlite::Error) -> DbError {
+    let native = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.extended_code),
+        _ => None,
+    };
     DbError {
         transient: is_transient(&e),
         message: e.to_string(),
+        sql_state: None,
+        native,
     }
 }
 

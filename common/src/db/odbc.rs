@@ -41,9 +41,10 @@ static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
 fn env() -> Result<&'static Environment, DbError> {
     ENV.get_or_init(|| Environment::new().map_err(|e| e.to_string()))
         .as_ref()
-        .map_err(|e| DbError {
-            transient: false,
-            message: format!("cannot set up the ODBC environment (is unixODBC installed?): {e}"),
+        .map_err(|e| {
+            DbError::deterministic(format!(
+                "cannot set up the ODBC environment (is unixODBC installed?): {e}"
+            ))
         })
 }
 
@@ -94,9 +95,12 @@ pub fn detect_dialect(name: &str) -> Dialect {
 
 /// Classify an ODBC error.
 pub fn odbc_err(e: odbc_api::Error) -> DbError {
+    let (mut sql_state, mut native) = (None, None);
     let transient = match &e {
         odbc_api::Error::Diagnostics { record, .. } => {
             let state = std::str::from_utf8(&record.state.0).unwrap_or("");
+            sql_state = Some(state.to_owned()).filter(|s| !s.is_empty());
+            native = Some(record.native_error);
             state.starts_with("08")
                 || state.starts_with("53")
                 || matches!(
@@ -112,6 +116,8 @@ pub fn odbc_err(e: odbc_api::Error) -> DbError {
     DbError {
         transient,
         message: e.to_string().replace('\n', " "),
+        sql_state,
+        native,
     }
 }
 
@@ -303,10 +309,7 @@ impl Backend for OdbcBackend {
         })
         .map_err(|e| match e.downcast::<DbError>() {
             Ok(e) => *e,
-            Err(e) => DbError {
-                transient: false,
-                message: e.to_string(),
-            },
+            Err(e) => DbError::deterministic(e.to_string()),
         })?;
         Ok(out)
     }

@@ -67,9 +67,12 @@
 //! # Snapshot DDL
 //!
 //! `CREATE TABLE IF NOT EXISTS t (c TYPE, .., PRIMARY KEY (k))` everywhere but SQL
-//! Server, which has no `IF NOT EXISTS` for tables: there it is **fn**
+//! Server and Oracle. SQL Server has no `IF NOT EXISTS` for tables: there it is
 //! `IF OBJECT_ID(N'[t]', N'U') IS NULL CREATE TABLE [t] (..)`. Oracle reads
-//! `IF NOT EXISTS` from 23ai on. Column types come from [`Dialect::map_type`]; see there.
+//! `IF NOT EXISTS` only from 23ai on, so for Oracle it is a plain `CREATE TABLE t (..)`,
+//! and the receiver takes that statement's ORA-00955 ("name is already used by an
+//! existing object") as the table being there, which is what `IF NOT EXISTS` means: it
+//! works on 19c. Column types come from [`Dialect::map_type`]; see there.
 
 use std::fmt;
 use std::str::FromStr;
@@ -340,7 +343,9 @@ impl Dialect {
     /// `CREATE TABLE IF NOT EXISTS t (c1 TYPE, ..., PRIMARY KEY (k));` from column types
     /// already mapped for this dialect ([`Dialect::map_type`]). An empty type leaves the
     /// column typeless, which only SQLite accepts. SQL Server has no `IF NOT EXISTS`
-    /// for tables: `IF OBJECT_ID(N'[t]', N'U') IS NULL CREATE TABLE [t] (...);`.
+    /// for tables: `IF OBJECT_ID(N'[t]', N'U') IS NULL CREATE TABLE [t] (...);`. Oracle
+    /// before 23ai has none either: a plain `CREATE TABLE "t" (...);` (see the module
+    /// docs, "Snapshot DDL").
     pub fn render_create_table(
         self,
         table: &str,
@@ -369,6 +374,8 @@ impl Dialect {
                 out.push_str("IF OBJECT_ID(");
                 literal::push_nstring(&quoted, out);
                 out.push_str(", N'U') IS NULL CREATE TABLE ");
+            } else if self == Dialect::Oracle {
+                out.push_str("CREATE TABLE ");
             } else {
                 out.push_str("CREATE TABLE IF NOT EXISTS ");
             }

@@ -29,7 +29,7 @@
 -- "\"quoted\" type" -> "NUMBER" | "NUMBER"
 
 -- snapshot and change statements
-CREATE TABLE IF NOT EXISTS "plant ""A"" [main]" ("id" NUMBER(19), "name" NVARCHAR2(1000), "value" BINARY_DOUBLE, "raw" BLOB, "amount" NUMBER(12,4), "day" DATE, "at" TIMESTAMP(9), "flag" NUMBER(1), PRIMARY KEY ("id", "name"));
+CREATE TABLE "plant ""A"" [main]" ("id" NUMBER(19), "name" NVARCHAR2(1000), "value" BINARY_DOUBLE, "raw" BLOB, "amount" NUMBER(12,4), "day" DATE, "at" TIMESTAMP(9), "flag" NUMBER(1), PRIMARY KEY ("id", "name"));
 DELETE FROM "plant ""A"" [main]";
 INSERT INTO "plant ""A"" [main]" ("id", "name", "value", "raw", "amount", "day", "at", "flag") VALUES (1, '1号主变', 230.5d, HEXTORAW('DEAD'), 1234.5600, DATE '2026-01-02', TIMESTAMP '2026-01-02 03:04:05.250', 1);
 UPDATE "plant ""A"" [main]" SET "id" = 2, "name" = '2号主变', "value" = 230.5d, "raw" = HEXTORAW('DEAD'), "amount" = 1234.5600, "day" = DATE '2026-01-02', "at" = TIMESTAMP '2026-01-02 03:04:05.250', "flag" = 1 WHERE "id" = 1 AND "name" = '1号主变';

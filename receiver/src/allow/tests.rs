@@ -411,8 +411,25 @@ fn hostile(d: Dialect) -> Vec<String> {
         .iter()
         .chain(COMMENTS)
         .map(|s| substitute_table(s, t))
+        .map(|s| oracle_create(d, s))
         .chain(hostile_for(d).into_iter().map(str::to_owned))
         .collect()
+}
+
+/// Oracle's snapshot DDL is a plain `CREATE TABLE` (no `IF NOT EXISTS` before 23ai):
+/// the corpus's two forms swap there, so that each hostile CREATE TABLE is refused for
+/// what it carries, and `IF NOT EXISTS` itself is refused.
+fn oracle_create(d: Dialect, s: String) -> String {
+    const GUARDED: &str = "CREATE TABLE IF NOT EXISTS ";
+    if d != Dialect::Oracle {
+        s
+    } else if s.starts_with(GUARDED) {
+        s.replacen(GUARDED, "CREATE TABLE ", 1)
+    } else if s.starts_with("CREATE TABLE ") {
+        s.replacen("CREATE TABLE ", GUARDED, 1)
+    } else {
+        s
+    }
 }
 
 #[test]

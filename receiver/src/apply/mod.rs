@@ -38,24 +38,46 @@ mod tests;
 pub use ledger::{LEDGER_DDL, ledger_ddl_for};
 pub use sqlite::SqliteBackend;
 
+/// Why a batch did not apply. Both kinds carry the [`DbError`]: its message, and where
+/// the database refused a statement, its SQL state and native code.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// Retry later: the target is unavailable, locked or full.
     #[error("target unavailable: {0}")]
-    Transient(String),
+    Transient(DbError),
     /// The batch cannot apply: running it again gives the same error.
     #[error("{0}")]
-    Deterministic(String),
+    Deterministic(DbError),
 }
 
 type Result<T> = std::result::Result<T, ApplyError>;
 
+impl ApplyError {
+    /// A batch gapsync itself refuses (wrong dialect, a statement the allow-list does
+    /// not take, content that changed): deterministic, with no SQL state.
+    pub fn refused(message: impl Into<String>) -> ApplyError {
+        ApplyError::Deterministic(DbError::deterministic(message))
+    }
+
+    /// The target could not be used now (an I/O error of the spool, a file to reopen).
+    pub fn unavailable(message: impl Into<String>) -> ApplyError {
+        ApplyError::Transient(DbError::transient(message))
+    }
+
+    /// The classified error underneath.
+    pub fn db(&self) -> &DbError {
+        match self {
+            ApplyError::Transient(e) | ApplyError::Deterministic(e) => e,
+        }
+    }
+}
+
 impl From<DbError> for ApplyError {
     fn from(e: DbError) -> ApplyError {
         if e.transient {
-            ApplyError::Transient(e.message)
+            ApplyError::Transient(e)
         } else {
-            ApplyError::Deterministic(e.message)
+            ApplyError::Deterministic(e)
         }
     }
 }
@@ -63,11 +85,7 @@ impl From<DbError> for ApplyError {
 impl From<ApplyError> for DbError {
     fn from(e: ApplyError) -> DbError {
         match e {
-            ApplyError::Transient(message) => DbError {
-                transient: true,
-                message,
-            },
-            ApplyError::Deterministic(message) => DbError::deterministic(message),
+            ApplyError::Transient(e) | ApplyError::Deterministic(e) => e,
         }
     }
 }
@@ -159,7 +177,7 @@ impl Target {
             ),
             #[cfg(not(feature = "odbc"))]
             DbUrl::Odbc(_) => {
-                return Err(ApplyError::Deterministic(format!(
+                return Err(ApplyError::refused(format!(
                     "{ctx}: this build has no ODBC support (build with --features odbc)"
                 )));
             }
@@ -294,7 +312,7 @@ impl Target {
         limits: &ReadLimits,
     ) -> Result<ApplyOutcome> {
         let input = File::open(path)
-            .map_err(|e| ApplyError::Transient(format!("opening {}: {e}", path.display())))?;
+            .map_err(|e| ApplyError::unavailable(format!("opening {}: {e}", path.display())))?;
         self.apply_open(input, path, node, seq, sha256, limits)
     }
 
@@ -345,7 +363,7 @@ impl Target {
             .unwrap_or_default();
         if let Some(prev) = self.applied_sha(node, seq)? {
             if prev != sha256 {
-                return Err(ApplyError::Deterministic(format!(
+                return Err(ApplyError::refused(format!(
                     "seq {seq} of node {node} was already applied with different content \
                      (sha256 {prev}, this file {sha256})"
                 )));
@@ -353,14 +371,14 @@ impl Target {
             return Ok(ApplyOutcome::AlreadyApplied);
         }
         let mut reader = batch::read_statements(input, path, limits)
-            .map_err(|e| ApplyError::Deterministic(format!("reading {}: {e}", path.display())))?;
+            .map_err(|e| ApplyError::refused(format!("reading {}: {e}", path.display())))?;
         // A batch rendered for another dialect would run with other meanings (a
         // PostgreSQL blob literal is text on SQLite): refused before anything runs.
         // `sql92` batches are written for any target.
         let want = self.db.dialect().name();
         let got = reader.header().dialect.as_str();
         if got != want && got != Dialect::Sql92.name() {
-            return Err(ApplyError::Deterministic(format!(
+            return Err(ApplyError::refused(format!(
                 "{file}: rendered for dialect {got}, but this target is {want}: set the sender's [target] dialect = \"{want}\" and resend (resync the tables it touched)"
             )));
         }
@@ -375,7 +393,7 @@ impl Target {
         // against the file's own trailer by the reader) must be the verified one.
         let ran = reader.content_sha256().map(hex::encode).unwrap_or_default();
         if ran != sha256 {
-            return Err(ApplyError::Deterministic(format!(
+            return Err(ApplyError::refused(format!(
                 "{file}: the statements executed hash to {ran:?}, not to the verified sha256 {sha256}: the file changed between verification and apply; nothing committed"
             )));
         }
@@ -403,7 +421,7 @@ impl Target {
         let dialect = self.db.dialect();
         let mut buf = String::new();
         let refused = |line: u64, why: String| {
-            ApplyError::Deterministic(format!("{file} line {line}: statement refused: {why}"))
+            ApplyError::refused(format!("{file} line {line}: statement refused: {why}"))
         };
         // A statement the database refused: (line, error), turned into the batch's
         // error once the executor is gone (the guard's reason needs the backend).
@@ -411,12 +429,13 @@ impl Target {
         let allow = &self.allow;
         // Where DDL may stand (MySQL/MariaDB commit implicitly at DDL): from the
         // header's kind, checked before each statement runs.
-        let mut order = crate::allow::BatchOrder::new(dialect, reader.header().kind);
+        let kind = reader.header().kind;
+        let mut order = crate::allow::BatchOrder::new(dialect, kind);
         let applied = self.db.execute_each(&mut |exec| {
             let mut count = 0u64;
             while let Some(line) = reader
                 .next_statement(&mut buf)
-                .map_err(|e| ApplyError::Deterministic(format!("{e}")))?
+                .map_err(|e| ApplyError::refused(format!("{e}")))?
             {
                 allow
                     .validate(dialect, &buf)
@@ -424,6 +443,7 @@ impl Target {
                 order.check(&buf).map_err(|why| refused(line, why))?;
                 let changed = match exec(&buf) {
                     Ok(n) => n,
+                    Err(e) if already_there(dialect, kind, &buf, &e) => 0,
                     Err(e) => {
                         failed = Some((line, e));
                         return Ok(count);
@@ -475,6 +495,20 @@ impl Target {
             .map_err(|e| e.context("writing the quarantine record"))?;
         Ok(())
     }
+}
+
+/// Oracle before 23ai has no `CREATE TABLE IF NOT EXISTS`: a snapshot's plain
+/// `CREATE TABLE` (the allow-list takes no other form on Oracle) that fails with
+/// ORA-00955 "name is already used by an existing object" found the table there, which
+/// is what `IF NOT EXISTS` means on every other target. Oracle rolls back only the
+/// failed statement, and the DDL stands first in its batch (`BatchOrder`), so nothing
+/// before it is lost; a table of another shape fails on the first INSERT, as it would
+/// with `IF NOT EXISTS`.
+fn already_there(dialect: Dialect, kind: batch::BatchKind, stmt: &str, e: &DbError) -> bool {
+    dialect == Dialect::Oracle
+        && kind == batch::BatchKind::Snapshot
+        && stmt.starts_with("CREATE TABLE ")
+        && e.native == Some(955)
 }
 
 fn needs_match(stmt: &str) -> bool {

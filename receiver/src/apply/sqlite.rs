@@ -196,13 +196,10 @@ impl ApplyBackend for SqliteBackend {
         if identity(path).as_ref() == Some(id) {
             return Ok(());
         }
-        Err(DbError {
-            transient: true,
-            message: format!(
-                "the target database file {} was deleted or replaced since it was opened: nothing is applied to the old one; reopening",
-                path.display()
-            ),
-        })
+        Err(DbError::transient(format!(
+            "the target database file {} was deleted or replaced since it was opened: nothing is applied to the old one; reopening",
+            path.display()
+        )))
     }
 
     fn guard(&mut self, allow: Option<&AllowList>) -> std::result::Result<(), DbError> {

@@ -43,10 +43,7 @@ mod sqlite {
         let e = src.describe(&table("gone", None)).unwrap_err();
         assert!(!e.transient(), "{e}");
         assert!(!SourceError::NotInstalled.transient());
-        let lost = gapsync_common::db::DbError {
-            transient: true,
-            message: "08S01 connection lost".into(),
-        };
+        let lost = gapsync_common::db::DbError::transient("08S01 connection lost");
         let e = SourceError::from(lost);
         assert!(e.transient());
         assert_eq!(e.to_string(), "source database: 08S01 connection lost");
