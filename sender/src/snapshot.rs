@@ -47,7 +47,9 @@ impl Sender {
     }
 
     /// Snapshot one table: `CREATE TABLE IF NOT EXISTS`, `DELETE FROM`, then every row as
-    /// an INSERT, in batches of at most `max_rows` rows. The rows are read in the same
+    /// an INSERT, in batches of at most `max_rows` rows. A row the target's dialect
+    /// cannot carry is left out alone, recorded in `_gapsync_rejected` with its key and
+    /// the reason. The rows are read in the same
     /// read transaction as the highest tracking id; pending changes of the table up to
     /// that id are contained in the snapshot and are marked as carried by it, changes
     /// after it follow the snapshot. Nothing is lost or applied twice across the
@@ -85,16 +87,17 @@ impl Sender {
         let compress = self.cfg.batch.compress;
         let node = self.cfg.node.clone();
         let signer = self.signer.clone();
-        let mut writer: Option<(BatchWriter, BatchHeader)> = None;
-        let mut records: Vec<BatchRecord> = Vec::new();
+        let mut pending = Pending::new(outbox.clone());
+        let mut finished: Vec<(batch::WrittenBatch, BatchHeader)> = Vec::new();
+        let mut rejected: Vec<(Option<i64>, String, String)> = Vec::new();
         let mut total = 0u64;
-        let mut in_batch = 0u64;
         let mut buf = String::new();
         let mut rows_seen = 0u64;
-        // Opens batch `i` of the snapshot, sized from the row count read in the same
-        // transaction (the header states the statement count up front).
-        let open = |i: u64, total: u64| -> Result<(BatchWriter, BatchHeader)> {
-            let rows = total.saturating_sub(i * per).min(per);
+        // Writes the filled batch: its statement count is known before its header is.
+        let flush = |pending: &mut Pending,
+                     finished: &mut Vec<(batch::WrittenBatch, BatchHeader)>|
+         -> Result<()> {
+            let i = finished.len() as u64;
             let extra = if i == 0 { 2 } else { 0 };
             let header = BatchHeader {
                 node: node.clone(),
@@ -103,7 +106,7 @@ impl Sender {
                 dialect: d.name().to_owned(),
                 kind: BatchKind::Snapshot,
                 changes: None,
-                statements: rows + extra,
+                statements: pending.count() + extra,
             };
             let mut w = BatchWriter::create(&outbox, header.clone(), compress, 3)?
                 .with_signer(signer.clone())?;
@@ -111,25 +114,18 @@ impl Sender {
                 w.push(&create)?;
                 w.push(&clear)?;
             }
-            Ok((w, header))
+            pending.drain(&mut |s| Ok(w.push(s)?))?;
+            finished.push((w.finish()?, header));
+            Ok(())
         };
-        let mut finished: Vec<(batch::WrittenBatch, BatchHeader)> = Vec::new();
         let mut sink = |ev: SnapshotEvent<'_>| -> Result<()> {
             let row = match ev {
                 SnapshotEvent::Start { rows, .. } => {
                     total = rows;
-                    writer = Some(open(0, total)?);
                     return Ok(());
                 }
                 SnapshotEvent::Row(row) => row,
             };
-            if in_batch == per {
-                if let Some((w, h)) = writer.take() {
-                    finished.push((w.finish()?, h));
-                }
-                writer = Some(open(finished.len() as u64, total)?);
-                in_batch = 0;
-            }
             rows_seen += 1;
             if rows_seen > total {
                 return Err(crate::capture::SourceError::Corrupt(format!(
@@ -137,13 +133,27 @@ impl Sender {
                 ))
                 .into());
             }
-            let (w, _) = writer.as_mut().ok_or_else(|| {
-                crate::capture::SourceError::Corrupt("snapshot row before start".into())
-            })?;
             buf.clear();
-            d.render_insert(&spec.target, &cols, row, &mut buf)?;
-            w.push(&buf)?;
-            in_batch += 1;
+            match d.render_insert(&spec.target, &cols, row, &mut buf) {
+                Ok(()) => pending.push(&buf)?,
+                // A value the target's dialect cannot carry: this row is left out,
+                // alone, with its key and the reason (the rest of the table goes).
+                Err(e) => {
+                    let key: Vec<String> = spec
+                        .key
+                        .iter()
+                        .map(|&i| format!("{}={}", spec.columns[i].source, row[i]))
+                        .collect();
+                    rejected.push((
+                        None,
+                        table.to_owned(),
+                        format!("row ({}): {e}", key.join(", ")),
+                    ));
+                }
+            }
+            if pending.count() == per {
+                flush(&mut pending, &mut finished)?;
+            }
             Ok(())
         };
         let absorbed = self.source.snapshot_each(&spec, &mut |ev| {
@@ -165,32 +175,175 @@ impl Sender {
                     },
                 };
                 // Files of an abandoned snapshot have no record: remove them now, so
-                // their seqs are free for the next batch.
-                drop(writer.take());
+                // their seqs are free for the next batch. One that cannot be removed is
+                // removed by the outbox recovery (`recover_outbox`) at the next start.
                 for (w, _) in &finished {
                     let _ = std::fs::remove_file(&w.path);
                 }
                 return Err(e);
             }
         };
-        if let Some((w, h)) = writer.take() {
-            finished.push((w.finish()?, h));
+        // The last batch (the first, too, of a table with no row left: it carries the
+        // CREATE TABLE and DELETE).
+        if (pending.count() > 0 || finished.is_empty())
+            && let Err(e) = flush(&mut pending, &mut finished)
+        {
+            for (w, _) in &finished {
+                // As above: unrecorded files; one left behind is removed (and named in
+                // the log) by the outbox recovery at the next start.
+                let _ = std::fs::remove_file(&w.path);
+            }
+            return Err(e);
         }
-        for (w, h) in &finished {
-            records.push(self.record(w, h));
-        }
+        let records: Vec<BatchRecord> = finished.iter().map(|(w, h)| self.record(w, h)).collect();
         let carried = vec![Vec::new(); records.len()];
         self.source
             .commit_batches(&records, &carried, Some((table, &absorbed)))?;
         for r in &records {
             self.audit("built", r, "ok", &format!("snapshot {table}"));
         }
+        if !rejected.is_empty() {
+            for (_, _, reason) in rejected.iter().take(20) {
+                error!(
+                    alarm = true,
+                    table,
+                    reason,
+                    "snapshot row rejected: the target dialect cannot express it; the rest of the table is shipped (status shows it)"
+                );
+            }
+            if rejected.len() > 20 {
+                error!(
+                    alarm = true,
+                    table,
+                    rows = rejected.len(),
+                    "snapshot rows rejected (the first 20 are logged; all are in _gapsync_rejected)"
+                );
+            }
+            self.source.reject(&rejected)?;
+        }
         info!(
             table,
-            rows = rows_seen,
+            rows = rows_seen - rejected.len() as u64,
+            rejected = rejected.len(),
             batches = records.len(),
             "snapshot cut"
         );
         Ok(records.iter().map(|r| r.seq).collect())
+    }
+}
+
+/// Memory a snapshot batch's statements may take before they go to a spill file.
+const SPILL_AT: usize = 32 << 20;
+
+/// The statements of the snapshot batch being filled. A batch's header states its
+/// statement count, and a row the target's dialect cannot carry is left out of it, so
+/// the rows are rendered first and written once the batch is full: in memory up to
+/// [`SPILL_AT`] bytes, then in an unnamed temporary file in the outbox (gone with the
+/// process, whatever happens), one statement a line (a rendered statement never holds
+/// a line break).
+struct Pending {
+    dir: PathBuf,
+    mem: Vec<String>,
+    bytes: usize,
+    /// Bytes kept in memory at most ([`SPILL_AT`]).
+    limit: usize,
+    spill: Option<std::io::BufWriter<std::fs::File>>,
+    count: u64,
+}
+
+impl Pending {
+    fn new(dir: PathBuf) -> Pending {
+        Pending {
+            dir,
+            mem: Vec::new(),
+            bytes: 0,
+            limit: SPILL_AT,
+            spill: None,
+            count: 0,
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn push(&mut self, stmt: &str) -> Result<()> {
+        use std::io::Write;
+        self.count += 1;
+        if self.spill.is_none() && self.bytes + stmt.len() <= self.limit {
+            self.bytes += stmt.len();
+            self.mem.push(stmt.to_owned());
+            return Ok(());
+        }
+        let w = match &mut self.spill {
+            Some(w) => w,
+            None => self.spill.insert(std::io::BufWriter::new(
+                tempfile::tempfile_in(&self.dir).map_err(work_err(&self.dir))?,
+            )),
+        };
+        w.write_all(stmt.as_bytes())
+            .and_then(|()| w.write_all(b"\n"))
+            .map_err(work_err(&self.dir))
+    }
+
+    /// Hands every statement to `each`, in order, and empties the batch.
+    fn drain(&mut self, each: &mut dyn FnMut(&str) -> Result<()>) -> Result<()> {
+        use std::io::{BufRead, Seek};
+        for s in self.mem.drain(..) {
+            each(&s)?;
+        }
+        if let Some(w) = self.spill.take() {
+            let io = work_err(&self.dir);
+            let mut f = match w.into_inner().map_err(|e| e.into_error()) {
+                Ok(f) => f,
+                Err(e) => return Err(io(e)),
+            };
+            if let Err(e) = f.rewind() {
+                return Err(work_err(&self.dir)(e));
+            }
+            let mut r = std::io::BufReader::new(f);
+            let mut line = String::new();
+            while r.read_line(&mut line).map_err(work_err(&self.dir))? > 0 {
+                each(line.trim_end_matches('\n'))?;
+                line.clear();
+            }
+        }
+        self.bytes = 0;
+        self.count = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A batch's statements come back in order, across memory and the spill file, and
+    /// the batch is empty afterwards; the spill file leaves nothing in the directory.
+    #[test]
+    fn pending_statements_come_back_in_order_across_the_spill() {
+        let d = tempfile::tempdir().unwrap();
+        let mut p = Pending::new(d.path().to_owned());
+        p.limit = 25;
+        let stmts: Vec<String> = (0..5)
+            .map(|i| format!("INSERT INTO t VALUES ({i});"))
+            .collect();
+        for round in 0..2 {
+            for s in &stmts {
+                p.push(s).unwrap();
+            }
+            assert_eq!(p.count(), 5);
+            assert!(p.spill.is_some(), "round {round}: nothing spilled");
+            let mut got = Vec::new();
+            p.drain(&mut |s| {
+                got.push(s.to_owned());
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(got, stmts);
+            assert_eq!(p.count(), 0);
+        }
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
 }

@@ -523,6 +523,35 @@ fn odbc_values_round_trip_exactly() {
                 "the infinite row reached MariaDB"
             );
             assert!(db.quarantined_seqs("values").is_empty());
+
+            // A snapshot of the table leaves out that row alone, with its key and the
+            // reason, and ships the rest of the table (issue 11: never the whole table).
+            let before = db.query("SELECT count(*) FROM vals");
+            tx.exec(&["resync", "vals"]).expect_success();
+            let out = tx.exec_timeout(&["once"], secs(60));
+            assert!(
+                out.stderr.contains("snapshot row rejected") && out.stderr.contains("id=1000"),
+                "`once` must name the rejected row: {}",
+                out.stderr
+            );
+            rig.wait_synced(secs(10));
+            let reasons: Vec<String> = src
+                .prepare(
+                    "SELECT reason FROM _gapsync_rejected WHERE what = 'snapshot' AND tbl = 'vals'",
+                )
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(
+                matches!(reasons.as_slice(), [why] if why.contains("id=1000") && why.contains("infinity")),
+                "the snapshot's refused row must be recorded alone, with its key: {reasons:?}"
+            );
+            assert_eq!(tx.status()["rejected"], 2);
+            assert_eq!(db.query("SELECT count(*) FROM vals"), before);
+            check_cases(db, "vals", &rotated);
+            assert!(db.quarantined_seqs("values").is_empty());
         }
         rig.rx.stop();
     });
