@@ -61,25 +61,33 @@ pub enum DbUrl {
     Odbc(String),
 }
 
+/// A `[source] url` / `[target] url` that names no database.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DbUrlError {
+    #[error("sqlite URL has no path (write sqlite:/path/to/file.db)")]
+    NoPath,
+    #[error("odbc URL has no connection string (write odbc:Driver={{...}};Server=...)")]
+    NoConnectionString,
+    #[error("unsupported URL {0:?} (write sqlite:/path/to/file.db or odbc:<connection string>)")]
+    Unsupported(String),
+}
+
 impl DbUrl {
-    pub fn parse(s: &str, base: &Path) -> Result<DbUrl, String> {
+    /// `sqlite:<path>` (relative to `base`) or `odbc:<connection string>`.
+    pub fn parse(s: &str, base: &Path) -> Result<DbUrl, DbUrlError> {
         if let Some(p) = s.strip_prefix("sqlite:") {
             if p.is_empty() {
-                return Err("sqlite URL has no path (write sqlite:/path/to/file.db)".into());
+                return Err(DbUrlError::NoPath);
             }
             return Ok(DbUrl::Sqlite(base.join(p)));
         }
         if let Some(cs) = s.strip_prefix("odbc:") {
             if cs.trim().is_empty() {
-                return Err(
-                    "odbc URL has no connection string (write odbc:Driver={...};Server=...)".into(),
-                );
+                return Err(DbUrlError::NoConnectionString);
             }
             return Ok(DbUrl::Odbc(cs.to_owned()));
         }
-        Err(format!(
-            "unsupported URL {s:?} (write sqlite:/path/to/file.db or odbc:<connection string>)"
-        ))
+        Err(DbUrlError::Unsupported(s.to_owned()))
     }
 }
 

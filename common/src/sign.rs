@@ -108,12 +108,17 @@ pub fn signing_message(node: &str, seq: u64, name: &str, content_sha256: &[u8; 3
     .into_bytes()
 }
 
-fn parse_hex32(s: &str) -> std::result::Result<[u8; 32], String> {
+/// A key's 32 bytes were not written as 64 lowercase hex digits.
+#[derive(Debug, thiserror::Error)]
+#[error("expected 64 lowercase hex digits")]
+pub struct NotHex32;
+
+fn parse_hex32(s: &str) -> std::result::Result<[u8; 32], NotHex32> {
     if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err("expected 64 lowercase hex digits".to_owned());
+        return Err(NotHex32);
     }
-    let v = hex::decode(s).map_err(|e| e.to_string())?;
-    v.try_into().map_err(|_| "expected 32 bytes".to_owned())
+    let v = hex::decode(s).map_err(|_| NotHex32)?;
+    v.try_into().map_err(|_| NotHex32)
 }
 
 /// A sender's private key, loaded from its key file.
@@ -184,7 +189,7 @@ impl BatchSigner {
                 "key is for node {knode:?}, but this sender is node {node:?}"
             )));
         }
-        let seed = parse_hex32(seed).map_err(bad)?;
+        let seed = parse_hex32(seed).map_err(|e| bad(e.to_string()))?;
         Ok(BatchSigner::from_seed(node, &seed))
     }
 
@@ -298,7 +303,7 @@ impl PublicKey {
         if tag != PUBLIC_TAG {
             return Err(bad("expected \"gapsync-ed25519\" first"));
         }
-        let bytes = parse_hex32(hexkey).map_err(|r| bad(&r))?;
+        let bytes = parse_hex32(hexkey).map_err(|e| bad(&e.to_string()))?;
         if key_id(&bytes) != id {
             return Err(bad(
                 "key id does not match the key (damaged or edited line)",

@@ -97,7 +97,7 @@ pub enum BatchError {
     #[error("invalid batch file name {name:?}: {reason}")]
     BadName { name: String, reason: String },
     #[error("invalid batch header: {0}")]
-    BadHeader(String),
+    BadHeader(Rule),
     #[error("{path}: line {line}: {reason}")]
     Malformed {
         path: PathBuf,
@@ -108,7 +108,7 @@ pub enum BatchError {
     BadStatement {
         path: PathBuf,
         line: u64,
-        reason: String,
+        reason: Rule,
     },
     #[error(
         "{path}: line {line}: sha256 mismatch: trailer says {expected}, content hashes to {actual}"
@@ -269,71 +269,124 @@ pub fn parse_batch_file_name(name: &str) -> Result<(String, u64, bool)> {
     let seq = digits
         .parse::<u64>()
         .map_err(|_| bad("sequence does not fit in 64 bits"))?;
-    check_token(node).map_err(|r| bad(&format!("node id: {r}")))?;
+    check_token(node).map_err(|r| bad(&r.of("node id").to_string()))?;
     Ok((node.to_owned(), seq, compressed))
+}
+
+/// A header value or a statement line that breaks the format's rules (the reader and
+/// the writer wrap it in a [`BatchError`] with the file and line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rule {
+    /// A node id or dialect name outside the node-id rule.
+    #[error("{value:?}: {reason}")]
+    Token { value: String, reason: String },
+    #[error("{0:?} is not a canonical unsigned decimal number")]
+    NotCanonical(String),
+    #[error("{0:?} is not a UTC time like 2026-11-21T10:00:00.123456Z")]
+    Created(String),
+    #[error("{0:?} is not <first>-<last> or -")]
+    Changes(String),
+    #[error("change range {0}-{1} needs 0 <= first <= last")]
+    ChangeRange(i64, i64),
+    #[error("change id {0} too large")]
+    ChangeId(u64),
+    #[error("{0:?} is not changes or snapshot")]
+    Kind(String),
+    #[error("{0} is over the limit of {1}")]
+    TooMany(u64, u64),
+    /// A header field's rule, named.
+    #[error("{field}: {rule}")]
+    Field {
+        field: &'static str,
+        rule: Box<Rule>,
+    },
+    #[error("empty line")]
+    Empty,
+    #[error("{len} bytes, longer than the limit of {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("contains a line break (\\n or \\r)")]
+    LineBreak,
+    #[error("starts with \"--\"")]
+    Comment,
+    #[error("does not end with ';'")]
+    NoSemicolon,
+    #[error("header declares {0} statements, refusing one more")]
+    BeyondDeclared(u64),
+    #[error("signing key is for node {key}, the batch is of node {batch}")]
+    SignerNode { key: String, batch: String },
+}
+
+impl Rule {
+    fn of(self, field: &'static str) -> Rule {
+        Rule::Field {
+            field,
+            rule: Box::new(self),
+        }
+    }
 }
 
 /// Node ids and dialect names: the link's node-id rule (1..=32 of `[A-Za-z0-9_-]`,
 /// [`gapsync_protocol::validate_node`]), the one definition of it.
-fn check_token(s: &str) -> Result<(), String> {
-    gapsync_protocol::validate_node(s).map_err(|e| match e {
-        gapsync_protocol::FrameError::BadNode { reason, .. } => format!("{s:?}: {reason}"),
-        other => other.to_string(),
+fn check_token(s: &str) -> Result<(), Rule> {
+    gapsync_protocol::validate_node(s).map_err(|e| Rule::Token {
+        value: s.to_owned(),
+        reason: match e {
+            gapsync_protocol::FrameError::BadNode { reason, .. } => reason.to_string(),
+            other => other.to_string(),
+        },
     })
 }
 
-fn parse_u64(s: &str) -> Result<u64, String> {
+fn parse_u64(s: &str) -> Result<u64, Rule> {
     let canonical =
         !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     canonical
         .then(|| s.parse().ok())
         .flatten()
-        .ok_or_else(|| format!("{s:?} is not a canonical unsigned decimal number"))
+        .ok_or_else(|| Rule::NotCanonical(s.to_owned()))
 }
 
-fn check_created(s: &str) -> Result<(), String> {
+fn check_created(s: &str) -> Result<(), Rule> {
     let ok = chrono::NaiveDateTime::parse_from_str(s, CREATED_FMT)
         .is_ok_and(|t| t.format(CREATED_FMT).to_string() == s);
-    ok.then_some(())
-        .ok_or_else(|| format!("{s:?} is not a UTC time like 2026-11-21T10:00:00.123456Z"))
+    ok.then_some(()).ok_or_else(|| Rule::Created(s.to_owned()))
 }
 
-fn check_changes(c: Option<(i64, i64)>) -> Result<(), String> {
+fn check_changes(c: Option<(i64, i64)>) -> Result<(), Rule> {
     match c {
-        Some((a, b)) if a < 0 || a > b => {
-            Err(format!("change range {a}-{b} needs 0 <= first <= last"))
-        }
+        Some((a, b)) if a < 0 || a > b => Err(Rule::ChangeRange(a, b)),
         _ => Ok(()),
     }
 }
 
-fn parse_changes(s: &str) -> Result<Option<(i64, i64)>, String> {
+fn parse_changes(s: &str) -> Result<Option<(i64, i64)>, Rule> {
     if s == "-" {
         return Ok(None);
     }
     let (a, b) = s
         .split_once('-')
-        .ok_or_else(|| format!("{s:?} is not <first>-<last> or -"))?;
-    let id = |v: &str| -> Result<i64, String> {
-        i64::try_from(parse_u64(v)?).map_err(|_| format!("change id {v} too large"))
+        .ok_or_else(|| Rule::Changes(s.to_owned()))?;
+    let id = |v: &str| -> Result<i64, Rule> {
+        let n = parse_u64(v)?;
+        i64::try_from(n).map_err(|_| Rule::ChangeId(n))
     };
     let c = Some((id(a)?, id(b)?));
     check_changes(c)?;
     Ok(c)
 }
 
-fn parse_kind(s: &str) -> Result<BatchKind, String> {
+fn parse_kind(s: &str) -> Result<BatchKind, Rule> {
     match s {
         "changes" => Ok(BatchKind::Changes),
         "snapshot" => Ok(BatchKind::Snapshot),
-        _ => Err(format!("{s:?} is not changes or snapshot")),
+        _ => Err(Rule::Kind(s.to_owned())),
     }
 }
 
-fn check_header(h: &BatchHeader) -> Result<(), String> {
-    check_token(&h.node).map_err(|r| format!("node id: {r}"))?;
-    check_created(&h.created).map_err(|r| format!("created: {r}"))?;
-    check_token(&h.dialect).map_err(|r| format!("dialect: {r}"))?;
+fn check_header(h: &BatchHeader) -> Result<(), Rule> {
+    check_token(&h.node).map_err(|r| r.of("node id"))?;
+    check_created(&h.created).map_err(|r| r.of("created"))?;
+    check_token(&h.dialect).map_err(|r| r.of("dialect"))?;
     check_changes(h.changes)
 }
 
@@ -350,20 +403,20 @@ fn render_header(h: &BatchHeader) -> String {
 }
 
 /// The statement line rules (the line is given without its `\n`).
-fn check_statement(s: &str, max_len: usize) -> Result<(), String> {
+fn check_statement(s: &str, max_len: usize) -> Result<(), Rule> {
     if s.is_empty() {
-        Err("empty line".to_owned())
+        Err(Rule::Empty)
     } else if s.len() > max_len {
-        Err(format!(
-            "{} bytes, longer than the limit of {max_len}",
-            s.len()
-        ))
+        Err(Rule::TooLong {
+            len: s.len(),
+            max: max_len,
+        })
     } else if s.contains(['\n', '\r']) {
-        Err("contains a line break (\\n or \\r)".to_owned())
+        Err(Rule::LineBreak)
     } else if s.starts_with("--") {
-        Err("starts with \"--\"".to_owned())
+        Err(Rule::Comment)
     } else if !s.ends_with(';') {
-        Err("does not end with ';'".to_owned())
+        Err(Rule::NoSemicolon)
     } else {
         Ok(())
     }

@@ -117,7 +117,7 @@ impl Lines {
         buf: &mut String,
         hasher: &mut Sha256,
         idx: usize,
-        parse: impl FnOnce(&str) -> Result<T, String>,
+        parse: impl FnOnce(&str) -> Result<T, Rule>,
     ) -> Result<T> {
         let expected = KEYS[idx];
         if !self.next(buf, MAX_META_LINE)? {
@@ -235,10 +235,7 @@ pub fn read_statements(file: File, path: &Path, limits: &ReadLimits) -> Result<S
         statements: lines.field(b, h, 6, |v| {
             let n = parse_u64(v)?;
             match n > limits.max_statements {
-                true => Err(format!(
-                    "{n} is over the limit of {}",
-                    limits.max_statements
-                )),
+                true => Err(Rule::TooMany(n, limits.max_statements)),
                 false => Ok(n),
             }
         })?,

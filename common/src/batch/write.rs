@@ -146,11 +146,10 @@ impl BatchWriter {
         if let Some(s) = &signer
             && s.node() != self.header.node
         {
-            return Err(BatchError::BadHeader(format!(
-                "signing key is for node {}, the batch is of node {}",
-                s.node(),
-                self.header.node
-            )));
+            return Err(BatchError::BadHeader(Rule::SignerNode {
+                key: s.node().to_owned(),
+                batch: self.header.node.clone(),
+            }));
         }
         self.signer = signer;
         Ok(self)
@@ -169,17 +168,14 @@ impl BatchWriter {
     /// Appends one statement (with its `;`, without a newline).
     pub fn push(&mut self, statement: &str) -> Result<()> {
         let line = HEADER_LINES + self.pushed + 1;
-        let bad = |reason: String| BatchError::BadStatement {
+        let bad = |reason: Rule| BatchError::BadStatement {
             path: self.final_path.clone(),
             line,
             reason,
         };
         check_statement(statement, DEFAULT_MAX_STATEMENT_LEN).map_err(bad)?;
         if self.pushed == self.header.statements {
-            return Err(bad(format!(
-                "header declares {} statements, refusing one more",
-                self.header.statements
-            )));
+            return Err(bad(Rule::BeyondDeclared(self.header.statements)));
         }
         self.emit(statement.as_bytes())?;
         self.emit(b"\n")?;

@@ -36,16 +36,17 @@ use crate::dialect::Dialect;
 /// Seconds an ODBC login may take before it fails (transient: retried).
 pub const LOGIN_TIMEOUT_SECS: u32 = 10;
 
-static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
+static ENV: OnceLock<Result<Environment, DbError>> = OnceLock::new();
 
 fn env() -> Result<&'static Environment, DbError> {
-    ENV.get_or_init(|| Environment::new().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| {
-            DbError::deterministic(format!(
-                "cannot set up the ODBC environment (is unixODBC installed?): {e}"
-            ))
+    ENV.get_or_init(|| {
+        Environment::new().map_err(|e| DbError {
+            transient: false,
+            ..odbc_err(e).context("cannot set up the ODBC environment (is unixODBC installed?)")
         })
+    })
+    .as_ref()
+    .map_err(DbError::clone)
 }
 
 /// The database family behind a connection, for session set-up.

@@ -57,7 +57,7 @@ pub(super) fn map(
         why,
     };
     let class = classify(declared).map_err(|why| err(why.to_owned()))?;
-    target(d, class, is_key).map_err(err)
+    target(d, class, is_key).map_err(|e| err(e.to_string()))
 }
 
 /// Classify a declared type: a few names first, then SQLite's affinity rules
@@ -115,21 +115,40 @@ fn classify(declared: &str) -> Result<Class, &'static str> {
     })
 }
 
-fn target(d: Dialect, class: Class, is_key: bool) -> Result<String, String> {
+/// A declared type beyond what the target's type can hold.
+#[derive(Debug, thiserror::Error)]
+enum TypeLimit {
+    #[error("{dialect} keeps at most {max} fractional digits of a second, not {asked}")]
+    Fraction {
+        dialect: &'static str,
+        max: u32,
+        asked: u32,
+    },
+    /// `after`: ", N of them after the point" where the scale has its own limit.
+    #[error("{dialect} decimals hold at most {max} digits{after}")]
+    Decimal {
+        dialect: &'static str,
+        max: u32,
+        after: String,
+    },
+}
+
+fn target(d: Dialect, class: Class, is_key: bool) -> Result<String, TypeLimit> {
     use Dialect::*;
     let max_fraction = match d {
         Postgres | Mysql | Dm => 6,
         SqlServer => 7,
         Sql92 | Sqlite | Oracle => 9,
     };
-    let fraction = |p: Option<u32>| -> Result<u32, String> {
+    let fraction = |p: Option<u32>| -> Result<u32, TypeLimit> {
         match p {
             None => Ok(max_fraction),
             Some(p) if p <= max_fraction => Ok(p),
-            Some(p) => Err(format!(
-                "{} keeps at most {max_fraction} fractional digits of a second, not {p}",
-                d.title()
-            )),
+            Some(p) => Err(TypeLimit::Fraction {
+                dialect: d.title(),
+                max: max_fraction,
+                asked: p,
+            }),
         }
     };
     let s = match class {
@@ -192,10 +211,11 @@ fn target(d: Dialect, class: Class, is_key: bool) -> Result<String, String> {
                 } else {
                     String::new()
                 };
-                return Err(format!(
-                    "{} decimals hold at most {max_p} digits{after}",
-                    d.title()
-                ));
+                return Err(TypeLimit::Decimal {
+                    dialect: d.title(),
+                    max: max_p,
+                    after,
+                });
             }
             match s {
                 Some(s) => format!("{name}({p},{s})"),
