@@ -79,6 +79,25 @@ use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer, Whitespace
 use gapsync_common::batch::BatchKind;
 use gapsync_common::dialect::Dialect;
 
+/// Why the allow-list refuses a statement: one line for the operator, which the
+/// applier reports with the batch file and line ("statement refused: ...") and which
+/// fails the batch deterministically.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
+impl From<&str> for Refusal {
+    fn from(s: &str) -> Refusal {
+        Refusal(s.to_owned())
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(s: String) -> Refusal {
+        Refusal(s)
+    }
+}
+
 /// Prefix of gapsync's own tables, never writable by a batch.
 pub const OWN_PREFIX: &str = "_gapsync_";
 
@@ -129,7 +148,7 @@ impl AllowList {
     /// The renderer's own `INSERT`/`UPDATE`/`DELETE` shapes are recognised by a scanner
     /// ([`fast`]) that accepts only what the full check below accepts too; anything it
     /// does not recognise, and every refusal, goes through the full check.
-    pub fn validate(&self, dialect: Dialect, sql: &str) -> Result<(), String> {
+    pub fn validate(&self, dialect: Dialect, sql: &str) -> Result<(), Refusal> {
         if let Some(table) = fast::recognise(dialect, sql)
             && self.allows(&table)
         {
@@ -139,7 +158,7 @@ impl AllowList {
     }
 
     /// [`AllowList::validate`] without the fast path: parsed by sqlparser.
-    fn validate_parsed(&self, dialect: Dialect, sql: &str) -> Result<(), String> {
+    fn validate_parsed(&self, dialect: Dialect, sql: &str) -> Result<(), Refusal> {
         let d = parser_dialect(dialect);
         // No comments, as the server reads the text (an exact scan), and as sqlparser
         // reads it (its tokens, below).
@@ -177,7 +196,8 @@ impl AllowList {
                     "{} statements on one line ({} dialect)",
                     more.len(),
                     dialect.name()
-                ));
+                )
+                .into());
             }
         };
         let ck = Check {
@@ -213,7 +233,7 @@ impl AllowList {
     /// `CREATE TABLE IF NOT EXISTS "t" ("c" [type], .., PRIMARY KEY ("k", ..));` where a
     /// type is words of `[A-Za-z0-9_]` and parentheses holding numbers, and no word is
     /// one that starts a column constraint (`DEFAULT`, `CHECK`, `AS`, ...).
-    fn sqlite_create_table(&self, sql: &str) -> Result<(), String> {
+    fn sqlite_create_table(&self, sql: &str) -> Result<(), Refusal> {
         const BAD: &str = "not the snapshot's CREATE TABLE IF NOT EXISTS";
         const CONSTRAINT_WORDS: &[&str] = &[
             "CONSTRAINT",
@@ -241,10 +261,10 @@ impl AllowList {
         let rest = sql.strip_prefix("CREATE TABLE IF NOT EXISTS ").ok_or(BAD)?;
         let (table, rest) = sqlite_quoted(rest).ok_or(BAD)?;
         if is_own(&table) {
-            return Err(format!("table {table:?} is gapsync's own"));
+            return Err(format!("table {table:?} is gapsync's own").into());
         }
         if !self.allows(&table) {
-            return Err(format!("table {table:?} is not allowed by [target] tables"));
+            return Err(format!("table {table:?} is not allowed by [target] tables").into());
         }
         let mut rest = rest.strip_prefix(" (").ok_or(BAD)?;
         loop {
@@ -292,14 +312,14 @@ impl AllowList {
                     _ => false,
                 };
                 if !ok {
-                    return Err(format!("column type {ty:?} is not a plain type name"));
+                    return Err(format!("column type {ty:?} is not a plain type name").into());
                 }
             }
             if let Some(w) = ty
                 .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .find(|w| CONSTRAINT_WORDS.iter().any(|k| k.eq_ignore_ascii_case(w)))
             {
-                return Err(format!("column constraint {w} in CREATE TABLE"));
+                return Err(format!("column constraint {w} in CREATE TABLE").into());
             }
             rest = &r[end..];
             if rest == ");" {
@@ -309,12 +329,12 @@ impl AllowList {
         }
     }
 
-    fn table(&self, name: &ObjectName) -> Result<(), String> {
+    fn table(&self, name: &ObjectName) -> Result<(), Refusal> {
         let t = one_part(name).ok_or_else(|| format!("table name {name} is not a plain name"))?;
         if is_own(&t.value) {
-            Err(format!("table {name} is gapsync's own"))
+            Err(format!("table {name} is gapsync's own").into())
         } else if !self.allows(&t.value) {
-            Err(format!("table {name} is not allowed by [target] tables"))
+            Err(format!("table {name} is not allowed by [target] tables").into())
         } else {
             Ok(())
         }

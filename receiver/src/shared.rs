@@ -281,19 +281,19 @@ impl Shared {
     }
 
     /// Checks a HELLO (see the protocol docs, "Authentication"). Ok(key id, "" when
-    /// unsigned and accepted because of `insecure`); Err: the reason for the log.
+    /// unsigned and accepted because of `insecure`); Err: why, for the log.
     pub fn authenticate_hello(
         &self,
         node: &str,
         hello: &Hello,
         message: &[u8],
-    ) -> std::result::Result<String, String> {
+    ) -> std::result::Result<String, HelloRefused> {
         let link = &self.cfg.link;
         if hello.receiver_id != link.id {
-            return Err(format!(
-                "HELLO is for receiver {:?}, this is {:?} (set [link] receiver_id in the sender's config to this receiver's [link] id)",
-                hello.receiver_id, link.id
-            ));
+            return Err(HelloRefused::OtherReceiver {
+                asked: hello.receiver_id.clone(),
+                ours: link.id.clone(),
+            });
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -301,37 +301,70 @@ impl Shared {
             .unwrap_or(0);
         let skew = now.abs_diff(hello.time);
         if skew > link.hello_max_skew.as_secs() {
-            return Err(format!(
-                "HELLO time is {skew} s off this clock, over [link] hello_max_skew = {} s (a replay, or the clocks of the two zones disagree: fix the time source)",
-                link.hello_max_skew.as_secs()
-            ));
+            return Err(HelloRefused::Skew {
+                skew,
+                max: link.hello_max_skew.as_secs(),
+            });
         }
         let key = if self.trust.has_node(node) {
             let Some(auth) = &hello.auth else {
-                return Err(format!(
-                    "unsigned HELLO for node {node}, which has [[trust]] keys"
-                ));
+                return Err(HelloRefused::Unsigned(node.to_owned()));
             };
             self.trust
                 .verify_link(node, &auth.key_id, message, &auth.signature)
-                .map_err(|e| format!("HELLO signature: {e}"))?
+                .map_err(HelloRefused::Signature)?
         } else if self.cfg.insecure {
             // `insecure` lets nodes without keys in unauthenticated; a signature that
             // there is no key to check against proves nothing and changes nothing.
             String::new()
         } else {
-            return Err(format!(
-                "node {node} has no [[trust]] entry (add its .pub line to [[trust]])"
-            ));
+            return Err(HelloRefused::Untrusted(node.to_owned()));
         };
         // An unsigned HELLO (insecure, a node without keys) proves nothing; its nonce
         // is not worth remembering.
         if hello.auth.is_some() && !self.fresh_nonce(node, hello.nonce) {
-            return Err("HELLO nonce seen before (a replayed HELLO), or too many HELLOs within 2 × hello_max_skew".to_owned());
+            return Err(HelloRefused::Replayed);
         }
         if skew * 2 > link.hello_max_skew.as_secs() {
             warn!(%node, skew_s = skew, max_s = link.hello_max_skew.as_secs(), "HELLO time is more than half of hello_max_skew off this clock: fix the time source before senders are refused");
         }
         Ok(key)
+    }
+}
+
+/// Why a HELLO was refused (the connection is closed; the log says this).
+#[derive(Debug, thiserror::Error)]
+pub enum HelloRefused {
+    #[error(
+        "HELLO is for receiver {asked:?}, this is {ours:?} (set [link] receiver_id in the sender's config to this receiver's [link] id)"
+    )]
+    OtherReceiver { asked: String, ours: String },
+    #[error(
+        "HELLO time is {skew} s off this clock, over [link] hello_max_skew = {max} s (a replay, or the clocks of the two zones disagree: fix the time source)"
+    )]
+    Skew { skew: u64, max: u64 },
+    #[error("unsigned HELLO for node {0}, which has [[trust]] keys")]
+    Unsigned(String),
+    #[error("HELLO signature: {0}")]
+    Signature(gapsync_common::sign::SignError),
+    #[error("node {0} has no [[trust]] entry (add its .pub line to [[trust]])")]
+    Untrusted(String),
+    #[error(
+        "HELLO nonce seen before (a replayed HELLO), or too many HELLOs within 2 × hello_max_skew"
+    )]
+    Replayed,
+}
+
+impl HelloRefused {
+    /// The kind, for grouping log lines (one per address, node and kind a minute).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HelloRefused::OtherReceiver { .. } => "other receiver",
+            HelloRefused::Skew { .. } => "clock skew",
+            HelloRefused::Unsigned(_) => "unsigned",
+            HelloRefused::Signature(_) => "bad signature",
+            HelloRefused::Untrusted(_) => "untrusted node",
+            HelloRefused::Replayed => "replayed",
+        }
     }
 }

@@ -286,25 +286,31 @@ impl Conn {
         &self,
         seq: u64,
         info: &EndInfo,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), EndRefused> {
         if !self.keyed {
             return Ok(()); // insecure, node without keys: accepted unsigned at HELLO
         }
         let Some(auth) = &info.auth else {
-            return Err(format!(
+            return Err(EndRefused::Upload(format!(
                 "unsigned END for node {}, which has [[trust]] keys",
                 self.node
-            ));
+            )));
         };
-        let message = info.message(&self.node, seq).map_err(|e| e.to_string())?;
+        let message = info
+            .message(&self.node, seq)
+            .map_err(|e| EndRefused::Upload(e.to_string()))?;
         self.shared
             .trust
             .verify_link(&self.node, &auth.key_id, &message, &auth.signature)
             .map(|_| ())
-            .map_err(|e| format!("END signature: {e}"))
+            .map_err(|e| EndRefused::Upload(format!("END signature: {e}")))
     }
 
-    pub(crate) fn finish(&mut self, seq: u64, info: &EndInfo) -> std::result::Result<bool, String> {
+    pub(crate) fn finish(
+        &mut self,
+        seq: u64,
+        info: &EndInfo,
+    ) -> std::result::Result<bool, EndRefused> {
         // Authenticity first: nothing of an END the node key did not sign is looked at
         // further (no ledger query, no hashing, no name taken).
         if let Err(reason) = self.authenticate_end(seq, info) {
@@ -315,21 +321,23 @@ impl Conn {
         let max = self.shared.cfg.limits.max_batch_bytes;
         if info.size > max {
             self.drop_part();
-            return Err(format!(
+            return Err(EndRefused::Upload(format!(
                 "END declares {} bytes, over [limits] max_batch_bytes = {max}",
                 info.size
-            ));
+            )));
         }
         if !self.seq_in_window(seq) {
             self.drop_part();
-            return Err(format!("seq {seq} is too far ahead of the ledger"));
+            return Err(EndRefused::Upload(format!(
+                "seq {seq} is too far ahead of the ledger"
+            )));
         }
         let named = batch::parse_batch_file_name(&info.name);
         let (node, fseq, _) = match named {
             Ok(n) => n,
             Err(e) => {
                 self.drop_part();
-                return Err(e.to_string());
+                return Err(EndRefused::Upload(e.to_string()));
             }
         };
         if node != self.node || fseq != seq {
@@ -345,13 +353,13 @@ impl Conn {
                 self.drop_part();
                 warn!(peer = %self.peer, node = %self.node, seq, file = %info.name, %reason, "END refused: upload dropped");
             }
-            return Err(reason);
+            return Err(EndRefused::Upload(reason));
         }
         if let Some(other) = other_spooled_name(&self.shared.spool(), &info.name) {
             self.drop_part();
-            return Err(format!(
+            return Err(EndRefused::Upload(format!(
                 "seq {seq} is already spooled as {other}: one name per seq"
-            ));
+            )));
         }
         match self.recorded(seq) {
             Some(true) => return self.check_replay(seq, info),
@@ -363,7 +371,7 @@ impl Conn {
             None => {}
         }
         let Some(part) = self.take_part() else {
-            return Err("END without data".into());
+            return Err(EndRefused::Upload("END without data".into()));
         };
         let Part {
             seq: pseq,
@@ -372,28 +380,35 @@ impl Conn {
             len,
         } = part;
         // From here on the part file is removed on every way out but one (linked).
-        let dropped = |what: &str, e: &dyn std::fmt::Display| {
+        let drop_part = || {
             // Gone already is as good.
             let _ = fs::remove_file(&path);
-            format!("{what}: {e}")
+        };
+        let dropped = |what: &str, source: std::io::Error| {
+            drop_part();
+            EndRefused::Spool {
+                what: what.to_owned(),
+                source,
+            }
         };
         if pseq != seq || len != info.size {
-            return Err(dropped(
-                "size",
-                &format!("received {len} bytes, END says {}", info.size),
-            ));
+            drop_part();
+            return Err(EndRefused::Upload(format!(
+                "size: received {len} bytes, END says {}",
+                info.size
+            )));
         }
         // Any failure from here on (a full disk at fsync, a failed link) answers "no"
         // and drops the part, freeing its space: the sender resends the whole batch.
         let synced = file.sync_all();
         drop(file);
-        synced.map_err(|e| dropped("cannot make the received file durable", &e))?;
-        let sha = sha256_nofollow(&path)
-            .map_err(|e| dropped("cannot read the received file back", &e))?;
+        synced.map_err(|e| dropped("cannot make the received file durable", e))?;
+        let sha =
+            sha256_nofollow(&path).map_err(|e| dropped("cannot read the received file back", e))?;
         if sha != info.sha256 {
-            return Err(dropped(
-                "sha256",
-                &"the received file does not match the signed END",
+            drop_part();
+            return Err(EndRefused::Upload(
+                "sha256: the received file does not match the signed END".into(),
             ));
         }
         let spool = self.shared.spool();
@@ -421,29 +436,31 @@ impl Conn {
                 if !fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file()) {
                     error!(alarm = true, node = %self.node, seq, file = %info.name, "the batch name in the spool is taken by something that is not a regular file (a symlink planted?): remove it; the batch is refused until then");
                     self.shared.forget(&self.node, seq);
-                    return Err(format!(
+                    return Err(EndRefused::Upload(format!(
                         "spool/{} is not a regular file: remove it",
                         info.name
-                    ));
+                    )));
                 }
                 error!(alarm = true, node = %self.node, seq, file = %info.name, "a different signed file for a seq that is already spooled: refused, the spooled one stays");
                 // The spooled one's outcome is the applier's to set.
-                return Err(format!(
+                return Err(EndRefused::Upload(format!(
                     "{} is already spooled with other content",
                     info.name
-                ));
+                )));
             }
             Err(e) => {
                 // Not spooled: RESULT must not wait for an apply that will not come.
                 self.shared.forget(&self.node, seq);
-                return Err(dropped("cannot link into the spool", &e));
+                return Err(dropped("cannot link into the spool", e));
             }
         }
         // The file is visible to the applier now: never removed here. If the directory
         // cannot be made durable the answer is "no" and the resend finds it applied or
         // spooled with the same content.
-        fsx::sync_dir(&spool)
-            .map_err(|e| format!("cannot make the spool directory durable: {e}"))?;
+        fsx::sync_dir(&spool).map_err(|source| EndRefused::Spool {
+            what: "cannot make the spool directory durable".into(),
+            source,
+        })?;
         let sha_hex = hex::encode(sha);
         self.shared.audit(AuditEvent::new(
             "received", &self.node, seq, &info.name, info.size, &sha_hex,
@@ -486,7 +503,7 @@ impl Conn {
         &mut self,
         seq: u64,
         info: &EndInfo,
-    ) -> std::result::Result<bool, String> {
+    ) -> std::result::Result<bool, EndRefused> {
         let complete = self
             .part
             .as_ref()
@@ -497,7 +514,11 @@ impl Conn {
         }
         let sh = Arc::clone(&self.shared);
         let dir = sh.quarantine_dir().join("replayed");
-        fsx::private_dir(&dir).map_err(|e| e.to_string())?;
+        let spool_err = |what: &str| {
+            let what = what.to_owned();
+            move |source| EndRefused::Spool { what, source }
+        };
+        fsx::private_dir(&dir).map_err(EndRefused::Dir)?;
         let dest = dir.join(&info.name);
         let Some(part) = self.take_part() else {
             return Ok(true);
@@ -505,14 +526,17 @@ impl Conn {
         fsx::move_file(&part.path, &dest).map_err(|e| {
             // Removed on the way out; it never gets a batch name.
             let _ = fs::remove_file(&part.path);
-            format!("cannot move the resent copy out of the spool: {e}")
+            spool_err("cannot move the resent copy out of the spool")(e)
         })?;
-        let (size, file_sha) = batch::sha256_file(&dest).map_err(|e| e.to_string())?;
+        let (size, file_sha) = batch::sha256_file(&dest)
+            .map_err(|e| EndRefused::Upload(format!("the resent copy: {e}")))?;
         if file_sha != info.sha256 {
             // A copy that is not what END declared is worth nothing; left behind it
             // would only sit in `replayed/`, never be applied.
             let _ = fs::remove_file(&dest);
-            return Err("sha256 of the received file does not match END".into());
+            return Err(EndRefused::Upload(
+                "sha256 of the received file does not match END".into(),
+            ));
         }
         // The ledger's sha256 of the applied copy. If it cannot be read now (the target
         // went down since `recorded`), there is no verdict: answer "no" so that the
@@ -531,7 +555,9 @@ impl Conn {
                     _ => "no target connection".to_owned(),
                 };
                 warn!(node = %self.node, seq, file = %info.name, %error, "resent copy of an applied batch: cannot read its ledger row; the sender asks again");
-                return Err(format!("cannot read the ledger row of seq {seq}: {error}"));
+                return Err(EndRefused::Ledger(format!(
+                    "cannot read the ledger row of seq {seq}: {error}"
+                )));
             }
         };
         let (content, reason) = match batch::verify_batch(&dest, &sh.limits) {
@@ -574,6 +600,29 @@ impl Conn {
         sh.set(&self.node, seq, Outcome::Failed);
         Ok(true)
     }
+}
+
+/// Why an END is answered "no": nothing is spooled, the sender resends the batch, and
+/// it never counts as a failed apply.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EndRefused {
+    /// The upload is at fault: unsigned or forged, too large, out of the seq window,
+    /// misnamed, not what its END declared, or in conflict with what is spooled.
+    #[error("{0}")]
+    Upload(String),
+    /// This side could not keep it (a full disk, a failed fsync or link): an operator's
+    /// matter, not the sender's.
+    #[error("{what}: {source}")]
+    Spool {
+        what: String,
+        source: std::io::Error,
+    },
+    /// A quarantine directory could not be made (as `Spool`).
+    #[error(transparent)]
+    Dir(fsx::DirError),
+    /// No verdict on a resend of an applied seq: the target's ledger cannot be read.
+    #[error("{0}")]
+    Ledger(String),
 }
 
 /// The other name (`.sql` / `.sql.zst`) of the same batch, if it is in the spool.
@@ -631,12 +680,7 @@ impl FrameHandler for Conn {
                     .rsplit_once(':')
                     .map_or(self.peer.as_str(), |(ip, _)| ip);
                 let key = if self.shared.trust.has_node(node) {
-                    let kind: String = reason
-                        .chars()
-                        .filter(|c| !c.is_ascii_digit())
-                        .take(60)
-                        .collect();
-                    format!("{ip} {node} {kind}")
+                    format!("{ip} {node} {}", reason.kind())
                 } else {
                     ip.to_owned()
                 };
@@ -669,6 +713,10 @@ impl FrameHandler for Conn {
     fn end(&mut self, seq: u64, info: &EndInfo) -> bool {
         match self.finish(seq, info) {
             Ok(ok) => ok,
+            Err(e @ (EndRefused::Spool { .. } | EndRefused::Dir(_))) => {
+                error!(alarm = true, node = %self.node, seq, error = %e, "cannot spool a received batch (disk full?): answered no, the sender resends it");
+                false
+            }
             Err(e) => {
                 warn!(node = %self.node, seq, error = %e, "batch not accepted; the sender resends it");
                 false

@@ -13,7 +13,7 @@ pub(super) struct Check {
 }
 
 impl Check {
-    pub(super) fn statement(&self, allow: &AllowList, stmt: &Statement) -> Result<(), String> {
+    pub(super) fn statement(&self, allow: &AllowList, stmt: &Statement) -> Result<(), Refusal> {
         match stmt {
             Statement::Insert(ins) => {
                 let TableObject::TableName(name) = &ins.table else {
@@ -66,6 +66,7 @@ impl Check {
                             "CREATE TABLE IF NOT EXISTS ({} dialect)",
                             self.dialect.name()
                         )
+                        .into()
                     } else {
                         "CREATE TABLE without IF NOT EXISTS".into()
                     });
@@ -79,7 +80,7 @@ impl Check {
                             | ColumnOption::Collation(_)
                             | ColumnOption::CharacterSet(_) => {}
                             other => {
-                                return Err(format!("column option {other} in CREATE TABLE"));
+                                return Err(format!("column option {other} in CREATE TABLE").into());
                             }
                         }
                     }
@@ -87,12 +88,12 @@ impl Check {
                 for k in &c.constraints {
                     match k {
                         TableConstraint::PrimaryKey(_) => {}
-                        other => return Err(format!("constraint {other} in CREATE TABLE")),
+                        other => return Err(format!("constraint {other} in CREATE TABLE").into()),
                     }
                 }
                 Ok(())
             }
-            other => Err(format!("{} is not a statement gapsync writes", kind(other))),
+            other => Err(format!("{} is not a statement gapsync writes", kind(other)).into()),
         }
     }
 
@@ -150,7 +151,7 @@ impl Check {
     }
 
     /// A conjunction of `column = literal` / `column IS NULL`.
-    fn key_match(&self, e: &Expr) -> Result<(), String> {
+    fn key_match(&self, e: &Expr) -> Result<(), Refusal> {
         match e {
             Expr::BinaryOp { left, op, right } => match op {
                 sqlparser::ast::BinaryOperator::And => {
@@ -159,18 +160,18 @@ impl Check {
                 }
                 sqlparser::ast::BinaryOperator::Eq => {
                     if !matches!(**left, Expr::Identifier(_)) {
-                        return Err(format!("WHERE compares {left}, not a column"));
+                        return Err(format!("WHERE compares {left}, not a column").into());
                     }
                     self.literal(right)
                 }
-                other => Err(format!("WHERE uses {other}")),
+                other => Err(format!("WHERE uses {other}").into()),
             },
             Expr::IsNull(c) if matches!(**c, Expr::Identifier(_)) => Ok(()),
-            other => Err(format!("WHERE holds {other}, not column = literal")),
+            other => Err(format!("WHERE holds {other}, not column = literal").into()),
         }
     }
 
-    fn literal(&self, e: &Expr) -> Result<(), String> {
+    fn literal(&self, e: &Expr) -> Result<(), Refusal> {
         let d = self.dialect;
         let ok = match e {
             Expr::Value(v) => plain_value(&v.value),
@@ -232,7 +233,7 @@ impl Check {
         if ok {
             Ok(())
         } else {
-            Err(format!("{e} is not a literal"))
+            Err(format!("{e} is not a literal").into())
         }
     }
 }

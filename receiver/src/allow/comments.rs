@@ -46,6 +46,7 @@
 //! The parse path adds sqlparser's own view: a comment token from its tokenizer in the
 //! target's dialect, or a comment hint it expanded, is refused too (`AllowList::validate`).
 
+use super::Refusal;
 use gapsync_common::dialect::Dialect;
 
 /// How a dialect's server reads quotes (see the module docs).
@@ -114,7 +115,7 @@ const NONE_WRITTEN: &str = "batch statements never hold comments (MySQL and Mari
 /// `Err(reason)` when `sql` holds a comment outside its quoted strings and identifiers,
 /// as `d`'s server reads them, or anything that could make the scan misjudge where a
 /// quote ends (see the module docs); the reason of a comment says "comment".
-pub(super) fn refuse(d: Dialect, sql: &str) -> Result<(), String> {
+pub(super) fn refuse(d: Dialect, sql: &str) -> Result<(), Refusal> {
     let q = quotes(d);
     let b = sql.as_bytes();
     let mut i = 0usize;
@@ -122,26 +123,28 @@ pub(super) fn refuse(d: Dialect, sql: &str) -> Result<(), String> {
         let next = b.get(i + 1).copied();
         match c {
             b'-' if next == Some(b'-') => {
-                return Err(format!(
-                    "it holds a comment (`--` at byte {i}): {NONE_WRITTEN}"
-                ));
+                return Err(
+                    format!("it holds a comment (`--` at byte {i}): {NONE_WRITTEN}").into(),
+                );
             }
             b'/' if next == Some(b'*') => {
                 let what = comment_kind(&b[i..]);
-                return Err(format!(
-                    "it holds a comment ({what} at byte {i}): {NONE_WRITTEN}"
-                ));
+                return Err(
+                    format!("it holds a comment ({what} at byte {i}): {NONE_WRITTEN}").into(),
+                );
             }
             b'*' if next == Some(b'/') => {
                 return Err(format!(
                     "it holds a comment (the comment end `*/` at byte {i}): {NONE_WRITTEN}"
-                ));
+                )
+                .into());
             }
             b'#' => {
                 return Err(format!(
                     "it holds a comment (`#` at byte {i}, a comment in MySQL and MariaDB): \
                      {NONE_WRITTEN}"
-                ));
+                )
+                .into());
             }
             b'\'' => {
                 let prev = i.checked_sub(1).and_then(|j| b.get(j)).copied();
@@ -151,7 +154,8 @@ pub(super) fn refuse(d: Dialect, sql: &str) -> Result<(), String> {
                         "Oracle's q'..' quoting at byte {}: gapsync never writes it, and the \
                          check does not follow it (a comment could hide behind it)",
                         i - 1
-                    ));
+                    )
+                    .into());
                 }
                 // PostgreSQL reads `E'` as an escape string only where `E` starts a
                 // token; after an identifier character it is a plain string.
@@ -187,7 +191,8 @@ pub(super) fn refuse(d: Dialect, sql: &str) -> Result<(), String> {
                 return Err(format!(
                     "{ch:?} at byte {i} outside quotes: gapsync writes no such character \
                      there (it could open a quote or a comment the check cannot follow)"
-                ));
+                )
+                .into());
             }
         }
         i += 1;
@@ -217,7 +222,13 @@ fn ident_char(c: u8) -> bool {
 /// The quote opening at `b[open]` closes at the first `close` not paired (`pairs`: a
 /// doubled `close` stands for one); returns the index after it. `ambiguous`: a
 /// backslash right before a `close` byte inside is refused.
-fn quoted(b: &[u8], open: usize, close: u8, pairs: bool, ambiguous: bool) -> Result<usize, String> {
+fn quoted(
+    b: &[u8],
+    open: usize,
+    close: u8,
+    pairs: bool,
+    ambiguous: bool,
+) -> Result<usize, Refusal> {
     let mut i = open + 1;
     loop {
         let Some(&c) = b.get(i) else {
@@ -228,7 +239,8 @@ fn quoted(b: &[u8], open: usize, close: u8, pairs: bool, ambiguous: bool) -> Res
                 "a backslash before a quote at byte {i}: whether it escapes the quote depends \
                  on the server's settings, so a comment could hide behind it; gapsync never \
                  writes one there"
-            ));
+            )
+            .into());
         }
         if c == close {
             if pairs && b.get(i + 1) == Some(&close) {
@@ -243,7 +255,7 @@ fn quoted(b: &[u8], open: usize, close: u8, pairs: bool, ambiguous: bool) -> Res
 
 /// PostgreSQL's `E'..'` opening at `b[open]`: `''` and a backslash escape the next
 /// character; returns the index after the closing quote.
-fn escaped_string(b: &[u8], open: usize) -> Result<usize, String> {
+fn escaped_string(b: &[u8], open: usize) -> Result<usize, Refusal> {
     let mut i = open + 1;
     loop {
         match b.get(i) {
@@ -256,10 +268,10 @@ fn escaped_string(b: &[u8], open: usize) -> Result<usize, String> {
     }
 }
 
-fn unterminated(b: &[u8], open: usize) -> String {
+fn unterminated(b: &[u8], open: usize) -> Refusal {
     let q = b.get(open).map_or('?', |&c| char::from(c));
-    format!(
+    Refusal(format!(
         "an unterminated quote ({q}) from byte {open}: what follows it cannot be checked for \
          comments"
-    )
+    ))
 }

@@ -31,7 +31,7 @@ impl BatchOrder {
     }
 
     /// The next statement of the batch; the error says why it may not stand there.
-    pub fn check(&mut self, sql: &str) -> Result<(), String> {
+    pub fn check(&mut self, sql: &str) -> Result<(), Refusal> {
         let first = self.seen == 0;
         self.seen += 1;
         let implicit_commit =
@@ -47,12 +47,12 @@ impl BatchOrder {
                 "{what} after the first statement of a snapshot batch: on this target (MySQL, \
                  MariaDB, Oracle, DM) it would commit the statements before it implicitly (gapsync writes CREATE TABLE \
                  only as a snapshot batch's first statement)"
-            )),
+            ).into()),
             BatchKind::Changes => Err(format!(
                 "{what} in a changes batch: on this target (MySQL, MariaDB, Oracle, DM) it \
                  would commit the batch's statements implicitly (gapsync writes CREATE TABLE only as a snapshot batch's \
                  first statement)"
-            )),
+            ).into()),
         }
     }
 }

@@ -84,7 +84,7 @@ impl SqlDialect for MySqlSession {
 pub(super) fn tokens_without_comments(
     d: &dyn SqlDialect,
     sql: &str,
-) -> Result<Vec<TokenWithSpan>, String> {
+) -> Result<Vec<TokenWithSpan>, Refusal> {
     let tokens = tokenize(d, sql)?;
     let mut at = Location::new(1, 1);
     for t in &tokens {
@@ -99,14 +99,16 @@ pub(super) fn tokens_without_comments(
                 text.trim_end(),
                 t.span.start.line,
                 t.span.start.column
-            ));
+            )
+            .into());
         }
         if t.span.start != at {
             return Err(format!(
                 "it holds a comment that sqlparser expanded as a hint (at line {}, column {}): \
                  batch statements never hold comments",
                 at.line, at.column
-            ));
+            )
+            .into());
         }
         at = t.span.end;
     }
@@ -123,18 +125,19 @@ pub(super) fn tokens_without_comments(
             "it holds a comment that sqlparser expanded as a hint (at line {}, column {}): \
              batch statements never hold comments",
             at.line, at.column
-        ));
+        )
+        .into());
     }
     Ok(tokens)
 }
 
-pub(super) fn tokenize(d: &dyn SqlDialect, sql: &str) -> Result<Vec<TokenWithSpan>, String> {
+pub(super) fn tokenize(d: &dyn SqlDialect, sql: &str) -> Result<Vec<TokenWithSpan>, Refusal> {
     Tokenizer::new(d, sql)
         .tokenize_with_location()
         .map_err(|e| {
-            format!(
+            Refusal(format!(
                 "cannot parse it: {}",
                 sqlparser::parser::ParserError::from(e)
-            )
+            ))
         })
 }

@@ -503,10 +503,10 @@ fn mysql_backslashes_are_read_as_the_session_reads_them() {
     let a = allow();
     let one = "INSERT INTO \"t\" VALUES ('x\\''); DROP TABLE \"t\"; -- ');";
     let e = a.validate(Dialect::Mysql, one).unwrap_err();
-    assert!(e.contains("backslash before a quote"), "{e}");
+    assert!(e.0.contains("backslash before a quote"), "{e}");
     let two = "INSERT INTO \"t\" VALUES ('x\\'); DROP TABLE \"t\"; -- ');";
     let e = a.validate(Dialect::Mysql, two).unwrap_err();
-    assert!(e.contains("backslash before a quote"), "{e}");
+    assert!(e.0.contains("backslash before a quote"), "{e}");
     // A backslash elsewhere in a string, as the session reads it: one plain character.
     let plain = "INSERT INTO \"t\" (\"v\") VALUES ('a\\b -- c');";
     assert_eq!(a.validate(Dialect::Mysql, plain), Ok(()));
@@ -602,7 +602,7 @@ fn comments_are_refused_in_every_dialect_saying_so() {
                 for r in [a.validate(d, &s), a.validate_parsed(d, &s)] {
                     match r {
                         Ok(()) => bad.push(format!("{d}: accepted {s:?}")),
-                        Err(e) if !e.contains("comment") => {
+                        Err(e) if !e.0.contains("comment") => {
                             bad.push(format!("{d}: {s:?} refused without naming a comment: {e}"))
                         }
                         Err(_) => {}
@@ -629,7 +629,7 @@ fn comments_are_refused_in_every_dialect_saying_so() {
             ] {
                 let with = format!("{body}{c};");
                 match lists[1].validate(d, &with) {
-                    Err(e) if e.contains("comment") => {}
+                    Err(e) if e.0.contains("comment") => {}
                     other => bad.push(format!("{d}: {with:?}: {other:?}")),
                 }
             }
@@ -670,10 +670,13 @@ fn comment_reasons_name_the_kind() {
                     ),
                 )
                 .unwrap_err();
-            assert!(e.contains("comment") && e.contains(want), "{d}: {s}: {e}");
+            assert!(
+                e.0.contains("comment") && e.0.contains(want),
+                "{d}: {s}: {e}"
+            );
         }
         assert!(
-            a.validate(Dialect::Mysql, s).unwrap_err().contains(want),
+            a.validate(Dialect::Mysql, s).unwrap_err().0.contains(want),
             "{s}"
         );
     }
@@ -682,9 +685,9 @@ fn comment_reasons_name_the_kind() {
     for d in Dialect::ALL {
         let pd = parser_dialect(d);
         let e = tokens_without_comments(pd, "DELETE FROM \"t\" /* x */;").unwrap_err();
-        assert!(e.contains("comment"), "{d}: {e}");
+        assert!(e.0.contains("comment"), "{d}: {e}");
         let e = tokens_without_comments(pd, "DELETE FROM \"t\"; -- x").unwrap_err();
-        assert!(e.contains("comment"), "{d}: {e}");
+        assert!(e.0.contains("comment"), "{d}: {e}");
         assert!(tokens_without_comments(pd, "DELETE FROM \"t\" WHERE \"v\" = '/* -- */';").is_ok());
     }
     for d in [Dialect::Mysql, Dialect::Sql92] {
@@ -694,7 +697,7 @@ fn comment_reasons_name_the_kind() {
             "DELETE FROM \"t\" WHERE \"id\" = 1 /*!50000 OR 1 = 1 */",
         ] {
             let e = tokens_without_comments(parser_dialect(d), s).unwrap_err();
-            assert!(e.contains("comment"), "{d}: {s}: {e}");
+            assert!(e.0.contains("comment"), "{d}: {s}: {e}");
         }
     }
 }
@@ -899,7 +902,7 @@ fn ddl_stands_only_first_in_a_mysql_snapshot_batch() {
     let run = |d: Dialect, kind: BatchKind, stmts: &[&str]| -> Result<(), (usize, String)> {
         let mut o = BatchOrder::new(d, kind);
         for (i, s) in stmts.iter().enumerate() {
-            o.check(s).map_err(|e| (i, e))?;
+            o.check(s).map_err(|e| (i, e.0))?;
         }
         Ok(())
     };

@@ -24,7 +24,7 @@ use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::allow::AllowList;
+use crate::allow::{AllowList, Refusal};
 use gapsync_common::batch::{self, ReadLimits, StatementReader};
 use gapsync_common::config::DbUrl;
 use gapsync_common::db::{Backend, DbError, Param};
@@ -99,7 +99,7 @@ pub trait ApplyBackend: Backend {
         Ok(())
     }
     /// Why the guard refused the last statement, if it did (taken: cleared).
-    fn take_refusal(&mut self) -> Option<String> {
+    fn take_refusal(&mut self) -> Option<Refusal> {
         None
     }
     /// The database is still the one that was opened (a SQLite file not deleted or
@@ -420,7 +420,7 @@ impl Target {
     fn apply_statements(&mut self, reader: &mut StatementReader, file: &str) -> Result<u64> {
         let dialect = self.db.dialect();
         let mut buf = String::new();
-        let refused = |line: u64, why: String| {
+        let refused = |line: u64, why: Refusal| {
             ApplyError::refused(format!("{file} line {line}: statement refused: {why}"))
         };
         // A statement the database refused: (line, error), turned into the batch's

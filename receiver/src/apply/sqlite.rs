@@ -26,7 +26,7 @@ use gapsync_common::dialect::Dialect;
 #[derive(Debug)]
 pub struct SqliteBackend {
     conn: Connection,
-    refusal: Arc<Mutex<Option<String>>>,
+    refusal: Arc<Mutex<Option<Refusal>>>,
     /// The file and its identity (device, inode) when it was opened: a file deleted or
     /// replaced under a running receiver is noticed before the next batch.
     file: Option<(std::path::PathBuf, (u64, u64))>,
@@ -82,7 +82,7 @@ impl SqliteBackend {
 fn authorize(
     allow: &AllowList,
     ctx: &rusqlite::hooks::AuthContext<'_>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Refusal> {
     use rusqlite::hooks::AuthAction as A;
     if ctx.accessor.is_some() {
         // Inside one of the target's own triggers (a batch cannot create one).
@@ -92,13 +92,14 @@ fn authorize(
         return Err(format!(
             "it touches database {:?}",
             ctx.database_name.unwrap_or_default()
-        ));
+        )
+        .into());
     }
     let table = |t: &str| {
         if allow.allows(t) {
             Ok(())
         } else {
-            Err(format!("table {t:?} is not allowed"))
+            Err(format!("table {t:?} is not allowed").into())
         }
     };
     match ctx.action {
@@ -111,7 +112,7 @@ fn authorize(
             index_name,
             table_name,
         } if index_name.starts_with("sqlite_autoindex_") => table(table_name),
-        other => Err(format!("SQLite authorizer: {other:?} is not allowed")),
+        other => Err(format!("SQLite authorizer: {other:?} is not allowed").into()),
     }
 }
 
@@ -241,7 +242,7 @@ impl ApplyBackend for SqliteBackend {
             }))
             .map_err(sqlite_err)
     }
-    fn take_refusal(&mut self) -> Option<String> {
+    fn take_refusal(&mut self) -> Option<Refusal> {
         self.refusal.lock().ok().and_then(|mut r| r.take())
     }
 }
