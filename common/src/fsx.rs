@@ -285,10 +285,13 @@ pub fn write_private_synced(path: &Path, data: &[u8]) -> io::Result<()> {
     let written = f.write_all(data).and_then(|()| f.sync_all());
     drop(f);
     if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+        // The write's error is the one reported; a temp name left behind is never
+        // read as the file (its name is `.fsx-tmp-..`, see `create_temp_beside`).
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
     if let Err(e) = sync_dir(parent_of(path)) {
+        // As above: the fsync's error is the one reported.
         let _ = fs::remove_file(path);
         return Err(e);
     }
@@ -323,6 +326,8 @@ fn copy_then_remove(from: &Path, to: &Path) -> io::Result<()> {
             fs::rename(&tmp, to)
         });
     if let Err(e) = copied {
+        // The copy's error is the one reported; the source is untouched and a temp
+        // name left behind is never read as the file.
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }

@@ -56,6 +56,8 @@ struct TempGuard(Option<PathBuf>);
 impl Drop for TempGuard {
     fn drop(&mut self) {
         if let Some(p) = self.0.take() {
+            // Best effort while failing: a temp name is never read as a batch, and the
+            // sender's outbox recovery removes `.tmp-` files at the next start.
             let _ = fs::remove_file(p);
         }
     }
