@@ -425,7 +425,7 @@ impl Class {
 
     /// Decode the canonical text written by [`Class::expr`] in dialect `d` back into a
     /// typed value.
-    pub fn decode(self, d: CaptureDialect, text: Option<&str>) -> Result<Value, String> {
+    pub fn decode(self, d: CaptureDialect, text: Option<&str>) -> Result<Value, DecodeError> {
         let Some(t) = text else {
             return Ok(Value::Null);
         };
@@ -438,18 +438,24 @@ impl Class {
                 let bits = u64::from_str_radix(t, 16)
                     .ok()
                     .filter(|_| t.len() == 16)
-                    .ok_or_else(|| format!("binary double bits {t:?}"))?;
+                    .ok_or_else(|| {
+                        DecodeError::new("binary double bits", t, "not 16 hex digits")
+                    })?;
                 Value::Real(f64::from_bits(bits))
             }
             Class::Float => Value::Real(match t {
                 "Infinity" | "inf" => f64::INFINITY,
                 "-Infinity" | "-inf" => f64::NEG_INFINITY,
                 "NaN" | "nan" => f64::NAN,
-                _ => t.parse::<f64>().map_err(|e| format!("float {t:?}: {e}"))?,
+                _ => t
+                    .parse::<f64>()
+                    .map_err(|e| DecodeError::new("float", t, e))?,
             }),
             Class::Decimal => Value::Decimal(leading_zero(d, t)),
             Class::Text => Value::Text(t.to_owned()),
-            Class::Binary => Value::Blob(hex::decode(t).map_err(|e| format!("hex {t:?}: {e}"))?),
+            Class::Binary => {
+                Value::Blob(hex::decode(t).map_err(|e| DecodeError::new("hex", t, e))?)
+            }
             Class::Date => Value::Date(t.to_owned()),
             Class::Time => Value::Time(trim_fraction(t)),
             Class::Timestamp => Value::Timestamp(trim_fraction(t)),
@@ -464,9 +470,9 @@ impl Class {
                 } else {
                     // MySQL: seconds since the epoch, with a fraction.
                     let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
-                    let secs: i64 = secs.parse().map_err(|e| format!("epoch {t:?}: {e}"))?;
+                    let secs: i64 = secs.parse().map_err(|e| DecodeError::new("epoch", t, e))?;
                     let dt = chrono::DateTime::from_timestamp(secs, 0)
-                        .ok_or_else(|| format!("epoch {t:?} out of range"))?;
+                        .ok_or_else(|| DecodeError::new("epoch", t, "out of range"))?;
                     let mut s = dt.format("%Y-%m-%d %H:%M:%S").to_string();
                     let frac = frac.trim_end_matches('0');
                     if !frac.is_empty() {
@@ -480,6 +486,27 @@ impl Class {
             // Oracle 23ai BOOLEAN prints TRUE/FALSE.
             Class::Bool => Value::Bool(matches!(t, "1" | "t" | "true" | "TRUE")),
         })
+    }
+}
+
+/// Canonical text a capture trigger wrote that does not read back as its column class
+/// (a damaged tracking row, or a database printing a form it was not asked for).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {text:?}: {why}")]
+pub struct DecodeError {
+    /// What the text should have been (`float`, `hex`, `epoch`, ...).
+    pub what: &'static str,
+    pub text: String,
+    pub why: String,
+}
+
+impl DecodeError {
+    fn new(what: &'static str, text: &str, why: impl std::fmt::Display) -> DecodeError {
+        DecodeError {
+            what,
+            text: text.to_owned(),
+            why: why.to_string(),
+        }
     }
 }
 

@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::capture::ddl::{self as capture_ddl, CaptureDialect, Class};
+use crate::capture::ddl::{self as capture_ddl, CaptureDialect, Class, DecodeError};
 use crate::capture::{
     Absorbed, BatchRecord, BatchState, Change, ChangeSource, ColumnSpec, InstallPlan, Layout, Op,
     SinkError, SnapshotEvent, SnapshotSink, SourceError, TableSpec, from_json, install_note, now,
@@ -331,7 +331,7 @@ impl OdbcSource {
                         .map_or(Class::Text, |i| classes[i])
                 })
                 .collect();
-            let bad = |e: String| SourceError::Corrupt(format!("change {id}: {e}"));
+            let bad = |e: DecodeError| SourceError::Corrupt(format!("change {id}: {e}"));
             let old_key = if op == Op::Insert {
                 Vec::new()
             } else {
