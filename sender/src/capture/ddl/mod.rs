@@ -585,7 +585,6 @@ fn lit(d: CaptureDialect, s: &str) -> String {
     }
 }
 
-
 mod tracking;
 mod triggers;
 

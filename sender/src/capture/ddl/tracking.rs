@@ -279,7 +279,6 @@ pub fn width_ddl(d: CaptureDialect, kind: char, index: usize) -> String {
     }
 }
 
-
 /// Drop every gapsync table (and Oracle's hex function), if present.
 pub fn purge_ddl(d: CaptureDialect) -> Vec<String> {
     let mut out: Vec<String> = TABLES
@@ -301,4 +300,3 @@ pub fn purge_ddl(d: CaptureDialect) -> Vec<String> {
     }
     out
 }
-

@@ -47,7 +47,6 @@ pub fn drop_trigger_ddl(d: CaptureDialect, table: &str) -> Vec<String> {
     out
 }
 
-
 /// (Re)create the capture triggers of `spec`, writing layout `layout`; `classes` has one
 /// class per column of `spec`.
 pub fn trigger_ddl(
@@ -201,4 +200,3 @@ pub fn trigger_ddl(
         }
     }
 }
-
