@@ -49,28 +49,6 @@ fn env() -> Result<&'static Environment, DbError> {
     .map_err(DbError::clone)
 }
 
-/// The database family behind a connection, for session set-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dbms {
-    Postgres,
-    Mysql,
-    Other,
-}
-
-impl Dbms {
-    /// From a dialect name or a driver's DBMS name.
-    pub fn from_name(name: &str) -> Dbms {
-        let n = name.to_ascii_lowercase();
-        if n.contains("postgres") {
-            Dbms::Postgres
-        } else if n.contains("mysql") || n.contains("mariadb") {
-            Dbms::Mysql
-        } else {
-            Dbms::Other
-        }
-    }
-}
-
 /// The dialect of a target from a dialect name or a driver's DBMS name (`SQL_DBMS_NAME`:
 /// "PostgreSQL", "MariaDB", "MySQL", "Microsoft SQL Server", "Oracle", "DM ..."); an
 /// unknown DBMS gets SQL92.
@@ -125,14 +103,13 @@ pub fn odbc_err(e: odbc_api::Error) -> DbError {
 /// A target reached through ODBC.
 pub struct OdbcBackend {
     conn: Connection<'static>,
-    dbms: Dbms,
     dialect: Dialect,
 }
 
 impl std::fmt::Debug for OdbcBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OdbcBackend")
-            .field("dbms", &self.dbms)
+            .field("dialect", &self.dialect)
             .finish()
     }
 }
@@ -158,21 +135,12 @@ impl OdbcBackend {
             Some(d) => d.to_owned(),
             None => conn.database_management_system_name().map_err(odbc_err)?,
         };
-        let dbms = Dbms::from_name(&name);
         let dialect = detect_dialect(&name);
-        let mut b = OdbcBackend {
-            conn,
-            dbms,
-            dialect,
-        };
+        let mut b = OdbcBackend { conn, dialect };
         for s in super::session_setup(dialect) {
             b.execute(s)?;
         }
         Ok(b)
-    }
-
-    pub fn dbms(&self) -> Dbms {
-        self.dbms
     }
 }
 

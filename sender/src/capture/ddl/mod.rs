@@ -99,6 +99,7 @@
 //!   columns cannot be read from `inserted`/`deleted` (use the MAX types).
 
 use crate::capture::{TableSpec, quote_lit};
+use gapsync_common::dialect::Dialect;
 use gapsync_common::value::Value;
 
 /// The source database family the capture DDL is written for.
@@ -126,17 +127,37 @@ impl CaptureDialect {
 
     /// The dialect's name, as the statement dialects spell it.
     pub fn name(self) -> &'static str {
-        match self {
-            CaptureDialect::Postgres => "postgres",
-            CaptureDialect::Mysql => "mysql",
-            CaptureDialect::SqlServer => "sqlserver",
-            CaptureDialect::Oracle => "oracle",
-            CaptureDialect::Dm => "dm",
-        }
+        Dialect::from(self).name()
     }
 
     fn oracle_like(self) -> bool {
         matches!(self, CaptureDialect::Oracle | CaptureDialect::Dm)
+    }
+}
+
+/// The statement dialect of the same database family (one family rule: a source's
+/// kind is read from its connection as a [`Dialect`]).
+impl From<CaptureDialect> for Dialect {
+    fn from(d: CaptureDialect) -> Dialect {
+        match d {
+            CaptureDialect::Postgres => Dialect::Postgres,
+            CaptureDialect::Mysql => Dialect::Mysql,
+            CaptureDialect::SqlServer => Dialect::SqlServer,
+            CaptureDialect::Oracle => Dialect::Oracle,
+            CaptureDialect::Dm => Dialect::Dm,
+        }
+    }
+}
+
+/// A database family triggers can capture on through ODBC (`Err`: SQLite, which has its
+/// own source, and SQL92, which names no database).
+impl TryFrom<Dialect> for CaptureDialect {
+    type Error = Dialect;
+    fn try_from(d: Dialect) -> Result<CaptureDialect, Dialect> {
+        CaptureDialect::ALL
+            .into_iter()
+            .find(|c| Dialect::from(*c) == d)
+            .ok_or(d)
     }
 }
 

@@ -86,3 +86,22 @@ fn classes_of_catalog_types() {
         assert_eq!(Class::of_declared(&c.declared(Some("10"), Some("2"))), c);
     }
 }
+
+/// One family rule: every capture dialect is a statement dialect of the same name and
+/// back; SQLite (its own source) and SQL92 (no database) are not capture dialects.
+#[test]
+fn capture_dialects_are_the_statement_dialects_of_their_family() {
+    for cd in CaptureDialect::ALL {
+        let d = Dialect::from(cd);
+        assert_eq!(d.name(), cd.name());
+        assert_eq!(CaptureDialect::try_from(d), Ok(cd));
+    }
+    assert_eq!(
+        CaptureDialect::try_from(Dialect::Sqlite),
+        Err(Dialect::Sqlite)
+    );
+    assert_eq!(
+        CaptureDialect::try_from(Dialect::Sql92),
+        Err(Dialect::Sql92)
+    );
+}

@@ -34,7 +34,7 @@ use crate::capture::{
     quote_lit, to_json, widen,
 };
 use crate::config::TableConfig;
-use gapsync_common::db::odbc::{Dbms, OdbcBackend};
+use gapsync_common::db::odbc::OdbcBackend;
 use gapsync_common::db::{Backend, DbError, Param};
 
 type Result<T> = std::result::Result<T, SourceError>;
@@ -68,7 +68,8 @@ pub struct OdbcSource {
     /// How to connect again ([`ChangeSource::reconnect`]).
     conn_str: ConnStr,
     dialect: Option<String>,
-    dbms: Dbms,
+    /// PostgreSQL or MySQL/MariaDB, from the connection.
+    cd: CaptureDialect,
     /// Column classes per layout id.
     classes: HashMap<i64, (Layout, Vec<Class>)>,
     /// Number of `k*` and `c*` columns of the tracking table (read once; install resets).
@@ -79,17 +80,19 @@ impl OdbcSource {
     /// Connect; `dialect` (`postgres` or `mysql`) overrides the driver's DBMS name.
     pub fn connect(conn_str: &str, dialect: Option<&str>) -> Result<OdbcSource> {
         let db = OdbcBackend::connect(conn_str, dialect).map_err(db)?;
-        let dbms = db.dbms();
-        if dbms == Dbms::Other {
-            return Err(SourceError::Unsupported(
-                "[source] url: ODBC sources must be PostgreSQL or MySQL/MariaDB".into(),
-            ));
-        }
+        let cd = match CaptureDialect::try_from(db.dialect()) {
+            Ok(cd @ (CaptureDialect::Postgres | CaptureDialect::Mysql)) => cd,
+            _ => {
+                return Err(SourceError::Unsupported(
+                    "[source] url: ODBC sources must be PostgreSQL or MySQL/MariaDB".into(),
+                ));
+            }
+        };
         Ok(OdbcSource {
             db,
             conn_str: ConnStr(conn_str.to_owned()),
             dialect: dialect.map(str::to_owned),
-            dbms,
+            cd,
             classes: HashMap::new(),
             width: None,
         })
@@ -101,15 +104,11 @@ impl OdbcSource {
 
     /// The capture dialect of the source (PostgreSQL or MySQL/MariaDB).
     fn cd(&self) -> CaptureDialect {
-        if self.dbms == Dbms::Mysql {
-            CaptureDialect::Mysql
-        } else {
-            CaptureDialect::Postgres
-        }
+        self.cd
     }
 
     fn schema_fn(&self) -> &'static str {
-        if self.dbms == Dbms::Mysql {
+        if self.cd == CaptureDialect::Mysql {
             "database()"
         } else {
             "current_schema()"
@@ -145,7 +144,7 @@ impl ChangeSource for OdbcSource {
             "SELECT column_name, data_type, numeric_precision, numeric_scale, {} \
              FROM information_schema.columns WHERE table_schema = {} AND table_name = ? \
              ORDER BY ordinal_position",
-            if self.dbms == Dbms::Mysql {
+            if self.cd == CaptureDialect::Mysql {
                 "column_type"
             } else {
                 "data_type"
@@ -275,7 +274,7 @@ impl ChangeSource for OdbcSource {
     }
 
     fn last_change_id(&mut self) -> Result<i64> {
-        if self.dbms == Dbms::Postgres {
+        if self.cd == CaptureDialect::Postgres {
             self.one_int("SELECT last_value FROM _gapsync_changes_id_seq", &[])
         } else {
             self.max_change_id()
@@ -640,7 +639,7 @@ impl ChangeSource for OdbcSource {
     /// the server stays unreachable; the caches (layouts, tracking width) stay valid.
     fn reconnect(&mut self) -> Result<()> {
         let fresh = OdbcBackend::connect(&self.conn_str.0, self.dialect.as_deref()).map_err(db)?;
-        if fresh.dbms() != self.dbms {
+        if CaptureDialect::try_from(fresh.dialect()) != Ok(self.cd) {
             return Err(SourceError::Unsupported(
                 "[source] url: the database behind the connection changed its kind".into(),
             ));
