@@ -158,6 +158,27 @@ pub fn compare_tables_by(
         .iter()
         .filter_map(|k| src_cols.iter().position(|c| c == k))
         .collect();
+    compare_rows(
+        &format!("{src_table} -> {dst_table}"),
+        &src_cols,
+        &dst_cols,
+        &key_idx,
+        &a,
+        &b,
+    )
+}
+
+/// Rows of one table read in the same key order, `a` from the source and `b` from the
+/// target (`label`: "source -> target" for the message). Returns the number of rows, or
+/// the first difference with the keys of both rows.
+pub fn compare_rows(
+    label: &str,
+    src_cols: &[String],
+    dst_cols: &[String],
+    key_idx: &[usize],
+    a: &[Vec<Value>],
+    b: &[Vec<Value>],
+) -> Result<usize, String> {
     let key_of = |row: &[Value]| -> String {
         key_idx
             .iter()
@@ -165,12 +186,12 @@ pub fn compare_tables_by(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    for (i, (ra, rb)) in a.iter().zip(&b).enumerate() {
+    for (i, (ra, rb)) in a.iter().zip(b).enumerate() {
         for (j, (va, vb)) in ra.iter().zip(rb).enumerate() {
             if !same_value(va, vb) {
                 return Err(format!(
-                    "{src_table} -> {dst_table}: row #{i} differs in column {} -> {}: source \
-                     has {} but target has {}\n  source row key: {}\n  target row key: {}",
+                    "{label}: row #{i} differs in column {} -> {}: source has {} but target \
+                     has {}\n  source row key: {}\n  target row key: {}",
                     src_cols[j],
                     dst_cols[j],
                     describe(va),
@@ -183,14 +204,13 @@ pub fn compare_tables_by(
     }
     if a.len() != b.len() {
         let (longer, side) = if a.len() > b.len() {
-            (&a, "source")
+            (a, "source")
         } else {
-            (&b, "target")
+            (b, "target")
         };
         let extra = &longer[a.len().min(b.len())];
         return Err(format!(
-            "{src_table} -> {dst_table}: source has {} rows, target has {}; first row only in \
-             the {side}: {}",
+            "{label}: source has {} rows, target has {}; first row only in the {side}: {}",
             a.len(),
             b.len(),
             key_of(extra)
@@ -199,9 +219,13 @@ pub fn compare_tables_by(
     Ok(a.len())
 }
 
-/// Compare every table configured on `tx` with its target on `rx` (renames and keys from
-/// the config). Returns (tables, rows) or the first difference.
-pub fn compare_all(tx: &SenderNode, rx: &ReceiverNode) -> Result<(usize, usize), String> {
+/// Calls `compare` for every table configured on `tx` with (its config, its target
+/// name, its renames, its key columns) and adds up the rows. Returns (tables, rows) or
+/// the first difference.
+pub fn compare_configured(
+    tx: &SenderNode,
+    mut compare: impl FnMut(&str, &str, &[(&str, &str)], &[&str]) -> Result<usize, String>,
+) -> Result<(usize, usize), String> {
     let mut rows = 0;
     for t in &tx.cfg.tables {
         let renames: Vec<(&str, &str)> = t
@@ -214,16 +238,17 @@ pub fn compare_all(tx: &SenderNode, rx: &ReceiverNode) -> Result<(usize, usize),
             .as_ref()
             .map(|k| k.iter().map(String::as_str).collect())
             .unwrap_or_default();
-        rows += compare_tables_by(
-            &tx.source_db,
-            &t.source,
-            &rx.target_db,
-            t.target_name(),
-            &renames,
-            &key,
-        )?;
+        rows += compare(&t.source, t.target_name(), &renames, &key)?;
     }
     Ok((tx.cfg.tables.len(), rows))
+}
+
+/// Compare every table configured on `tx` with its target on `rx` (renames and keys from
+/// the config). Returns (tables, rows) or the first difference.
+pub fn compare_all(tx: &SenderNode, rx: &ReceiverNode) -> Result<(usize, usize), String> {
+    compare_configured(tx, |src, dst, renames, key| {
+        compare_tables_by(&tx.source_db, src, &rx.target_db, dst, renames, key)
+    })
 }
 
 /// [`compare_all`], panicking with the difference and the log tails.

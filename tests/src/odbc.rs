@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 use odbc_api::{Connection, ConnectionOptions, Cursor, DataType, Environment, Nullable};
 use rusqlite::types::Value;
 
-use crate::{SenderNode, Workspace, describe, open_db, primary_key, read_rows, same_value};
+use crate::{
+    SenderNode, Workspace, compare_configured, compare_rows, describe, open_db, primary_key,
+    read_rows,
+};
 
 static ENV: OnceLock<Environment> = OnceLock::new();
 
@@ -728,74 +731,22 @@ pub fn compare_table(
         .map_err(|e| format!("reading target {dst_table}: {e}"))?;
     sort_by_key(&mut a, &key_idx);
     sort_by_key(&mut b, &key_idx);
-    let key_of = |row: &[Value]| -> String {
-        key_idx
-            .iter()
-            .map(|&i| format!("{} = {}", src_cols[i], describe(&row[i])))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    for (i, (ra, rb)) in a.iter().zip(&b).enumerate() {
-        for (j, (va, vb)) in ra.iter().zip(rb).enumerate() {
-            if !same_value(va, vb) {
-                return Err(format!(
-                    "{src_table} -> {} {dst_table}: row #{i} differs in column {} -> {}: \
-                     source has {} but target has {}\n  source row key: {}\n  target row key: {}",
-                    db.server.title(),
-                    src_cols[j],
-                    dst_cols[j],
-                    describe(va),
-                    describe(vb),
-                    key_of(ra),
-                    key_of(rb)
-                ));
-            }
-        }
-    }
-    if a.len() != b.len() {
-        let (longer, side) = if a.len() > b.len() {
-            (&a, "source")
-        } else {
-            (&b, "target")
-        };
-        let extra = &longer[a.len().min(b.len())];
-        return Err(format!(
-            "{src_table} -> {} {dst_table}: source has {} rows, target has {}; first row only \
-             in the {side}: {}",
-            db.server.title(),
-            a.len(),
-            b.len(),
-            key_of(extra)
-        ));
-    }
-    Ok(a.len())
+    compare_rows(
+        &format!("{src_table} -> {} {dst_table}", db.server.title()),
+        &src_cols,
+        &dst_cols,
+        &key_idx,
+        &a,
+        &b,
+    )
 }
 
 /// [`compare_table`] for every table configured on `tx` (renames and keys from its
 /// config). Returns (tables, rows) or the first difference.
 pub fn compare_with_source(tx: &SenderNode, db: &TestDb) -> Result<(usize, usize), String> {
-    let mut rows = 0;
-    for t in &tx.cfg.tables {
-        let renames: Vec<(&str, &str)> = t
-            .rename
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        let key: Vec<&str> = t
-            .key
-            .as_ref()
-            .map(|k| k.iter().map(String::as_str).collect())
-            .unwrap_or_default();
-        rows += compare_table(
-            &tx.source_db,
-            &t.source,
-            db,
-            t.target_name(),
-            &renames,
-            &key,
-        )?;
-    }
-    Ok((tx.cfg.tables.len(), rows))
+    compare_configured(tx, |src, dst, renames, key| {
+        compare_table(&tx.source_db, src, db, dst, renames, key)
+    })
 }
 
 /// [`compare_with_source`], panicking with the difference and the log tails.
