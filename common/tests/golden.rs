@@ -18,6 +18,10 @@
 
 #[path = "support/golden.rs"]
 mod golden_support;
+#[path = "support/live.rs"]
+mod live;
+
+use live::{live_server, run_client};
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -398,28 +402,7 @@ fn sqlite_golden_values_round_trip() {
 // ------------------------------------------------------------------ live round trips
 //
 // The rendered statements run through the `psql` and `mariadb` clients against the
-// servers of DESIGN §8 (PostgreSQL on 127.0.0.1:5432, trust auth; MariaDB on
-// 127.0.0.1:3306, root, no password) and every stored value is read back. Where a client
-// or server is missing the test fails in CI (`CI=true`) and is skipped, with the reason
-// printed, elsewhere.
-
-/// Whether `cmd args` (a connection probe) succeeds; see the comment above.
-fn live_server(what: &str, cmd: &str, args: &[&str]) -> bool {
-    let ok = std::process::Command::new(cmd)
-        .args(args)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{what} is not reachable with `{cmd}` but CI=true: deploy/ci-deps.sh should have started it"
-        );
-        eprintln!(
-            "skipping: {what} is not reachable with `{cmd}` (README.md: database servers for the tests)"
-        );
-    }
-    ok
-}
+// test servers (`support/live.rs`) and every stored value is read back.
 
 /// A value as the live checks compare it: reals by bits, text and blobs as hex, the
 /// typed kinds as canonical text with trailing fractional zeros trimmed.
@@ -496,32 +479,6 @@ fn column_type(d: Dialect, v: &Value) -> String {
         Value::Null | Value::Text(_) => "TEXT",
     };
     d.map_type("v", declared, false).unwrap()
-}
-
-/// Run `script` through a client (`cmd` with `args`), returning stdout.
-fn run_client(cmd: &str, args: &[&str], script: &str) -> String {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// For each value the dialect renders: create a table whose column has the type

@@ -22,6 +22,10 @@
 
 #[path = "../../common/tests/support/golden.rs"]
 mod golden_support;
+#[path = "../../common/tests/support/live.rs"]
+mod live;
+
+use live::{live_server, run_client};
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -155,52 +159,7 @@ fn the_table_has_every_class() {
 
 // ------------------------------------------------------------------ live runs
 //
-// As in tests/golden.rs: PostgreSQL on 127.0.0.1:5432 (trust) and MariaDB on
-// 127.0.0.1:3306 (root, no password), through `psql` and `mariadb`; a missing server
-// fails with CI=true and is skipped, with the reason printed, otherwise.
-
-fn live_server(what: &str, cmd: &str, args: &[&str]) -> bool {
-    let ok = std::process::Command::new(cmd)
-        .args(args)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{what} is not reachable with `{cmd}` but CI=true: deploy/ci-deps.sh should have started it"
-        );
-        eprintln!(
-            "skipping: {what} is not reachable with `{cmd}` (README.md: database servers for the tests)"
-        );
-    }
-    ok
-}
-
-/// Run `script` through `cmd args`; stdout, or a panic with stderr.
-fn run_client(cmd: &str, args: &[&str], script: &str) -> String {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} failed: {}\nscript:\n{script}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+// As in common/tests/golden.rs, through `psql` and `mariadb` (common/tests/support/live.rs).
 
 /// The statements of section `title` of the golden file of `d` (with terminators).
 fn section(d: CaptureDialect, title: &str) -> String {
