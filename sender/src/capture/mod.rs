@@ -288,6 +288,28 @@ pub enum SnapshotEvent<'a> {
     Row(&'a [Value]),
 }
 
+/// Positions in `columns` of the key columns `names` (source names), or which one the
+/// table does not have (both capture back-ends read a configured key this way).
+pub(crate) fn key_positions(
+    table: &str,
+    columns: &[ColumnSpec],
+    names: &[String],
+) -> Result<Vec<usize>> {
+    names
+        .iter()
+        .map(|name| {
+            columns
+                .iter()
+                .position(|c| &c.source == name)
+                .ok_or_else(|| SourceError::NoColumn {
+                    table: table.to_owned(),
+                    column: name.clone(),
+                    what: "key",
+                })
+        })
+        .collect()
+}
+
 /// The note `install` gives for a table: installed, triggers restored, or re-installed
 /// because `what` changed (both capture back-ends say it the same way).
 pub(crate) fn install_note(table: &str, installed_before: bool, same: bool, what: &str) -> String {

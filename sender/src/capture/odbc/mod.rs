@@ -30,8 +30,8 @@ use std::fmt::Write as _;
 use crate::capture::ddl::{self as capture_ddl, CaptureDialect, Class, DecodeError};
 use crate::capture::{
     Absorbed, BatchRecord, BatchState, Change, ChangeSource, ColumnSpec, InstallPlan, Layout, Op,
-    SinkError, SnapshotEvent, SnapshotSink, SourceError, TableSpec, from_json, install_note, now,
-    quote_lit, to_json, widen,
+    SinkError, SnapshotEvent, SnapshotSink, SourceError, TableSpec, from_json, install_note,
+    key_positions, now, quote_lit, to_json, widen,
 };
 use crate::config::TableConfig;
 use gapsync_common::db::odbc::OdbcBackend;
@@ -204,19 +204,7 @@ impl ChangeSource for OdbcSource {
                 pk
             }
         };
-        let key = key_names
-            .iter()
-            .map(|name| {
-                columns
-                    .iter()
-                    .position(|c| &c.source == name)
-                    .ok_or_else(|| SourceError::NoColumn {
-                        table: cfg.source.clone(),
-                        column: name.clone(),
-                        what: "key",
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let key = key_positions(&cfg.source, &columns, &key_names)?;
         Ok(TableSpec {
             source: cfg.source.clone(),
             target: cfg.target.clone(),

@@ -177,19 +177,7 @@ impl ChangeSource for SqliteSource {
             })
             .collect();
         let key = match &cfg.key {
-            Some(k) => k
-                .iter()
-                .map(|name| {
-                    columns
-                        .iter()
-                        .position(|c| &c.source == name)
-                        .ok_or_else(|| SourceError::NoColumn {
-                            table: cfg.source.clone(),
-                            column: name.clone(),
-                            what: "key",
-                        })
-                })
-                .collect::<Result<Vec<_>>>()?,
+            Some(k) => key_positions(&cfg.source, &columns, k)?,
             None => {
                 let mut pk: Vec<(i64, usize)> = cols
                     .iter()
