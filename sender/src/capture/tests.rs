@@ -24,6 +24,22 @@ mod sqlite {
         (dir, src)
     }
 
+    /// A configured key is read by column name, in its order; a key column the table
+    /// lacks is named in the error.
+    #[test]
+    fn a_configured_key_maps_to_its_columns_or_names_the_missing_one() {
+        let (_d, mut src) = source("CREATE TABLE t(a TEXT, b INTEGER, c REAL)");
+        let spec = src.describe(&table("t", Some(vec!["c", "a"]))).unwrap();
+        assert_eq!(spec.key, vec![2, 0]);
+        let e = src
+            .describe(&table("t", Some(vec!["a", "nope"])))
+            .unwrap_err();
+        assert!(
+            matches!(&e, SourceError::NoColumn { table, column, what: "key" } if table == "t" && column == "nope"),
+            "{e}"
+        );
+    }
+
     /// A source locked by another connection beyond the busy timeout is transient (the
     /// sender service retries); a configuration error is not; a server source's
     /// classified error keeps its class.
