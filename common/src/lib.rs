@@ -8,6 +8,7 @@
 //! - [`audit`]: the append-only audit record.
 //! - [`fsx`]: file-system rules of the work directories (private modes, no symlinks followed).
 //! - [`sign`]: Ed25519 key files, batch signing and verification against trusted keys.
+//! - [`manifest`]: the signed list of batch files on a folder or medium (no live link).
 //!
 //! This crate opens no sockets.
 
@@ -18,7 +19,7 @@ pub mod db;
 pub mod dialect;
 pub mod fsx;
 pub mod logging;
-
+pub mod manifest;
 pub mod sign;
 pub mod stop;
 pub mod value;

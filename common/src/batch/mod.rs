@@ -346,6 +346,11 @@ fn parse_u64(s: &str) -> Result<u64, Rule> {
         .ok_or_else(|| Rule::NotCanonical(s.to_owned()))
 }
 
+/// Whether `s` is a `created` time as batch headers (and manifests) write it.
+pub fn valid_created(s: &str) -> bool {
+    check_created(s).is_ok()
+}
+
 fn check_created(s: &str) -> Result<(), Rule> {
     let ok = chrono::NaiveDateTime::parse_from_str(s, CREATED_FMT)
         .is_ok_and(|t| t.format(CREATED_FMT).to_string() == s);
