@@ -315,6 +315,60 @@ pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
+/// Copies `from` (opened without following a symlink) to a new file `to`, durably: a
+/// private temp file beside `to` (`.fsx-tmp-..`, a dot name a folder's reader skips),
+/// fsynced, renamed, and the directory fsynced. Refuses (`AlreadyExists`) when anything
+/// is at `to` already: it never replaces a file (the caller decides whether an existing
+/// one is the same). A failed copy leaves nothing at `to`.
+pub fn copy_new(from: &Path, to: &Path) -> io::Result<()> {
+    if fs::symlink_metadata(to).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists already", to.display()),
+        ));
+    }
+    let mut src = open_nofollow(from)?;
+    let (tmp, mut dst) = create_temp_beside(to)?;
+    let copied = io::copy(&mut src, &mut dst)
+        .and_then(|_| dst.sync_all())
+        .and_then(|()| {
+            drop(dst);
+            fs::rename(&tmp, to)
+        });
+    if let Err(e) = copied {
+        // The copy's error is the one reported; a temp name left behind is never read
+        // as the file.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(parent_of(to))
+}
+
+/// Whether this process can create a file in `dir` (or, if `dir` does not exist yet,
+/// in its nearest existing ancestor, where it would be created): a private probe file
+/// (`.gapsync-check-<pid>`), removed at once.
+pub fn check_writable(dir: &Path) -> io::Result<()> {
+    let mut d = dir;
+    while fs::symlink_metadata(d).is_err() {
+        d = d.parent().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no existing parent", dir.display()),
+            )
+        })?;
+    }
+    let probe = d.join(format!(".gapsync-check-{}", std::process::id()));
+    create_private(&probe).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("{} is not writable for this user: {e}", d.display()),
+        )
+    })?;
+    // The probe exists only to be removed; a failure here leaves a hidden empty file.
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
 /// [`move_file`]'s cross-device path.
 fn copy_then_remove(from: &Path, to: &Path) -> io::Result<()> {
     let mut src = open_nofollow(from)?;

@@ -83,21 +83,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether the service user can write in `dir` (or, if it does not exist yet, create
-/// it: its nearest existing ancestor is checked). The probe file is removed at once.
+/// Whether the service user can write in `dir` (see `fsx::check_writable`).
 fn writable(dir: &std::path::Path) -> Result<()> {
-    let mut d = dir;
-    while std::fs::symlink_metadata(d).is_err() {
-        d = d
-            .parent()
-            .with_context(|| format!("{}: no existing parent", dir.display()))?;
-    }
-    let probe = d.join(format!(".gapsync-check-{}", std::process::id()));
-    gapsync_common::fsx::create_private(&probe)
-        .with_context(|| format!("{} is not writable for this user", d.display()))?;
-    // The probe exists only to be removed; a failure here leaves a hidden empty file.
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
+    Ok(gapsync_common::fsx::check_writable(dir)?)
 }
 
 fn open_target(cfg: &ReceiverConfig) -> Result<Target> {

@@ -89,7 +89,9 @@ struct RawBatch {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSenderLink {
-    connect: String,
+    connect: Option<String>,
+    dir: Option<PathBuf>,
+    manifest_every: Option<String>,
     max_frame: Option<u64>,
     frame_timeout: Option<String>,
     result_timeout: Option<String>,
@@ -141,7 +143,14 @@ pub struct BatchConfig {
 
 #[derive(Debug, Clone)]
 pub struct SenderLinkConfig {
+    /// `[link] connect`: the isolation device's TCP mapping (empty with `dir`).
     pub connect: String,
+    /// `[link] dir`: no live link; batches are published to this folder (a ferry's
+    /// inside folder) and count as delivered once published.
+    pub dir: Option<PathBuf>,
+    /// `[link] manifest_every`: with `dir`, how often a manifest of the batches
+    /// published since the last one is written (zero: after every publish cycle).
+    pub manifest_every: Duration,
     pub max_frame: usize,
     pub frame_timeout: Duration,
     pub result_timeout: Duration,
@@ -385,12 +394,49 @@ impl SenderConfig {
             poll: duration(path, "[batch] poll", &b.poll, Duration::from_millis(100))?,
         };
         let l = raw.link;
-        if l.connect.trim().is_empty() {
-            return Err(invalid(path, "[link] connect is empty (write host:port)"));
+        let (connect, dir) = match (l.connect, l.dir) {
+            (Some(c), None) => {
+                if c.trim().is_empty() {
+                    return Err(invalid(path, "[link] connect is empty (write host:port)"));
+                }
+                host_port(path, "[link] connect", &c, false)?;
+                (c, None)
+            }
+            (None, Some(d)) => {
+                if d.as_os_str().is_empty() {
+                    return Err(invalid(path, "[link] dir is empty (write a folder path)"));
+                }
+                (String::new(), Some(base.join(d)))
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    path,
+                    "[link] has both connect and dir: one link per sender (connect = \"host:port\" for the isolation device, or dir = \"/path\" for a ferry folder)",
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    path,
+                    "[link] needs connect = \"host:port\" (the isolation device) or dir = \"/path\" (a ferry folder)",
+                ));
+            }
+        };
+        if dir.is_none() && l.manifest_every.is_some() {
+            return Err(invalid(
+                path,
+                "[link] manifest_every goes with dir (a TCP link has no manifests)",
+            ));
         }
-        host_port(path, "[link] connect", &l.connect, false)?;
+        let manifest_every = duration(
+            path,
+            "[link] manifest_every",
+            &l.manifest_every,
+            Duration::ZERO,
+        )?;
         let link = SenderLinkConfig {
-            connect: l.connect,
+            connect,
+            dir,
+            manifest_every,
             max_frame: max_frame(path, "[link] max_frame", l.max_frame)?,
             frame_timeout: duration(
                 path,

@@ -43,7 +43,9 @@ pub mod capture;
 pub mod config;
 mod cut;
 pub mod halt;
+mod publish;
 use cut::Render;
+pub use publish::{ExportReport, PublishError};
 mod service;
 mod ship;
 mod snapshot;
@@ -78,6 +80,8 @@ pub enum SenderError {
     Link(#[from] LinkError),
     #[error("[sign] key: {0}")]
     Sign(#[from] gapsync_common::sign::SignError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
     #[error(
         "batch {seq} was dropped after two failed applies and [batch] on_second_failure = \"halt\": the node is halted; fix the cause (the receiver's quarantine/<file>.reason says why: repair the target, or `gapsync-sender resync TABLE` for the tables the batch touched), then `gapsync-sender resume`"
     )]

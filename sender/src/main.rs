@@ -70,6 +70,21 @@ enum Cmd {
     /// Ship everything pending now, wait for the answers; exit 0 only if every batch
     /// shipped was applied.
     Once,
+    /// Copy archived batches to removable media (or any folder), then their signed
+    /// manifest (written last). Adds to a medium that holds earlier exports; refuses,
+    /// before writing anything, a file there of the same name and other content, and a
+    /// medium without room. On the outside: `gapsync-receiver import DIR`.
+    Export {
+        /// The medium's folder (it must exist).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// First seq to export (default: the oldest in archive/).
+        #[arg(long, value_name = "SEQ")]
+        from: Option<u64>,
+        /// Last seq to export (default: the newest in archive/).
+        #[arg(long, value_name = "SEQ")]
+        to_seq: Option<u64>,
+    },
     /// After a halt (`on_second_failure = "halt"`) and its repair: remove the halt record
     /// so that `run` and `once` ship again. The quarantined batch stays quarantined: its
     /// changes reach the target only through `resync TABLE`.
@@ -178,6 +193,17 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     key.join(", ")
                 )?;
             }
+            if let Some(d) = &sender.cfg.link.dir {
+                if !d.is_dir() {
+                    bail!(
+                        "[link] dir = {}: not a folder (create it, or mount the ferry's folder)",
+                        d.display()
+                    );
+                }
+                gapsync_common::fsx::check_writable(d)
+                    .with_context(|| format!("[link] dir = {}", d.display()))?;
+                gapsync_common::outln!("folder link: {} (writable)", d.display())?;
+            }
             gapsync_common::outln!("{}: configuration OK", cli.config.display())?;
         }
         Cmd::Install {
@@ -235,15 +261,23 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 info!("stopped before the source database was available");
                 return Ok(ExitCode::SUCCESS);
             };
-            info!(node = %sender.cfg.node, receiver = %sender.cfg.link.connect, "sender running");
+            match &sender.cfg.link.dir {
+                Some(d) => {
+                    info!(node = %sender.cfg.node, folder = %d.display(), "sender running (folder link: published batches count as delivered)")
+                }
+                None => {
+                    info!(node = %sender.cfg.node, receiver = %sender.cfg.link.connect, "sender running")
+                }
+            }
             sender.run(&stop)?;
         }
         Cmd::Once => {
             let stop = stop_flag()?;
             let mut sender = Sender::open(cfg, true)?;
             let node = sender.cfg.node.clone();
+            let media = sender.media_status();
             let earlier: Vec<u64> =
-                status::status(&node, &sender.cfg.work_dir.clone(), sender.source())?
+                status::status(&node, &sender.cfg.work_dir.clone(), sender.source(), media)?
                     .quarantined
                     .iter()
                     .map(|q| q.seq)
@@ -258,7 +292,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 }
             })?;
             gapsync_common::outln!(
-                "applied {} batch(es){}",
+                "{} {} batch(es){}",
+                if sender.cfg.link.dir.is_some() {
+                    "published"
+                } else {
+                    "applied"
+                },
                 report.applied.len(),
                 if earlier.is_empty() {
                     String::new()
@@ -281,6 +320,24 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 bail!("interrupted before every batch was answered");
             }
         }
+        Cmd::Export { to, from, to_seq } => {
+            let mut sender = Sender::open(cfg, true)?;
+            let r = sender.export(&to, from, to_seq)?;
+            for f in &r.copied {
+                gapsync_common::outln!("{f}: copied")?;
+            }
+            for f in &r.present {
+                gapsync_common::outln!("{f}: on the medium already, same content")?;
+            }
+            if let Some(m) = &r.manifest {
+                gapsync_common::outln!(
+                    "{m}: written last ({} copied, {} present); on the outside: gapsync-receiver import {}",
+                    r.copied.len(),
+                    r.present.len(),
+                    to.display()
+                )?;
+            }
+        }
         Cmd::Resume => {
             let mut sender = Sender::open(cfg, true)?;
             match sender.resume()? {
@@ -298,7 +355,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Status { json } => {
             let mut sender = Sender::open(cfg, false)?;
             let node = sender.cfg.node.clone();
-            let st = status::status(&node, &sender.cfg.work_dir.clone(), sender.source())?;
+            let media = sender.media_status();
+            let st = status::status(&node, &sender.cfg.work_dir.clone(), sender.source(), media)?;
             if json {
                 gapsync_common::outln!("{}", serde_json::to_string_pretty(&st)?)?;
             } else {

@@ -55,6 +55,9 @@ impl Sender {
 
     /// Send a heartbeat if connected (or connect). Errors drop the link.
     pub fn heartbeat(&mut self) -> Result<()> {
+        if self.cfg.link.dir.is_some() {
+            return Ok(()); // a folder answers nothing
+        }
         let r = self
             .ensure_link()
             .and_then(|l| l.heartbeat().map_err(SenderError::from));
@@ -74,6 +77,9 @@ impl Sender {
     /// Ship every ready batch in seq order. `max_faults`: give up (return the last link
     /// error) after this many link faults in a row; `None` retries until `stop` is set.
     pub fn ship_ready(&mut self, stop: &AtomicBool, max_faults: Option<u32>) -> Result<ShipReport> {
+        if let Some(dir) = self.cfg.link.dir.clone() {
+            return self.publish_ready(&dir, stop);
+        }
         let mut report = ShipReport::default();
         for rec in self.source.batches(Some(BatchState::Ready))? {
             if stop.load(Ordering::SeqCst) {

@@ -33,12 +33,27 @@ pub struct SenderStatus {
     /// The node is halted (`on_second_failure = "halt"`): nothing ships until
     /// `gapsync-sender resume`.
     pub halted: Option<crate::halt::Halt>,
+    /// Folder link and media: published, manifested and exported seqs.
+    pub media: Media,
+}
+
+/// Where batches go without a live link (`[link] dir`, `export`).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Media {
+    /// `[link] dir`, when batches are published to a folder (then "applied" above means
+    /// published: nothing answers).
+    pub folder: Option<String>,
+    /// The last seq a manifest covers (0: none).
+    pub last_seq_manifested: u64,
+    /// The highest seq exported to a medium (0: none).
+    pub last_seq_exported: u64,
 }
 
 pub fn status(
     node: &str,
     work_dir: &std::path::Path,
     src: &mut dyn ChangeSource,
+    media: Media,
 ) -> Result<SenderStatus, crate::capture::SourceError> {
     let batches = src.batches(None)?;
     Ok(SenderStatus {
@@ -72,6 +87,7 @@ pub fn status(
             .collect(),
         rejected: src.rejected_count()?,
         halted: crate::halt::read_halt(work_dir),
+        media,
     })
 }
 
@@ -93,6 +109,18 @@ impl SenderStatus {
             self.last_seq_applied,
             list(&self.unanswered)
         );
+        if let Some(f) = &self.media.folder {
+            s.push_str(&format!(
+                "folder link: {f} (published = applied; no answer)\nlast seq in a manifest: {}\n",
+                self.media.last_seq_manifested
+            ));
+        }
+        if self.media.last_seq_exported > 0 {
+            s.push_str(&format!(
+                "last seq exported: {}\n",
+                self.media.last_seq_exported
+            ));
+        }
         if !self.queued_snapshots.is_empty() {
             s.push_str(&format!(
                 "queued snapshots: {}\n",
