@@ -59,7 +59,10 @@ struct RawReceiverTarget {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawReceiverLink {
-    listen: String,
+    listen: Option<String>,
+    dir: Option<PathBuf>,
+    rescan: Option<String>,
+    gap_alarm: Option<String>,
     max_frame: Option<u64>,
     idle_timeout: Option<String>,
     frame_timeout: Option<String>,
@@ -79,7 +82,18 @@ struct RawApply {
 
 #[derive(Debug, Clone)]
 pub struct ReceiverLinkConfig {
+    /// `[link] listen`: the TCP address the isolation device connects to (empty with
+    /// `dir`).
     pub listen: String,
+    /// `[link] dir`: no live link; batch files arrive in this folder (a ferry's outside
+    /// folder), are applied in seq order per node and moved to `done/` in it.
+    pub dir: Option<PathBuf>,
+    /// `[link] rescan`: with `dir`, a full rescan this often besides the file-system
+    /// events (inotify is not fully reliable; network file systems send none).
+    pub rescan: Duration,
+    /// `[link] gap_alarm`: with `dir`, a node whose next seq is missing while later
+    /// ones wait (or a manifest names it) for longer than this is an alarm.
+    pub gap_alarm: Duration,
     pub max_frame: usize,
     pub idle_timeout: Duration,
     pub frame_timeout: Duration,
@@ -235,12 +249,51 @@ impl ReceiverConfig {
                 .map_err(|e| invalid(path, format!("[target] dialect: {e}")))?;
         }
         let l = raw.link;
-        if l.listen.trim().is_empty() {
-            return Err(invalid(path, "[link] listen is empty (write host:port)"));
+        let (listen, dir) = match (l.listen, l.dir) {
+            (Some(a), None) => {
+                if a.trim().is_empty() {
+                    return Err(invalid(path, "[link] listen is empty (write host:port)"));
+                }
+                host_port(path, "[link] listen", &a, true)?;
+                (a, None)
+            }
+            (None, Some(d)) => {
+                if d.as_os_str().is_empty() {
+                    return Err(invalid(path, "[link] dir is empty (write a folder path)"));
+                }
+                (String::new(), Some(base.join(d)))
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    path,
+                    "[link] has both listen and dir: one link per receiver (listen = \"host:port\" for the isolation device, or dir = \"/path\" for a ferry's folder)",
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    path,
+                    "[link] needs listen = \"host:port\" (the isolation device) or dir = \"/path\" (a ferry's folder)",
+                ));
+            }
+        };
+        if dir.is_none() && (l.rescan.is_some() || l.gap_alarm.is_some()) {
+            return Err(invalid(
+                path,
+                "[link] rescan and gap_alarm go with dir (a TCP link has no inbox)",
+            ));
         }
-        host_port(path, "[link] listen", &l.listen, true)?;
+        let rescan = duration(path, "[link] rescan", &l.rescan, Duration::from_secs(30))?;
+        let gap_alarm = duration(
+            path,
+            "[link] gap_alarm",
+            &l.gap_alarm,
+            Duration::from_secs(3600),
+        )?;
         let link = ReceiverLinkConfig {
-            listen: l.listen,
+            listen,
+            dir,
+            rescan,
+            gap_alarm,
             max_frame: max_frame(path, "[link] max_frame", l.max_frame)?,
             idle_timeout: duration(
                 path,
@@ -280,6 +333,7 @@ impl ReceiverConfig {
             ("frame_timeout", link.frame_timeout),
             ("hello_timeout", link.hello_timeout),
             ("hello_max_skew", link.hello_max_skew),
+            ("rescan", link.rescan),
         ] {
             if d.is_zero() {
                 return Err(invalid(

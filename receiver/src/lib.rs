@@ -55,6 +55,8 @@ pub mod allow;
 mod applier;
 pub mod apply;
 pub mod config;
+mod import;
+pub mod inbox;
 mod manual;
 pub mod marks;
 pub mod sessions;
@@ -65,6 +67,7 @@ pub mod status;
 mod tests;
 
 pub use applier::authenticate;
+pub use import::{ImportReport, import_dir};
 pub use manual::apply_files;
 pub use shared::Shared;
 use spool::serve;
@@ -163,6 +166,14 @@ impl Receiver {
             if name.starts_with(".part-") || fsx::is_temp_name(&name) {
                 // A part that cannot be removed now is removed at the next start;
                 // it is never given a batch name.
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        // Inbox files staged by an interrupted scan (taken again from the inbox).
+        let staging = spool.join(inbox::STAGING_DIR);
+        if let Ok(rd) = fs::read_dir(&staging) {
+            for e in rd.flatten() {
+                // As above: removed at the next start if not now; never spooled as is.
                 let _ = fs::remove_file(e.path());
             }
         }

@@ -37,6 +37,14 @@ enum Cmd {
     Check,
     /// Listen, spool, verify, apply and answer until SIGTERM / ctrl-c.
     Run,
+    /// Import a medium written by `gapsync-sender export`: check its manifests against
+    /// its files (each problem reported by name), then apply what is new in seq order
+    /// through the same checks and ledger as `apply`. Writes nothing to the medium; a
+    /// second import of it applies nothing and says so. Exits non-zero on any problem.
+    Import {
+        /// The medium's folder.
+        dir: PathBuf,
+    },
     /// Apply batch files by hand (media transfer), exactly once, in seq order; a verified
     /// file that fails on the target is quarantined, so the node's next files can go on.
     Apply {
@@ -100,7 +108,10 @@ fn real_main(cli: Cli) -> Result<()> {
             "insecure = true: a sender of any node WITHOUT a [[trust]] key is accepted unauthenticated, under any node name it claims: anyone who can reach the listen address can write to the target through such a node. Nodes with [[trust]] keys still need valid signatures on HELLO, END and every batch"
         );
     }
-    if !cfg.trust.is_empty() && cfg.link.id == gapsync_common::config::DEFAULT_RECEIVER_ID {
+    if cfg.link.dir.is_none()
+        && !cfg.trust.is_empty()
+        && cfg.link.id == gapsync_common::config::DEFAULT_RECEIVER_ID
+    {
         warn!(
             id = %cfg.link.id,
             "[link] id is the default: give this receiver its own id (and the senders' [link] receiver_id the same), or a HELLO captured at another receiver on the default could be replayed here"
@@ -116,12 +127,32 @@ fn real_main(cli: Cli) -> Result<()> {
             })?;
             // What `run` needs of the host: the listen address free, the work directory
             // writable (checked with a file removed at once).
-            if let Err(e) = std::net::TcpListener::bind(&cfg.link.listen) {
-                anyhow::bail!(
-                    "{}: [link] listen = {:?}: cannot listen: {e} (in use, by a running receiver or another service, or not an address of this host)",
-                    cli.config.display(),
-                    cfg.link.listen
-                );
+            match &cfg.link.dir {
+                Some(d) => {
+                    if !d.is_dir() {
+                        anyhow::bail!(
+                            "{}: [link] dir = {}: not a folder (create it, or mount the ferry's folder)",
+                            cli.config.display(),
+                            d.display()
+                        );
+                    }
+                    // Processed files move to done/; a read-only folder keeps them.
+                    if let Err(e) = gapsync_common::fsx::check_writable(d) {
+                        gapsync_common::outln!(
+                            "[link] dir = {}: {e}: processed files will stay in it (the ledger knows them)",
+                            d.display()
+                        )?;
+                    }
+                }
+                None => {
+                    if let Err(e) = std::net::TcpListener::bind(&cfg.link.listen) {
+                        anyhow::bail!(
+                            "{}: [link] listen = {:?}: cannot listen: {e} (in use, by a running receiver or another service, or not an address of this host)",
+                            cli.config.display(),
+                            cfg.link.listen
+                        );
+                    }
+                }
             }
             writable(&cfg.work_dir)
                 .with_context(|| format!("{}: [work] dir", cli.config.display()))?;
@@ -163,18 +194,65 @@ fn real_main(cli: Cli) -> Result<()> {
                 Err(e) => warn!(error = %e, "target unavailable at start; the applier retries"),
                 Ok(_) => {}
             }
+            let inbox = cfg.link.dir.clone();
             let rx = Receiver::new(cfg)?;
-            let listener = rx.bind()?;
             let applier = {
                 let rx = rx.clone();
                 let stop = Arc::clone(&stop);
                 std::thread::spawn(move || rx.apply_loop(&stop))
             };
-            let r = rx.accept_loop(listener, &stop);
+            let r = match inbox {
+                Some(dir) => {
+                    if !dir.is_dir() {
+                        stop.store(true, Ordering::SeqCst);
+                        let _ = applier.join();
+                        anyhow::bail!(
+                            "[link] dir = {}: not a folder (create it, or mount the ferry's folder)",
+                            dir.display()
+                        );
+                    }
+                    info!(dir = %dir.display(), "receiver running (folder link: no answers go back)");
+                    rx.inbox_loop(&dir, &stop);
+                    Ok(())
+                }
+                None => rx
+                    .bind()
+                    .and_then(|listener| rx.accept_loop(listener, &stop)),
+            };
             stop.store(true, Ordering::SeqCst);
+            // The applier ends at the stop flag; a panic in it was already printed.
             let _ = applier.join();
             info!("receiver stopped");
             r?;
+        }
+        Cmd::Import { dir } => {
+            let r = gapsync_receiver::import_dir(&cfg, &dir)?;
+            for line in &r.lines {
+                gapsync_common::outln!("{line}")?;
+            }
+            for p in &r.problems {
+                gapsync_common::outln!("problem: {p}")?;
+            }
+            if r.applied == 0 && r.problems.is_empty() {
+                gapsync_common::outln!(
+                    "nothing new: all {} batch(es) on the medium are applied already",
+                    r.already
+                )?;
+            } else {
+                gapsync_common::outln!(
+                    "{} applied, {} applied before, {} problem(s)",
+                    r.applied,
+                    r.already,
+                    r.problems.len()
+                )?;
+            }
+            if !r.problems.is_empty() {
+                anyhow::bail!(
+                    "{}: {} problem(s) on the medium (listed above): what could be checked was imported; bring the missing or damaged files again (gapsync-sender export --from SEQ)",
+                    dir.display(),
+                    r.problems.len()
+                );
+            }
         }
         Cmd::Apply { files } => {
             for line in apply_files(&cfg, &files)? {
@@ -196,7 +274,8 @@ fn real_main(cli: Cli) -> Result<()> {
         }
         Cmd::Status { json } => {
             let t = Target::open(&cfg.target, &cfg.target_options());
-            let st = status::status(t, &cfg.work_dir);
+            let inbox = cfg.link.dir.as_deref().map(|d| (d, cfg.link.gap_alarm));
+            let st = status::status(t, &cfg.work_dir, inbox);
             if json {
                 gapsync_common::outln!("{}", serde_json::to_string_pretty(&st)?)?;
             } else {
@@ -206,6 +285,19 @@ fn real_main(cli: Cli) -> Result<()> {
             // monitoring that the target is down.
             if let Some(e) = st.target_error {
                 anyhow::bail!("the target database is unavailable: {e}");
+            }
+            if let Some(g) = st
+                .inbox
+                .as_ref()
+                .and_then(|i| i.gaps.iter().find(|g| g.alarm))
+            {
+                anyhow::bail!(
+                    "inbox gap: node {} waits for seq {} for {} s (over [link] gap_alarm): check the ferry, or bring the batch on a medium (gapsync-sender export --from {})",
+                    g.node,
+                    g.missing,
+                    g.age_secs,
+                    g.missing
+                );
             }
             if !st.ledger_regressed.is_empty() {
                 anyhow::bail!(

@@ -23,6 +23,20 @@ pub struct ReceiverStatus {
     /// Nodes whose ledger on the target is below this receiver's high-water mark (a
     /// replaced or restored target): nothing of them is applied.
     pub ledger_regressed: Vec<String>,
+    /// The folder link's inbox (`[link] dir`), when configured.
+    pub inbox: Option<InboxStatus>,
+}
+
+/// What waits in the inbox of a folder link.
+#[derive(Debug, Serialize)]
+pub struct InboxStatus {
+    pub dir: String,
+    /// Batch files in the inbox (not yet moved to `done/`).
+    pub files: usize,
+    /// Nodes waiting for a seq that has not arrived, with the age of the gap.
+    pub gaps: Vec<crate::inbox::Gap>,
+    /// Why the inbox could not be read (None: it could).
+    pub error: Option<String>,
 }
 
 fn list(dir: &Path, keep: impl Fn(&str) -> Option<String>) -> Vec<String> {
@@ -40,7 +54,11 @@ fn list(dir: &Path, keep: impl Fn(&str) -> Option<String>) -> Vec<String> {
 /// The status from the work directory and, when it can be reached, the target's
 /// ledger: a target that cannot be opened or read still gives the spool and quarantine
 /// state, with the reason in `target_error`.
-pub fn status(target: Result<Target, crate::apply::ApplyError>, work_dir: &Path) -> ReceiverStatus {
+pub fn status(
+    target: Result<Target, crate::apply::ApplyError>,
+    work_dir: &Path,
+    inbox: Option<(&Path, std::time::Duration)>,
+) -> ReceiverStatus {
     let spool = work_dir.join("spool");
     let batch = |n: &str| {
         gapsync_common::batch::parse_batch_file_name(n)
@@ -66,13 +84,46 @@ pub fn status(target: Result<Target, crate::apply::ApplyError>, work_dir: &Path)
     } else {
         Vec::new()
     };
+    let next_of = |node: &str| -> u64 {
+        nodes.iter().find(|n| n.node == node).map_or(1, |n| {
+            n.quarantined.iter().copied().fold(n.last_applied, u64::max) + 1
+        })
+    };
+    let inbox = inbox.map(|(dir, gap_alarm)| inbox_status(dir, gap_alarm, &next_of));
     ReceiverStatus {
+        inbox,
         nodes,
         target_error,
         ledger_regressed,
         spooled: list(&spool, batch),
         failed_once: list(&spool, |n| n.strip_suffix(".fail1").map(str::to_owned)),
         quarantined: list(&work_dir.join("quarantine"), batch),
+    }
+}
+
+fn inbox_status(
+    dir: &Path,
+    gap_alarm: std::time::Duration,
+    next_of: &dyn Fn(&str) -> u64,
+) -> InboxStatus {
+    let listing = crate::inbox::list(dir);
+    let (files, gaps, error) = match listing {
+        Ok(l) => {
+            let files = l.files.values().map(|f| f.len()).sum();
+            // Manifests are not verified here (status reads no keys): their seqs count
+            // only in the service's own alarms.
+            match crate::inbox::gaps(&l, &[], &mut |n| Ok(next_of(n)), gap_alarm) {
+                Ok(g) => (files, g, None),
+                Err(e) => (files, Vec::new(), Some(e.to_string())),
+            }
+        }
+        Err(e) => (0, Vec::new(), Some(e.to_string())),
+    };
+    InboxStatus {
+        dir: dir.display().to_string(),
+        files,
+        gaps,
+        error,
     }
 }
 
@@ -101,6 +152,24 @@ impl ReceiverStatus {
         ));
         for f in &self.failed_once {
             s.push_str(&format!("failed once, waiting for resend: {f}\n"));
+        }
+        if let Some(i) = &self.inbox {
+            s.push_str(&format!("inbox {}: {} file(s) waiting\n", i.dir, i.files));
+            if let Some(e) = &i.error {
+                s.push_str(&format!("  cannot read it: {e}\n"));
+            }
+            for g in &i.gaps {
+                s.push_str(&format!(
+                    "  {}node {} waits for seq {} ({} s){}\n",
+                    if g.alarm { "GAP: " } else { "" },
+                    g.node,
+                    g.missing,
+                    g.age_secs,
+                    g.waiting
+                        .map(|w| format!(", seq {w} and later are here"))
+                        .unwrap_or_default()
+                ));
+            }
         }
         s.push_str(&format!("quarantined files: {}\n", self.quarantined.len()));
         for f in &self.quarantined {

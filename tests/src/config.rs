@@ -113,6 +113,10 @@ pub struct SenderConfig {
     pub archive_keep_days: Option<u32>,
     /// `[link] receiver_id` (None: not written, the default "gapsync-receiver").
     pub receiver_id: Option<String>,
+    /// `[link] dir`: publish to this folder instead of `connect` (a folder link).
+    pub folder: Option<PathBuf>,
+    /// `[link] manifest_every` (with `folder`; None: not written, the default 0).
+    pub manifest_every: Option<Duration>,
 }
 
 impl SenderConfig {
@@ -137,7 +141,15 @@ impl SenderConfig {
             sign_key: None,
             archive_keep_days: None,
             receiver_id: None,
+            folder: None,
+            manifest_every: None,
         }
+    }
+
+    /// A folder link: `[link] dir` instead of `connect`.
+    pub fn folder(mut self, dir: &Path) -> SenderConfig {
+        self.folder = Some(dir.to_owned());
+        self
     }
 
     /// Sign batches with this private key file (drops `insecure = true`).
@@ -231,16 +243,26 @@ impl SenderConfig {
             toml_str(&self.on_second_failure),
             toml_dur(self.poll)
         );
-        let _ = writeln!(
-            s,
-            "[link]\nconnect = {}\nframe_timeout = {}\nresult_timeout = {}\nconnect_timeout = {}\nheartbeat = {}\nonce_connect_attempts = {}",
-            toml_str(&self.connect),
-            toml_dur(self.frame_timeout),
-            toml_dur(self.result_timeout),
-            toml_dur(self.connect_timeout),
-            toml_dur(self.heartbeat),
-            self.once_connect_attempts
-        );
+        match &self.folder {
+            Some(d) => {
+                let _ = writeln!(s, "[link]\ndir = {}", toml_str(&d.display().to_string()));
+                if let Some(e) = self.manifest_every {
+                    let _ = writeln!(s, "manifest_every = {}", toml_dur(e));
+                }
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "[link]\nconnect = {}\nframe_timeout = {}\nresult_timeout = {}\nconnect_timeout = {}\nheartbeat = {}\nonce_connect_attempts = {}",
+                    toml_str(&self.connect),
+                    toml_dur(self.frame_timeout),
+                    toml_dur(self.result_timeout),
+                    toml_dur(self.connect_timeout),
+                    toml_dur(self.heartbeat),
+                    self.once_connect_attempts
+                );
+            }
+        }
         if let Some(m) = self.max_frame {
             let _ = writeln!(s, "max_frame = {m}");
         }
@@ -293,6 +315,11 @@ pub struct ReceiverConfig {
     pub hello_timeout: Option<Duration>,
     /// `[link] hello_max_skew` (None: not written, the default 5 min).
     pub hello_max_skew: Option<Duration>,
+    /// `[link] dir`: watch this inbox instead of `listen` (a folder link).
+    pub inbox: Option<PathBuf>,
+    /// `[link] rescan` and `gap_alarm` (with `inbox`; None: not written).
+    pub rescan: Option<Duration>,
+    pub gap_alarm: Option<Duration>,
 }
 
 impl Default for ReceiverConfig {
@@ -314,6 +341,9 @@ impl Default for ReceiverConfig {
             id: None,
             hello_timeout: None,
             hello_max_skew: None,
+            inbox: None,
+            rescan: None,
+            gap_alarm: None,
         }
     }
 }
@@ -325,6 +355,12 @@ impl ReceiverConfig {
             target_url: Some(format!("odbc:{conn_str}")),
             ..ReceiverConfig::default()
         }
+    }
+
+    /// A folder link: `[link] dir` (the inbox) instead of `listen`.
+    pub fn inbox(mut self, dir: &Path) -> ReceiverConfig {
+        self.inbox = Some(dir.to_owned());
+        self
     }
 
     /// Trust the public key line `pub_line` (a `.pub` file's text) for `node`.
@@ -351,12 +387,25 @@ impl ReceiverConfig {
         if let Some(d) = &self.target_dialect {
             let _ = writeln!(s, "dialect = {}", toml_str(d));
         }
-        let _ = write!(
-            s,
-            "\n[link]\nlisten = {}\nresult_wait = {}\n",
-            toml_str(&self.listen),
-            toml_dur(self.result_wait)
-        );
+        match &self.inbox {
+            Some(d) => {
+                let _ = writeln!(s, "\n[link]\ndir = {}", toml_str(&d.display().to_string()));
+                if let Some(r) = self.rescan {
+                    let _ = writeln!(s, "rescan = {}", toml_dur(r));
+                }
+                if let Some(g) = self.gap_alarm {
+                    let _ = writeln!(s, "gap_alarm = {}", toml_dur(g));
+                }
+            }
+            None => {
+                let _ = write!(
+                    s,
+                    "\n[link]\nlisten = {}\nresult_wait = {}\n",
+                    toml_str(&self.listen),
+                    toml_dur(self.result_wait)
+                );
+            }
+        }
         if let Some(d) = self.idle_timeout {
             let _ = writeln!(s, "idle_timeout = {}", toml_dur(d));
         }

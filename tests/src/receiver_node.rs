@@ -76,6 +76,30 @@ impl ReceiverNode {
         addr
     }
 
+    /// Start a folder-link receiver (`[link] dir`): there is no address to wait for;
+    /// waits until its log says it runs.
+    pub fn start_inbox(&mut self) {
+        assert!(self.service.is_none(), "receiver already started");
+        let cfg = self.config_path.display().to_string();
+        let mut svc = Service::spawn(&receiver_bin(), &["-c", &cfg, "run"], &self.dir, &self.log);
+        let log = self.log.clone();
+        wait_for_with(
+            "the receiver to watch its inbox",
+            secs(20),
+            || tail(&log, 40),
+            || {
+                if let Some(st) = svc.exited() {
+                    panic!("receiver exited with {st} at start\n{}", tail(&log, 40));
+                }
+                fs::read_to_string(&log)
+                    .ok()?
+                    .contains("receiver running (folder link")
+                    .then_some(())
+            },
+        );
+        self.service = Some(svc);
+    }
+
     /// The address the running receiver listens on, as `host:port`.
     pub fn addr(&self) -> &str {
         assert!(!self.addr_text.is_empty(), "receiver not started");

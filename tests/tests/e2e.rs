@@ -39,6 +39,9 @@ mod gap;
 #[path = "e2e/operator.rs"]
 mod operator;
 
+#[path = "e2e/media.rs"]
+mod media;
+
 // ------------------------------------------------------------------------ helpers
 
 /// Count statement lines of the given kind (`INSERT INTO "t"`, `UPDATE "t"`, ...)
