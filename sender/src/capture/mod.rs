@@ -218,7 +218,7 @@ impl BatchState {
             BatchState::Quarantined => "quarantined",
         }
     }
-    fn parse(s: &str) -> Result<Self> {
+    pub(crate) fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "ready" => BatchState::Ready,
             "applied" => BatchState::Applied,

@@ -453,16 +453,7 @@ impl ChangeSource for OdbcSource {
                     changes: int(6) as u64,
                     first_id: Some(int(7)).filter(|v| *v != 0),
                     last_id: Some(int(8)).filter(|v| *v != 0),
-                    state: match st.as_str() {
-                        "ready" => BatchState::Ready,
-                        "applied" => BatchState::Applied,
-                        "quarantined" => BatchState::Quarantined,
-                        other => {
-                            return Err(SourceError::Corrupt(format!(
-                                "unknown batch state {other:?}"
-                            )));
-                        }
-                    },
+                    state: BatchState::parse(&st)?,
                     attempts: int(10) as u32,
                     reason: get(11).filter(|r| !r.is_empty()),
                     created: get(12).unwrap_or_default(),
