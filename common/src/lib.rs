@@ -9,6 +9,7 @@
 //! - [`fsx`]: file-system rules of the work directories (private modes, no symlinks followed).
 //! - [`sign`]: Ed25519 key files, batch signing and verification against trusted keys.
 //! - [`manifest`]: the signed list of batch files on a folder or medium (no live link).
+//! - [`receipt`]: the receiver's signed account of a node's seqs, carried back by hand.
 //!
 //! This crate opens no sockets.
 
@@ -20,6 +21,7 @@ pub mod dialect;
 pub mod fsx;
 pub mod logging;
 pub mod manifest;
+pub mod receipt;
 pub mod sign;
 pub mod stop;
 pub mod value;

@@ -29,6 +29,14 @@ struct RawReceiver {
     limits: RawLimits,
     #[serde(default)]
     audit: RawAudit,
+    receipts: Option<RawReceipts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReceipts {
+    dir: PathBuf,
+    key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +145,12 @@ pub struct ReceiverConfig {
     pub limits: LimitsConfig,
     /// `[audit] keep_months`: audit files older than this many months are deleted.
     pub audit_keep_months: u32,
+    /// `[receipts] dir`: where receipts for the senders are written (folder link and
+    /// `import`); None: no receipts.
+    pub receipts_dir: Option<PathBuf>,
+    /// `[receipts] key`: this receiver's private key file (its node id is `[link] id`)
+    /// receipts are signed with; None: unsigned receipts.
+    pub receipts_key: Option<PathBuf>,
 }
 
 /// Default `[limits] max_batch_bytes` (1 GiB).
@@ -386,6 +400,12 @@ impl ReceiverConfig {
                 Duration::from_secs(5),
             )?,
             create_target: raw.target.create.unwrap_or(false),
+            receipts_dir: raw.receipts.as_ref().map(|r| base.join(&r.dir)),
+            receipts_key: raw
+                .receipts
+                .as_ref()
+                .and_then(|r| r.key.as_ref())
+                .map(|k| base.join(k)),
         })
     }
 }

@@ -28,6 +28,8 @@ pub struct ImportReport {
     pub applied: usize,
     /// Batches on the medium that the ledger had already.
     pub already: usize,
+    /// Receipts written (`[receipts] dir`).
+    pub receipts: Vec<String>,
 }
 
 /// Checks and applies the medium at `dir` (see the module docs).
@@ -103,6 +105,7 @@ pub fn import_dir(cfg: &ReceiverConfig, dir: &Path) -> Result<ImportReport> {
     }
     // What is new, in order, up to the first seq the medium lacks.
     let mut todo = Vec::new();
+    let mut missing: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     {
         let mut t = Target::open(&cfg.target, &cfg.target_options())?;
         for (node, files) in &good {
@@ -114,6 +117,10 @@ pub fn import_dir(cfg: &ReceiverConfig, dir: &Path) -> Result<ImportReport> {
                     todo.push(path.clone());
                     next += 1;
                 } else {
+                    let m = missing.entry(node.clone()).or_default();
+                    if !m.contains(&next) {
+                        m.push(next);
+                    }
                     r.problems.push(format!(
                         "{}: node {node} needs seq {next} first, which is not on this medium: not imported",
                         crate::applier::file_name(path)
@@ -126,6 +133,10 @@ pub fn import_dir(cfg: &ReceiverConfig, dir: &Path) -> Result<ImportReport> {
         r.lines = apply_files(cfg, &todo)?;
         r.applied = r.lines.iter().filter(|l| l.contains(": applied (")).count();
         r.already += r.lines.len() - r.applied;
+    }
+    if cfg.receipts_dir.is_some() {
+        let mut t = Target::open(&cfg.target, &cfg.target_options())?;
+        r.receipts = crate::receipts::write_receipts(cfg, &mut t, &missing, &mut BTreeMap::new())?;
     }
     Ok(r)
 }

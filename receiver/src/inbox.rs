@@ -159,6 +159,8 @@ struct Memory {
     refused: HashSet<(String, u64, u64)>,
     alarmed_gaps: HashSet<(String, u64)>,
     read_only: bool,
+    /// What the last receipt of each node said (`receipts::write_receipts`).
+    receipts: BTreeMap<String, String>,
 }
 
 impl Receiver {
@@ -299,6 +301,14 @@ impl Receiver {
             if memory.alarmed_gaps.insert((g.node.clone(), g.missing)) {
                 error!(alarm = true, node = %g.node, missing = g.missing, waiting = ?g.waiting, age_s = g.age_secs, "inbox gap: the node's next batch has not arrived (check the ferry, or bring it on a medium: gapsync-sender export --from SEQ)");
             }
+        }
+        let mut missing: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for g in &gaps {
+            missing.entry(g.node.clone()).or_default().push(g.missing);
+        }
+        if let Err(e) = crate::receipts::write_receipts(&sh.cfg, t, &missing, &mut memory.receipts)
+        {
+            warn!(error = %e, "cannot write the receipts; trying again at the next scan");
         }
         Ok(())
     }

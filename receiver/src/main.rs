@@ -37,6 +37,14 @@ enum Cmd {
     Check,
     /// Listen, spool, verify, apply and answer until SIGTERM / ctrl-c.
     Run,
+    /// Write this receiver's own Ed25519 key pair (its node id is `[link] id`) for
+    /// signing receipts: DIR/<id>.key (0600) and DIR/<id>.pub, creating DIR (0700);
+    /// prints the [receipts] block and the line the senders trust. Refuses to overwrite.
+    Keygen {
+        /// Directory to write the key files into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Import a medium written by `gapsync-sender export`: check its manifests against
     /// its files (each problem reported by name), then apply what is new in seq order
     /// through the same checks and ledger as `apply`. Writes nothing to the medium; a
@@ -156,6 +164,14 @@ fn real_main(cli: Cli) -> Result<()> {
             }
             writable(&cfg.work_dir)
                 .with_context(|| format!("{}: [work] dir", cli.config.display()))?;
+            if let Some(k) = &cfg.receipts_key {
+                gapsync_common::sign::BatchSigner::load(k, &cfg.link.id).with_context(|| {
+                    format!(
+                        "{}: [receipts] key (create it with `gapsync-receiver keygen --out DIR`)",
+                        cli.config.display()
+                    )
+                })?;
+            }
             // `check` creates nothing: a target file that `run` would create (first
             // install, `[target] create = true`) is only reported.
             let to_create = match &cfg.target {
@@ -225,6 +241,21 @@ fn real_main(cli: Cli) -> Result<()> {
             info!("receiver stopped");
             r?;
         }
+        Cmd::Keygen { out } => {
+            gapsync_common::fsx::private_dir(&out)
+                .with_context(|| format!("creating the key directory {}", out.display()))?;
+            let (key, public, signer) = gapsync_common::sign::generate(&cfg.link.id, &out)?;
+            gapsync_common::outln!("private key: {} (mode 0600)", key.display())?;
+            gapsync_common::outln!("public key:  {}", public.display())?;
+            gapsync_common::outln!(
+                "\n# receiver.toml\n[receipts]\ndir = \"/var/lib/gapsync/receipts\"\nkey = {:?}",
+                key.display().to_string()
+            )?;
+            gapsync_common::outln!(
+                "\n# sender.toml (every sender whose receipts this receiver signs)\n[receipts]\ntrust = [{:?}]",
+                signer.public_line()
+            )?;
+        }
         Cmd::Import { dir } => {
             let r = gapsync_receiver::import_dir(&cfg, &dir)?;
             for line in &r.lines {
@@ -232,6 +263,11 @@ fn real_main(cli: Cli) -> Result<()> {
             }
             for p in &r.problems {
                 gapsync_common::outln!("problem: {p}")?;
+            }
+            for f in &r.receipts {
+                gapsync_common::outln!(
+                    "receipt written: {f} (carry it back: gapsync-sender import-receipt FILE)"
+                )?;
             }
             if r.applied == 0 && r.problems.is_empty() {
                 gapsync_common::outln!(

@@ -34,6 +34,15 @@ struct RawSender {
     audit: RawAudit,
     #[serde(default)]
     archive: RawArchive,
+    #[serde(default)]
+    receipts: RawReceipts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReceipts {
+    #[serde(default)]
+    trust: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,6 +193,9 @@ pub struct SenderConfig {
     /// the source's `_gapsync_batches`) cut more than this many days ago are deleted;
     /// 0 keeps them forever.
     pub archive_keep_days: u32,
+    /// `[receipts] trust`: the receivers' public key lines receipts must be signed
+    /// with, as (receiver id, line).
+    pub receipts_trust: Vec<(String, String)>,
 }
 
 /// Default `[archive] keep_days`.
@@ -473,7 +485,18 @@ impl SenderConfig {
         }
         let audit_keep_months = keep_months(path, &raw.audit)?;
         let archive_keep_days = keep_days(path, &raw.archive)?;
+        let mut receipts_trust = Vec::new();
+        for line in raw.receipts.trust {
+            let k = gapsync_common::sign::PublicKey::parse(&line).map_err(|e| {
+                invalid(
+                    path,
+                    format!("[receipts] trust: {e} (paste the receiver's .pub line from `gapsync-receiver keygen`)"),
+                )
+            })?;
+            receipts_trust.push((k.node.clone(), line));
+        }
         Ok(SenderConfig {
+            receipts_trust,
             audit_keep_months,
             archive_keep_days,
             file: path.to_owned(),

@@ -44,8 +44,10 @@ pub mod config;
 mod cut;
 pub mod halt;
 mod publish;
+mod receipt;
 use cut::Render;
 pub use publish::{ExportReport, PublishError};
+pub use receipt::ReceiptSummary;
 mod service;
 mod ship;
 mod snapshot;
@@ -82,6 +84,8 @@ pub enum SenderError {
     Sign(#[from] gapsync_common::sign::SignError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    Receipt(#[from] gapsync_common::receipt::ReceiptError),
     #[error(
         "batch {seq} was dropped after two failed applies and [batch] on_second_failure = \"halt\": the node is halted; fix the cause (the receiver's quarantine/<file>.reason says why: repair the target, or `gapsync-sender resync TABLE` for the tables the batch touched), then `gapsync-sender resume`"
     )]

@@ -84,6 +84,16 @@ enum Cmd {
         /// Last seq to export (default: the newest in archive/).
         #[arg(long, value_name = "SEQ")]
         to_seq: Option<u64>,
+        /// Only the seqs the newest receipt says the receiver misses.
+        #[arg(long)]
+        missing: bool,
+    },
+    /// Record a receipt carried back from the receiver (verified against [receipts]
+    /// trust; a forged or altered one is refused): status then shows the confirmed seqs,
+    /// the ones the receiver quarantined with the reason, and the ones it misses.
+    ImportReceipt {
+        /// The receipt file (receipt-<node>-<seq>.xml).
+        file: PathBuf,
     },
     /// After a halt (`on_second_failure = "halt"`) and its repair: remove the halt record
     /// so that `run` and `once` ship again. The quarantined batch stays quarantined: its
@@ -320,9 +330,44 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 bail!("interrupted before every batch was answered");
             }
         }
-        Cmd::Export { to, from, to_seq } => {
+        Cmd::ImportReceipt { file } => {
             let mut sender = Sender::open(cfg, true)?;
-            let r = sender.export(&to, from, to_seq)?;
+            let r = sender.import_receipt(&file)?;
+            gapsync_common::outln!(
+                "receipt from {} ({}): confirmed up to seq {}",
+                r.receiver,
+                r.created,
+                r.confirmed_up_to
+            )?;
+            for (seq, why) in &r.quarantined {
+                gapsync_common::outln!("quarantined at the receiver: seq {seq}: {why}")?;
+            }
+            if !r.missing.is_empty() {
+                gapsync_common::outln!(
+                    "missing at the receiver: {:?}: gapsync-sender export --missing --to DIR",
+                    r.missing
+                )?;
+            }
+        }
+        Cmd::Export {
+            to,
+            from,
+            to_seq,
+            missing,
+        } => {
+            let mut sender = Sender::open(cfg, true)?;
+            let only = if missing {
+                let m = sender.last_receipt().map(|r| r.missing).unwrap_or_default();
+                if m.is_empty() {
+                    bail!(
+                        "no receipt on record says a seq is missing (import one with `import-receipt FILE`)"
+                    );
+                }
+                Some(m)
+            } else {
+                None
+            };
+            let r = sender.export(&to, from, to_seq, only.as_deref())?;
             for f in &r.copied {
                 gapsync_common::outln!("{f}: copied")?;
             }

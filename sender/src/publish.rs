@@ -189,8 +189,8 @@ impl Sender {
         Ok(())
     }
 
-    /// `export --to DIR`: copies the archived batches of `from..=to` (all when absent)
-    /// to `dir`, then their manifest. Adds to a medium that holds earlier exports;
+    /// `export --to DIR`: copies the archived batches of `from..=to` (all when absent;
+    /// of them only the seqs in `only` when given) to `dir`, then their manifest. Adds to a medium that holds earlier exports;
     /// refuses, before writing anything, a file of the same name with other content and
     /// a medium without room.
     pub fn export(
@@ -198,6 +198,7 @@ impl Sender {
         dir: &Path,
         from: Option<u64>,
         to: Option<u64>,
+        only: Option<&[u64]>,
     ) -> Result<ExportReport> {
         if !dir.is_dir() {
             return Err(PublishError::NotADir(dir.to_owned()).into());
@@ -208,6 +209,7 @@ impl Sender {
             .batches(Some(BatchState::Applied))?
             .into_iter()
             .filter(|r| r.seq >= lo && r.seq <= hi)
+            .filter(|r| only.is_none_or(|o| o.contains(&r.seq)))
             .filter(|r| self.dir("archive").join(&r.file).is_file())
             .collect();
         recs.sort_by_key(|r| r.seq);
@@ -286,6 +288,7 @@ impl Sender {
             folder: self.cfg.link.dir.as_ref().map(|d| d.display().to_string()),
             last_seq_manifested: self.manifested().0,
             last_seq_exported: self.exported(),
+            receipt: self.receipt_summary(),
         }
     }
 

@@ -47,6 +47,8 @@ pub struct Media {
     pub last_seq_manifested: u64,
     /// The highest seq exported to a medium (0: none).
     pub last_seq_exported: u64,
+    /// The newest receipt carried back (`import-receipt`).
+    pub receipt: Option<crate::ReceiptSummary>,
 }
 
 pub fn status(
@@ -120,6 +122,23 @@ impl SenderStatus {
                 "last seq exported: {}\n",
                 self.media.last_seq_exported
             ));
+        }
+        if let Some(r) = &self.media.receipt {
+            s.push_str(&format!(
+                "receipt from {} ({}): confirmed up to seq {}\n",
+                r.receiver, r.created, r.confirmed_up_to
+            ));
+            for (seq, why) in &r.quarantined {
+                s.push_str(&format!(
+                    "  quarantined at the receiver: seq {seq}: {why}\n"
+                ));
+            }
+            if !r.missing.is_empty() {
+                s.push_str(&format!(
+                    "  missing at the receiver: {} (gapsync-sender export --missing --to DIR)\n",
+                    list(&r.missing)
+                ));
+            }
         }
         if !self.queued_snapshots.is_empty() {
             s.push_str(&format!(

@@ -117,6 +117,8 @@ pub struct SenderConfig {
     pub folder: Option<PathBuf>,
     /// `[link] manifest_every` (with `folder`; None: not written, the default 0).
     pub manifest_every: Option<Duration>,
+    /// `[receipts] trust`: receiver public key lines.
+    pub receipts_trust: Vec<String>,
 }
 
 impl SenderConfig {
@@ -143,6 +145,7 @@ impl SenderConfig {
             receiver_id: None,
             folder: None,
             manifest_every: None,
+            receipts_trust: Vec::new(),
         }
     }
 
@@ -277,6 +280,10 @@ impl SenderConfig {
         if let Some(d) = self.archive_keep_days {
             let _ = writeln!(s, "\n[archive]\nkeep_days = {d}");
         }
+        if !self.receipts_trust.is_empty() {
+            let lines: Vec<String> = self.receipts_trust.iter().map(|l| toml_str(l)).collect();
+            let _ = writeln!(s, "\n[receipts]\ntrust = [{}]", lines.join(", "));
+        }
         s
     }
 }
@@ -320,6 +327,9 @@ pub struct ReceiverConfig {
     /// `[link] rescan` and `gap_alarm` (with `inbox`; None: not written).
     pub rescan: Option<Duration>,
     pub gap_alarm: Option<Duration>,
+    /// `[receipts] dir` and `key`.
+    pub receipts_dir: Option<PathBuf>,
+    pub receipts_key: Option<PathBuf>,
 }
 
 impl Default for ReceiverConfig {
@@ -344,6 +354,8 @@ impl Default for ReceiverConfig {
             inbox: None,
             rescan: None,
             gap_alarm: None,
+            receipts_dir: None,
+            receipts_key: None,
         }
     }
 }
@@ -437,6 +449,16 @@ impl ReceiverConfig {
             toml_dur(self.retry_interval),
             toml_dur(self.busy_timeout)
         );
+        if let Some(d) = &self.receipts_dir {
+            let _ = writeln!(
+                s,
+                "\n[receipts]\ndir = {}",
+                toml_str(&d.display().to_string())
+            );
+            if let Some(k) = &self.receipts_key {
+                let _ = writeln!(s, "key = {}", toml_str(&k.display().to_string()));
+            }
+        }
         for (node, key) in &self.trust {
             let _ = writeln!(
                 s,

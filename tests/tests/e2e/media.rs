@@ -340,3 +340,139 @@ fn an_export_to_a_full_medium_writes_nothing() {
         "export wrote something before refusing"
     );
 }
+
+/// Receipts carried back: the receiver writes a signed receipt (applied, quarantined,
+/// missing); `import-receipt` records it, so the sender's status shows what is
+/// confirmed and what the receiver misses, and `export --missing` brings exactly that
+/// again. A receipt altered on the way, or signed by another key, is refused.
+#[test]
+fn a_receipt_confirms_batches_and_names_the_missing_ones() {
+    let ws = Workspace::new("media-receipt");
+    let inside = ws.path().join("ferry-in");
+    let outside = ws.path().join("ferry-out");
+    let receipts = ws.path().join("receipts");
+    fs::create_dir_all(&outside).unwrap();
+    let (mut tx, line) = sender(&ws, &inside);
+    insert(&tx, 1..8);
+    tx.once().expect_success();
+    let batches: Vec<String> = names(&inside)
+        .into_iter()
+        .filter(|n| !n.starts_with("manifest-"))
+        .collect();
+    assert!(batches.len() >= 3, "{batches:?}");
+
+    let mut rx = ws.receiver(
+        ReceiverConfig::default()
+            .trust("plant1", &line)
+            .inbox(&outside),
+    );
+    let keys = ws.path().join("rx-keys");
+    let out = rx
+        .exec(&["keygen", "--out", &keys.display().to_string()])
+        .expect_success();
+    let rx_line = fs::read_to_string(keys.join("gapsync-receiver.pub"))
+        .unwrap()
+        .trim_end()
+        .to_owned();
+    assert!(out.stdout.contains(&rx_line), "{}", out.stdout);
+    rx.cfg.rescan = Some(ms(300));
+    rx.cfg.receipts_dir = Some(receipts.clone());
+    rx.cfg.receipts_key = Some(keys.join("gapsync-receiver.key"));
+    rx.write_config();
+    rx.start_inbox();
+    tx.cfg.receipts_trust = vec![rx_line];
+    tx.write_config();
+
+    // Seq 2 is lost on the way.
+    let lost = batches[1].clone();
+    let mut sent = batches.clone();
+    sent.remove(1);
+    ferry(&inside, &outside, &sent);
+    let receipt = ws.wait_for("a receipt naming seq 2 missing", secs(20), || {
+        names(&receipts)
+            .into_iter()
+            .find(|n| n == "receipt-plant1-00000000000000000001.xml")
+            .filter(|n| {
+                fs::read_to_string(receipts.join(n))
+                    .is_ok_and(|t| t.contains("<missing seq=\"2\"/>"))
+            })
+    });
+    let rpath = receipts.join(&receipt).display().to_string();
+    let out = tx.exec(&["import-receipt", &rpath]).expect_success();
+    assert!(
+        out.stdout.contains("confirmed up to seq 1"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("missing at the receiver: [2]"),
+        "{}",
+        out.stdout
+    );
+    let st = tx.status();
+    assert_eq!(st["media"]["receipt"]["confirmed_up_to"], 1, "{st}");
+    assert_eq!(st["media"]["receipt"]["missing"], serde_json::json!([2]));
+
+    // Altered on the way, or signed by another receiver key: refused, nothing recorded.
+    let text = fs::read_to_string(&rpath).unwrap();
+    let altered = ws.path().join("altered.xml");
+    fs::write(&altered, text.replace("<missing seq=\"2\"/>", "")).unwrap();
+    let out = tx
+        .exec(&["import-receipt", &altered.display().to_string()])
+        .expect_failure();
+    assert!(out.stderr.contains("receipt signature"), "{}", out.stderr);
+    let other = ws.receiver_in("other", ReceiverConfig::default());
+    let okeys = ws.path().join("other-keys");
+    other
+        .exec(&["keygen", "--out", &okeys.display().to_string()])
+        .expect_success();
+    let mallory = gapsync_common::sign::BatchSigner::load(
+        &okeys.join("gapsync-receiver.key"),
+        "gapsync-receiver",
+    )
+    .unwrap();
+    let mut forged = gapsync_common::receipt::Receipt::parse(&text).unwrap();
+    forged.missing.clear();
+    forged.sign(&mallory);
+    let forged_path = ws.path().join("forged.xml");
+    fs::write(&forged_path, forged.to_xml().unwrap()).unwrap();
+    let out = tx
+        .exec(&["import-receipt", &forged_path.display().to_string()])
+        .expect_failure();
+    assert!(out.stderr.contains("receipt signature"), "{}", out.stderr);
+    assert_eq!(
+        tx.status()["media"]["receipt"]["missing"],
+        serde_json::json!([2])
+    );
+
+    // `export --missing` brings exactly seq 2; carried to the inbox, it applies and the
+    // next receipt confirms everything.
+    let usb = ws.path().join("usb");
+    fs::create_dir_all(&usb).unwrap();
+    tx.exec(&["export", "--missing", "--to", &usb.display().to_string()])
+        .expect_success();
+    let on_usb: Vec<String> = names(&usb)
+        .into_iter()
+        .filter(|n| !n.starts_with("manifest-"))
+        .collect();
+    assert_eq!(on_usb, vec![lost.clone()]);
+    fs::copy(usb.join(&lost), outside.join(&lost)).unwrap();
+    let last = format!("receipt-plant1-{:020}.xml", batches.len());
+    ws.wait_for("the receipt of every batch", secs(20), || {
+        names(&receipts).into_iter().find(|n| *n == last)
+    });
+    assert_synced(&tx, &rx);
+    let out = tx
+        .exec(&[
+            "import-receipt",
+            &receipts.join(&last).display().to_string(),
+        ])
+        .expect_success();
+    assert!(
+        out.stdout
+            .contains(&format!("confirmed up to seq {}", batches.len())),
+        "{}",
+        out.stdout
+    );
+    rx.stop();
+}
