@@ -476,3 +476,109 @@ fn a_receipt_confirms_batches_and_names_the_missing_ones() {
     );
     rx.stop();
 }
+
+/// What an attacker who can write into the inbox tries: a symlink under a batch name
+/// (to a genuine batch elsewhere), an oversized file, an old genuine batch replayed, a
+/// far-future seq, a forged manifest, a directory under a batch name. Nothing of them
+/// runs or counts as a failure; the genuine stream goes on.
+#[test]
+fn hostile_inbox_files_never_run() {
+    let ws = Workspace::new("media-hostile");
+    let inside = ws.path().join("ferry-in");
+    let outside = ws.path().join("ferry-out");
+    fs::create_dir_all(&outside).unwrap();
+    let (tx, line) = sender(&ws, &inside);
+    insert(&tx, 1..5);
+    tx.once().expect_success();
+    let first: Vec<String> = names(&inside);
+    let mut rx = ws.receiver(
+        ReceiverConfig::default()
+            .trust("plant1", &line)
+            .inbox(&outside),
+    );
+    rx.cfg.rescan = Some(ms(300));
+    rx.cfg.limits = vec![("max_batch_bytes", 64 << 10)];
+    rx.write_config();
+    rx.start_inbox();
+    ferry(&inside, &outside, &first);
+    let applied = first.iter().filter(|n| !n.starts_with("manifest-")).count();
+    ws.wait_until("the genuine batches to apply", secs(20), || {
+        rx.ledger_seqs("plant1").len() == applied
+    });
+    let before = rx.ledger_seqs("plant1");
+    let next = before.len() as u64 + 1;
+    ws.wait_until("the applied files to move to done/", secs(20), || {
+        names(&outside).is_empty()
+    });
+
+    // A replay of an applied batch: settled (moved to done/), not applied again.
+    let done = outside.join("done");
+    let old = first.iter().find(|n| !n.starts_with("manifest-")).unwrap();
+    fs::copy(done.join(old), outside.join(old)).unwrap();
+    // A symlink under the next seq's name, to a genuine batch of seq 1 renamed.
+    let target = ws.path().join("elsewhere.sql");
+    fs::copy(done.join(old), &target).unwrap();
+    let link_name = format!("plant1-{next:020}.sql");
+    std::os::unix::fs::symlink(&target, outside.join(&link_name)).unwrap();
+    // A directory under a batch name, an oversized file, a far-future seq, a forged
+    // manifest.
+    fs::create_dir(outside.join(format!("plant1-{:020}.sql", next + 1))).unwrap();
+    fs::write(
+        outside.join(format!("plant1-{:020}.sql", next + 2)),
+        vec![b'x'; 100 << 10],
+    )
+    .unwrap();
+    fs::copy(
+        done.join(old),
+        outside.join(format!("plant1-{:020}.sql", next + 5000)),
+    )
+    .unwrap();
+    let manifest = format!("manifest-plant1-{next:020}-{:020}.xml", next + 3);
+    fs::write(
+        outside.join(&manifest),
+        format!("<manifest format=\"gapsync-manifest/1\" node=\"plant1\" first=\"{next}\" last=\"{}\" created=\"2026-12-04T10:00:00.000000Z\"/>", next + 3),
+    )
+    .unwrap();
+    ws.wait_until("every hostile entry to be reported", secs(20), || {
+        let log = rx.log_text();
+        log.contains("not a regular file (a symlink planted?)")
+            && log.contains("larger than [limits] max_batch_bytes")
+            && log.contains("inbox manifest refused")
+            && !outside.join(old).exists()
+    });
+    assert_eq!(
+        rx.ledger_seqs("plant1"),
+        before,
+        "a hostile file was applied"
+    );
+    let st = rx.status();
+    assert!(st["failed_once"].as_array().unwrap().is_empty(), "{st}");
+    assert!(st["quarantined"].as_array().unwrap().is_empty(), "{st}");
+    assert!(
+        !rx.work_dir
+            .join("spool")
+            .join(format!("plant1-{:020}.sql", next + 5000))
+            .exists(),
+        "a far-future seq was spooled"
+    );
+    assert!(
+        fs::symlink_metadata(outside.join(&link_name))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // The genuine stream goes on once the planted entries are gone (a stranger who can
+    // write into the folder can delay it, as one who holds the port can: never a row).
+    fs::remove_file(outside.join(&link_name)).unwrap();
+    fs::remove_dir(outside.join(format!("plant1-{:020}.sql", next + 1))).unwrap();
+    fs::remove_file(outside.join(format!("plant1-{:020}.sql", next + 2))).unwrap();
+    insert(&tx, 5..9);
+    tx.once().expect_success();
+    let more = names(&inside);
+    ferry(&inside, &outside, &more);
+    ws.wait_until("the later genuine batches to apply", secs(20), || {
+        compare_all(&tx, &rx).is_ok()
+    });
+    rx.stop();
+}
