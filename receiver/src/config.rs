@@ -448,6 +448,48 @@ dir = "work"
         }
     }
 
+    /// One link per receiver: `listen` or `dir` (the inbox), never both or neither;
+    /// `rescan` and `gap_alarm` only with `dir`, `rescan` above zero; `[receipts]`
+    /// paths relative to the config file.
+    #[test]
+    fn the_link_is_a_device_or_an_inbox() {
+        let inbox = GOOD_RX.replace(
+            "listen = \"127.0.0.1:7070\"",
+            "dir = \"inbox\"\nrescan = \"10s\"\ngap_alarm = \"30m\"",
+        );
+        let c = load_rx(&format!(
+            "{inbox}[receipts]\ndir = \"out\"\nkey = \"k/r.key\"\n"
+        ))
+        .expect("an inbox link");
+        assert!(c.link.dir.as_ref().is_some_and(|d| d.ends_with("inbox")));
+        assert_eq!(c.link.rescan, Duration::from_secs(10));
+        assert_eq!(c.link.gap_alarm, Duration::from_secs(1800));
+        assert!(c.receipts_dir.as_ref().is_some_and(|d| d.ends_with("out")));
+        assert!(
+            c.receipts_key
+                .as_ref()
+                .is_some_and(|d| d.ends_with("k/r.key"))
+        );
+        for (text, want) in [
+            (
+                GOOD_RX.replace("listen = ", "dir = \"i\"\nlisten = "),
+                "[link] has both listen and dir",
+            ),
+            (
+                GOOD_RX.replace("listen = \"127.0.0.1:7070\"", ""),
+                "[link] needs listen",
+            ),
+            (
+                GOOD_RX.replace("listen = ", "gap_alarm = \"1m\"\nlisten = "),
+                "[link] rescan and gap_alarm go with dir",
+            ),
+            (inbox.replace("\"10s\"", "\"0s\""), "[link] rescan"),
+        ] {
+            let e = load_rx(&text).expect_err(want).to_string();
+            assert!(e.contains(want), "{e:?} lacks {want:?}");
+        }
+    }
+
     #[test]
     fn receiver_limits_and_audit_defaults() {
         let c = load_rx(GOOD_RX).expect("valid");

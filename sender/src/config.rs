@@ -553,6 +553,45 @@ dir = "work"
         assert!(c.work_dir.ends_with("work"));
     }
 
+    /// One link per sender: `connect` or `dir`, never both or neither; `manifest_every`
+    /// only with `dir`; a folder path relative to the config file.
+    #[test]
+    fn the_link_is_a_device_or_a_folder() {
+        let folder = GOOD.replace(
+            "connect = \"127.0.0.1:7070\"",
+            "dir = \"ferry\"\nmanifest_every = \"1h\"",
+        );
+        let c = load(&folder).expect("a folder link");
+        assert!(c.link.dir.as_ref().is_some_and(|d| d.ends_with("ferry")));
+        assert_eq!(c.link.manifest_every, Duration::from_secs(3600));
+        assert!(c.link.connect.is_empty());
+        for (text, want) in [
+            (
+                GOOD.replace("connect = ", "dir = \"f\"\nconnect = "),
+                "[link] has both connect and dir",
+            ),
+            (
+                GOOD.replace("connect = \"127.0.0.1:7070\"", ""),
+                "[link] needs connect",
+            ),
+            (
+                GOOD.replace("connect = ", "manifest_every = \"1h\"\nconnect = "),
+                "[link] manifest_every goes with dir",
+            ),
+            (
+                folder.replace("\"1h\"", "\"often\""),
+                "[link] manifest_every = \"often\": invalid duration",
+            ),
+            (
+                GOOD.replace("[work]", "[receipts]\ntrust = [\"not a key\"]\n[work]"),
+                "[receipts] trust:",
+            ),
+        ] {
+            let e = load(&text).expect_err(want).to_string();
+            assert!(e.contains(want), "{e:?} lacks {want:?}");
+        }
+    }
+
     #[test]
     fn bad_sender_configs_name_the_key() {
         let cases = [
