@@ -318,8 +318,9 @@ pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {
 /// Copies `from` (opened without following a symlink) to a new file `to`, durably: a
 /// private temp file beside `to` (`.fsx-tmp-..`, a dot name a folder's reader skips),
 /// fsynced, renamed, and the directory fsynced. Refuses (`AlreadyExists`) when anything
-/// is at `to` already: it never replaces a file (the caller decides whether an existing
-/// one is the same). A failed copy leaves nothing at `to`.
+/// is at `to` when it starts (the caller decides whether an existing one is the same);
+/// the final rename would replace an entry created at `to` meanwhile, so `to`'s folder
+/// must not have another writer of the same names. A failed copy leaves nothing at `to`.
 pub fn copy_new(from: &Path, to: &Path) -> io::Result<()> {
     if fs::symlink_metadata(to).is_ok() {
         return Err(io::Error::new(

@@ -252,6 +252,11 @@ impl Receiver {
                 error!(alarm = true, file = %name, "inbox entry under a batch or manifest name is not a regular file (a symlink planted?): ignored, never followed");
             }
         }
+        // Bounded memory of refused files (an inbox written to by a stranger): past the
+        // cap the alarms of files still there are raised once more.
+        if memory.refused.len() > 10_000 {
+            memory.refused.clear();
+        }
         let mut woke = false;
         for (node, files) in &listing.files {
             let next = t.next_expected(node)?;

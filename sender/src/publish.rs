@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::capture::{BatchRecord, BatchState};
 use crate::*;
@@ -130,7 +130,7 @@ impl Sender {
             self.audit("published", &rec, "ok", &dir.display().to_string());
             report.applied.push(rec.seq);
         }
-        self.manifest_if_due(dir)?;
+        self.manifest_if_due(dir, !report.applied.is_empty())?;
         Ok(report)
     }
 
@@ -145,11 +145,15 @@ impl Sender {
     }
 
     /// Writes the manifest of every batch published since the last one, when
-    /// `[link] manifest_every` has passed since it (at once when zero).
-    fn manifest_if_due(&mut self, dir: &Path) -> Result<()> {
+    /// `[link] manifest_every` has passed since it (when zero: after a cycle that
+    /// published something). Cheap when nothing is due: the service calls it every pass.
+    fn manifest_if_due(&mut self, dir: &Path, published_now: bool) -> Result<()> {
         let (last, at) = self.manifested();
         let every = self.cfg.link.manifest_every;
-        if every > Duration::ZERO && unix_now().saturating_sub(at) < every.as_secs() {
+        if every.is_zero() && !published_now {
+            return Ok(());
+        }
+        if !every.is_zero() && unix_now().saturating_sub(at) < every.as_secs() {
             return Ok(());
         }
         let recs: Vec<BatchRecord> = self
@@ -158,7 +162,11 @@ impl Sender {
             .into_iter()
             .filter(|r| r.seq > last)
             .collect();
+        let state = self.dir("state").join("manifested");
         let Some(high) = recs.iter().map(|r| r.seq).max() else {
+            // Nothing new: the period starts again (no query every pass until then).
+            fsx::write_private_synced(&state, format!("{last} {}\n", unix_now()).as_bytes())
+                .map_err(work_err(&state))?;
             return Ok(());
         };
         let mut files = Vec::new();
@@ -183,7 +191,6 @@ impl Sender {
             let name = write_manifest(dir, m, self.signer.as_ref())?;
             info!(manifest = %name, "manifest written");
         }
-        let state = self.dir("state").join("manifested");
         fsx::write_private_synced(&state, format!("{high} {}\n", unix_now()).as_bytes())
             .map_err(work_err(&state))?;
         Ok(())

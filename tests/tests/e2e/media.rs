@@ -582,3 +582,37 @@ fn hostile_inbox_files_never_run() {
     });
     rx.stop();
 }
+
+/// `[link] manifest_every`: a manifest covers what was published since the last one and
+/// is written once the period has passed, not after every cycle (a party pulling the
+/// folder hourly reads one summary an hour).
+#[test]
+fn manifests_follow_manifest_every() {
+    let ws = Workspace::new("media-period");
+    let inside = ws.path().join("ferry-in");
+    let (mut tx, _) = sender(&ws, &inside);
+    tx.cfg.manifest_every = Some(secs(3600));
+    tx.write_config();
+    insert(&tx, 1..3);
+    tx.once().expect_success();
+    let manifests = |dir: &Path| {
+        names(dir)
+            .into_iter()
+            .filter(|n| n.starts_with("manifest-"))
+            .collect::<Vec<_>>()
+    };
+    // The first cycle: nothing was ever manifested, so one is due.
+    assert_eq!(manifests(&inside).len(), 1, "{:?}", names(&inside));
+    let covered = tx.status()["media"]["last_seq_manifested"]
+        .as_u64()
+        .unwrap();
+    insert(&tx, 3..6);
+    tx.once().expect_success();
+    assert_eq!(
+        manifests(&inside).len(),
+        1,
+        "a manifest before the hour passed"
+    );
+    assert_eq!(tx.status()["media"]["last_seq_manifested"], covered);
+    assert!(tx.status()["last_seq_applied"].as_u64().unwrap() > covered);
+}
