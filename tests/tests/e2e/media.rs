@@ -616,3 +616,163 @@ fn manifests_follow_manifest_every() {
     assert_eq!(tx.status()["media"]["last_seq_manifested"], covered);
     assert!(tx.status()["last_seq_applied"].as_u64().unwrap() > covered);
 }
+
+/// A batch from the inbox that the target refuses is retried once (the inbox copy is
+/// taken again) and then quarantined, as on the TCP link; the node goes on, the receipt
+/// names the quarantined seq with the database's reason, and the sender's status shows
+/// it after `import-receipt`.
+#[test]
+fn a_failing_inbox_batch_is_retried_once_then_quarantined_and_reported_back() {
+    let ws = Workspace::new("media-poison");
+    let inside = ws.path().join("ferry-in");
+    let outside = ws.path().join("ferry-out");
+    let receipts = ws.path().join("receipts");
+    fs::create_dir_all(&outside).unwrap();
+    let (mut tx, line) = sender(&ws, &inside);
+    insert(&tx, 1..3);
+    tx.once().expect_success();
+    let mut rx = ws.receiver(
+        ReceiverConfig::default()
+            .trust("plant1", &line)
+            .inbox(&outside),
+    );
+    let keys = ws.path().join("rx-keys");
+    rx.exec(&["keygen", "--out", &keys.display().to_string()])
+        .expect_success();
+    let rx_line = fs::read_to_string(keys.join("gapsync-receiver.pub")).unwrap();
+    rx.cfg.rescan = Some(ms(300));
+    rx.cfg.receipts_dir = Some(receipts.clone());
+    rx.cfg.receipts_key = Some(keys.join("gapsync-receiver.key"));
+    rx.write_config();
+    rx.start_inbox();
+    tx.cfg.receipts_trust = vec![rx_line.trim_end().to_owned()];
+    tx.write_config();
+    let first = names(&inside);
+    ferry(&inside, &outside, &first);
+    ws.wait_until("the first batches to apply", secs(20), || {
+        compare_all(&tx, &rx).is_ok()
+    });
+    let good = rx.ledger_seqs("plant1");
+
+    // A row on the target that the next INSERT collides with: the batch fails there.
+    rx.target()
+        .execute("INSERT INTO t(id, v) VALUES (3, 'by hand')", [])
+        .unwrap();
+    insert(&tx, 3..4);
+    tx.once().expect_success();
+    let poison = names(&inside);
+    ferry(&inside, &outside, &poison);
+    let bad = good.last().unwrap() + 1;
+    ws.wait_until("the failing batch to be quarantined", secs(20), || {
+        rx.quarantined_seqs("plant1") == vec![bad]
+    });
+    let log = rx.log_text();
+    assert!(
+        log.contains("batch failed; waiting for the sender to send it once more"),
+        "{log}"
+    );
+    assert!(
+        log.contains("batch failed twice: dropped to quarantine"),
+        "{log}"
+    );
+
+    // The node goes on with its next batch.
+    rx.target()
+        .execute("DELETE FROM t WHERE id = 3", [])
+        .unwrap();
+    insert(&tx, 4..5);
+    tx.once().expect_success();
+    let next = names(&inside);
+    ferry(&inside, &outside, &next);
+    ws.wait_until("the next batch to apply", secs(20), || {
+        rx.ledger_seqs("plant1").contains(&(bad + 1))
+    });
+
+    // The receipt names the quarantined seq and its reason; the sender shows it.
+    let name = format!("receipt-plant1-{:020}.xml", bad + 1);
+    ws.wait_for("the receipt after the quarantine", secs(20), || {
+        names(&receipts).into_iter().find(|n| *n == name)
+    });
+    let out = tx
+        .exec(&[
+            "import-receipt",
+            &receipts.join(&name).display().to_string(),
+        ])
+        .expect_success();
+    assert!(
+        out.stdout
+            .contains(&format!("quarantined at the receiver: seq {bad}: "))
+            && out.stdout.contains("UNIQUE constraint failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("confirmed up to seq {}", bad + 1)),
+        "{}",
+        out.stdout
+    );
+    let st = tx.status();
+    assert_eq!(st["media"]["receipt"]["quarantined"][0][0], bad, "{st}");
+    rx.stop();
+}
+
+/// A read-only medium imports (nothing is ever written to it), and a read-only inbox
+/// keeps its processed files instead of failing.
+#[test]
+fn read_only_media_and_inboxes_work() {
+    let ws = Workspace::new("media-ro");
+    let inside = ws.path().join("publish");
+    let (tx, line) = sender(&ws, &inside);
+    insert(&tx, 1..4);
+    tx.once().expect_success();
+    let usb = ws.path().join("usb");
+    fs::create_dir_all(&usb).unwrap();
+    let _mount = match Tmpfs::mount(&usb, "8m") {
+        Ok(m) => m,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "cannot mount a tmpfs for the read-only test but CI=true: {why}"
+            );
+            eprintln!("skipping: cannot mount a tmpfs (needs root): {why}");
+            return;
+        }
+    };
+    tx.exec(&["export", "--to", &usb.display().to_string()])
+        .expect_success();
+    let remount = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&usb)
+        .status()
+        .unwrap();
+    assert!(remount.success());
+    assert!(
+        fs::write(usb.join("probe"), "x").is_err(),
+        "the medium is writable"
+    );
+
+    let rx = ws.receiver(ReceiverConfig::default().trust("plant1", &line));
+    let out = rx
+        .exec(&["import", &usb.display().to_string()])
+        .expect_success();
+    assert!(out.stdout.contains("applied ("), "{}", out.stdout);
+    assert_synced(&tx, &rx);
+
+    // The same medium as a folder link's inbox: it is read, nothing moves, no failure.
+    let mut rx2 = ws.receiver_in(
+        "rx2",
+        ReceiverConfig::default().trust("plant1", &line).inbox(&usb),
+    );
+    rx2.cfg.rescan = Some(ms(300));
+    rx2.write_config();
+    rx2.start_inbox();
+    ws.wait_until("the read-only inbox to be applied", secs(20), || {
+        compare_all(&tx, &rx2).is_ok()
+    });
+    ws.wait_until("the read-only folder to be noticed", secs(20), || {
+        rx2.log_text().contains("a read-only folder?")
+    });
+    assert!(rx2.status()["quarantined"].as_array().unwrap().is_empty());
+    rx2.stop();
+}
