@@ -203,6 +203,50 @@ pub fn duration(
     }
 }
 
+/// `[link]`: a TCP address (`addr_key`: `connect` or `listen`) or a folder (`dir`,
+/// relative to `base`), exactly one of them. Returns (address or "", folder). `side`
+/// names the program in the message ("sender", "receiver").
+pub fn link_target(
+    path: &Path,
+    side: &str,
+    addr_key: &str,
+    addr: Option<String>,
+    dir: Option<PathBuf>,
+    base: &Path,
+    allow_zero_port: bool,
+) -> Result<(String, Option<PathBuf>), ConfigError> {
+    match (addr, dir) {
+        (Some(a), None) => {
+            if a.trim().is_empty() {
+                return Err(invalid(
+                    path,
+                    format!("[link] {addr_key} is empty (write host:port)"),
+                ));
+            }
+            host_port(path, &format!("[link] {addr_key}"), &a, allow_zero_port)?;
+            Ok((a, None))
+        }
+        (None, Some(d)) => {
+            if d.as_os_str().is_empty() {
+                return Err(invalid(path, "[link] dir is empty (write a folder path)"));
+            }
+            Ok((String::new(), Some(base.join(d))))
+        }
+        (Some(_), Some(_)) => Err(invalid(
+            path,
+            format!(
+                "[link] has both {addr_key} and dir: one link per {side} ({addr_key} = \"host:port\" for the isolation device, or dir = \"/path\" for a ferry's folder)"
+            ),
+        )),
+        (None, None) => Err(invalid(
+            path,
+            format!(
+                "[link] needs {addr_key} = \"host:port\" (the isolation device) or dir = \"/path\" (a ferry's folder)"
+            ),
+        )),
+    }
+}
+
 /// Node ids appear in file names and frames: 1 to 32 of `[A-Za-z0-9_-]`.
 /// Checks a `host:port` address of `[link]` (`key` names it): a host, and a port
 /// 0..=65535 (0 only where `allow_zero`, a listen address picking a free port).

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use gapsync_common::config::{
-    ConfigError, DbUrl, RawAudit, RawWork, base_dir, duration, host_port, invalid, keep_months,
+    ConfigError, DbUrl, RawAudit, RawWork, base_dir, duration, invalid, keep_months, link_target,
     max_frame, read, receiver_id, toml_error, valid_node,
 };
 use gapsync_common::dialect::Dialect;
@@ -263,33 +263,7 @@ impl ReceiverConfig {
                 .map_err(|e| invalid(path, format!("[target] dialect: {e}")))?;
         }
         let l = raw.link;
-        let (listen, dir) = match (l.listen, l.dir) {
-            (Some(a), None) => {
-                if a.trim().is_empty() {
-                    return Err(invalid(path, "[link] listen is empty (write host:port)"));
-                }
-                host_port(path, "[link] listen", &a, true)?;
-                (a, None)
-            }
-            (None, Some(d)) => {
-                if d.as_os_str().is_empty() {
-                    return Err(invalid(path, "[link] dir is empty (write a folder path)"));
-                }
-                (String::new(), Some(base.join(d)))
-            }
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    path,
-                    "[link] has both listen and dir: one link per receiver (listen = \"host:port\" for the isolation device, or dir = \"/path\" for a ferry's folder)",
-                ));
-            }
-            (None, None) => {
-                return Err(invalid(
-                    path,
-                    "[link] needs listen = \"host:port\" (the isolation device) or dir = \"/path\" (a ferry's folder)",
-                ));
-            }
-        };
+        let (listen, dir) = link_target(path, "receiver", "listen", l.listen, l.dir, &base, true)?;
         if dir.is_none() && (l.rescan.is_some() || l.gap_alarm.is_some()) {
             return Err(invalid(
                 path,

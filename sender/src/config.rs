@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use gapsync_common::config::{
-    ConfigError, DbUrl, RawAudit, RawWork, base_dir, duration, host_port, invalid, keep_months,
+    ConfigError, DbUrl, RawAudit, RawWork, base_dir, duration, invalid, keep_months, link_target,
     max_frame, read, receiver_id, toml_error, valid_node,
 };
 use gapsync_common::dialect::Dialect;
@@ -406,33 +406,8 @@ impl SenderConfig {
             poll: duration(path, "[batch] poll", &b.poll, Duration::from_millis(100))?,
         };
         let l = raw.link;
-        let (connect, dir) = match (l.connect, l.dir) {
-            (Some(c), None) => {
-                if c.trim().is_empty() {
-                    return Err(invalid(path, "[link] connect is empty (write host:port)"));
-                }
-                host_port(path, "[link] connect", &c, false)?;
-                (c, None)
-            }
-            (None, Some(d)) => {
-                if d.as_os_str().is_empty() {
-                    return Err(invalid(path, "[link] dir is empty (write a folder path)"));
-                }
-                (String::new(), Some(base.join(d)))
-            }
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    path,
-                    "[link] has both connect and dir: one link per sender (connect = \"host:port\" for the isolation device, or dir = \"/path\" for a ferry folder)",
-                ));
-            }
-            (None, None) => {
-                return Err(invalid(
-                    path,
-                    "[link] needs connect = \"host:port\" (the isolation device) or dir = \"/path\" (a ferry folder)",
-                ));
-            }
-        };
+        let (connect, dir) =
+            link_target(path, "sender", "connect", l.connect, l.dir, &base, false)?;
         if dir.is_none() && l.manifest_every.is_some() {
             return Err(invalid(
                 path,
