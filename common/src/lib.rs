@@ -23,5 +23,6 @@ pub mod logging;
 pub mod manifest;
 pub mod receipt;
 pub mod sign;
+mod signed_xml;
 pub mod stop;
 pub mod value;

@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch;
 use crate::sign::{BatchSigner, SignError, TrustStore};
+use crate::signed_xml::{self, XmlSignature, is_hex};
 
 /// The `format` attribute this version writes and reads.
 pub const FORMAT: &str = "gapsync-manifest/1";
@@ -132,15 +133,6 @@ struct XmlFile {
     sha256: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct XmlSignature {
-    #[serde(rename = "@key")]
-    key: String,
-    #[serde(rename = "@value")]
-    value: String,
-}
-
 /// `manifest-<node>-<first>-<last>.xml`.
 pub fn manifest_name(node: &str, first: u64, last: u64) -> String {
     format!("manifest-{node}-{first:020}-{last:020}.xml")
@@ -168,10 +160,6 @@ pub fn parse_manifest_name(name: &str) -> Result<(String, u64, u64)> {
         return Err(bad());
     }
     Ok((node.to_owned(), first, last))
-}
-
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 impl Manifest {
@@ -225,16 +213,9 @@ impl Manifest {
             }
             return Err(ManifestError::Unsigned(self.node.clone()));
         };
-        let key_id: [u8; 8] = hex::decode(key)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| ManifestError::Invalid("signature key is not 16 hex digits".into()))?;
-        let sig: [u8; 64] = hex::decode(value)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| {
-                ManifestError::Invalid("signature value is not 128 hex digits".into())
-            })?;
+        let (key_id, sig) = signed_xml::signature_bytes(key, value).ok_or_else(|| {
+            ManifestError::Invalid("signature is not <16 hex> / <128 hex>".into())
+        })?;
         Ok(Some(trust.verify_link(
             &self.node,
             &key_id,
@@ -282,7 +263,7 @@ impl Manifest {
             }
         }
         if let Some((key, value)) = &self.signature
-            && (!is_hex(key, 16) || !is_hex(value, 128))
+            && !signed_xml::signature_form_ok(key, value)
         {
             return bad("signature is not <16 hex> / <128 hex>".into());
         }
@@ -312,25 +293,13 @@ impl Manifest {
                 value: v.clone(),
             }),
         };
-        let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let mut ser = quick_xml::se::Serializer::new(&mut out);
-        ser.indent(' ', 2);
-        x.serialize(ser)
-            .map_err(|e| ManifestError::Xml(e.to_string()))?;
-        out.push('\n');
-        Ok(out)
+        signed_xml::to_xml(&x).map_err(ManifestError::Xml)
     }
 
     /// Reads a manifest from its XML text and checks its content rules (not its
     /// signature: [`Manifest::verify`]).
     pub fn parse(text: &str) -> Result<Manifest> {
-        if text.contains("<!") {
-            return Err(ManifestError::Xml(
-                "a DOCTYPE, comment or CDATA section is not part of a manifest".into(),
-            ));
-        }
-        let x: Xml =
-            quick_xml::de::from_str(text).map_err(|e| ManifestError::Xml(e.to_string()))?;
+        let x: Xml = signed_xml::from_xml(text, "manifest").map_err(ManifestError::Xml)?;
         if x.format != FORMAT {
             return Err(ManifestError::Invalid(format!(
                 "format {:?}, this version reads {FORMAT:?}",
@@ -361,20 +330,16 @@ impl Manifest {
     /// Reads the manifest file at `path` (never through a symlink), checks that its name
     /// matches its content and its content rules.
     pub fn read(path: &Path) -> Result<Manifest> {
-        use std::io::Read;
         let shown = path.display().to_string();
-        let io = |source| ManifestError::Io {
-            path: shown.clone(),
-            source,
-        };
-        let f = crate::fsx::open_nofollow(path).map_err(io)?;
-        let mut text = String::new();
-        f.take(MAX_MANIFEST_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(io)?;
-        if text.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(ManifestError::TooLarge { path: shown });
-        }
+        let text = signed_xml::read_capped(path, MAX_MANIFEST_BYTES).map_err(|e| match e {
+            signed_xml::ReadError::Io(source) => ManifestError::Io {
+                path: shown.clone(),
+                source,
+            },
+            signed_xml::ReadError::TooLarge => ManifestError::TooLarge {
+                path: shown.clone(),
+            },
+        })?;
         let m = Manifest::parse(&text)?;
         let name = path
             .file_name()

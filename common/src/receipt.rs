@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch;
 use crate::sign::{BatchSigner, SignError, TrustStore};
+use crate::signed_xml::{self, XmlSignature};
 
 pub const FORMAT: &str = "gapsync-receipt/1";
 pub const DOMAIN: &str = "gapsync-receipt-v1";
@@ -136,19 +137,6 @@ struct XmlSeq {
     seq: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct XmlSignature {
-    #[serde(rename = "@key")]
-    key: String,
-    #[serde(rename = "@value")]
-    value: String,
-}
-
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 /// Inclusive ranges of `seqs` (sorted, deduplicated).
 pub fn ranges(seqs: impl IntoIterator<Item = u64>) -> Vec<(u64, u64)> {
     let mut v: Vec<u64> = seqs.into_iter().collect();
@@ -233,14 +221,8 @@ impl Receipt {
             }
             return Err(ReceiptError::Unsigned);
         };
-        let key_id: [u8; 8] = hex::decode(key)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| ReceiptError::Invalid("signature key is not 16 hex digits".into()))?;
-        let sig: [u8; 64] = hex::decode(value)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| ReceiptError::Invalid("signature value is not 128 hex digits".into()))?;
+        let (key_id, sig) = signed_xml::signature_bytes(key, value)
+            .ok_or_else(|| ReceiptError::Invalid("signature is not <16 hex> / <128 hex>".into()))?;
         Ok(Some(trust.verify_link(
             &self.receiver,
             &key_id,
@@ -273,7 +255,7 @@ impl Receipt {
             }
         }
         if let Some((key, value)) = &self.signature
-            && (!is_hex(key, 16) || !is_hex(value, 128))
+            && !signed_xml::signature_form_ok(key, value)
         {
             return bad("signature is not <16 hex> / <128 hex>".into());
         }
@@ -307,23 +289,12 @@ impl Receipt {
                 value: v.clone(),
             }),
         };
-        let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let mut ser = quick_xml::se::Serializer::new(&mut out);
-        ser.indent(' ', 2);
-        x.serialize(ser)
-            .map_err(|e| ReceiptError::Xml(e.to_string()))?;
-        out.push('\n');
-        Ok(out)
+        signed_xml::to_xml(&x).map_err(ReceiptError::Xml)
     }
 
     /// Reads a receipt from its XML text and checks its rules (not its signature).
     pub fn parse(text: &str) -> Result<Receipt> {
-        if text.contains("<!") {
-            return Err(ReceiptError::Xml(
-                "a DOCTYPE, comment or CDATA section is not part of a receipt".into(),
-            ));
-        }
-        let x: Xml = quick_xml::de::from_str(text).map_err(|e| ReceiptError::Xml(e.to_string()))?;
+        let x: Xml = signed_xml::from_xml(text, "receipt").map_err(ReceiptError::Xml)?;
         if x.format != FORMAT {
             return Err(ReceiptError::Invalid(format!(
                 "format {:?}, this version reads {FORMAT:?}",
@@ -350,20 +321,16 @@ impl Receipt {
 
     /// Reads the receipt file at `path` (never through a symlink).
     pub fn read(path: &Path) -> Result<Receipt> {
-        use std::io::Read;
         let shown = path.display().to_string();
-        let io = |source| ReceiptError::Io {
-            path: shown.clone(),
-            source,
-        };
-        let f = crate::fsx::open_nofollow(path).map_err(io)?;
-        let mut text = String::new();
-        f.take(MAX_RECEIPT_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(io)?;
-        if text.len() as u64 > MAX_RECEIPT_BYTES {
-            return Err(ReceiptError::TooLarge { path: shown });
-        }
+        let text = signed_xml::read_capped(path, MAX_RECEIPT_BYTES).map_err(|e| match e {
+            signed_xml::ReadError::Io(source) => ReceiptError::Io {
+                path: shown.clone(),
+                source,
+            },
+            signed_xml::ReadError::TooLarge => ReceiptError::TooLarge {
+                path: shown.clone(),
+            },
+        })?;
         Receipt::parse(&text)
     }
 
