@@ -328,20 +328,7 @@ pub fn copy_new(from: &Path, to: &Path) -> io::Result<()> {
             format!("{} exists already", to.display()),
         ));
     }
-    let mut src = open_nofollow(from)?;
-    let (tmp, mut dst) = create_temp_beside(to)?;
-    let copied = io::copy(&mut src, &mut dst)
-        .and_then(|_| dst.sync_all())
-        .and_then(|()| {
-            drop(dst);
-            fs::rename(&tmp, to)
-        });
-    if let Err(e) = copied {
-        // The copy's error is the one reported; a temp name left behind is never read
-        // as the file.
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
+    copy_via_temp(from, to)?;
     sync_dir(parent_of(to))
 }
 
@@ -372,6 +359,14 @@ pub fn check_writable(dir: &Path) -> io::Result<()> {
 
 /// [`move_file`]'s cross-device path.
 fn copy_then_remove(from: &Path, to: &Path) -> io::Result<()> {
+    copy_via_temp(from, to)?;
+    fs::remove_file(from)
+}
+
+/// Copies `from` (no symlink followed) into a new private temp file beside `to`,
+/// fsyncs it and renames it to `to`; on failure nothing is at `to` and the source is
+/// untouched.
+fn copy_via_temp(from: &Path, to: &Path) -> io::Result<()> {
     let mut src = open_nofollow(from)?;
     let (tmp, mut dst) = create_temp_beside(to)?;
     let copied = io::copy(&mut src, &mut dst)
@@ -381,12 +376,12 @@ fn copy_then_remove(from: &Path, to: &Path) -> io::Result<()> {
             fs::rename(&tmp, to)
         });
     if let Err(e) = copied {
-        // The copy's error is the one reported; the source is untouched and a temp
-        // name left behind is never read as the file.
+        // The copy's error is the one reported; a temp name left behind is never read
+        // as the file.
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    fs::remove_file(from)
+    Ok(())
 }
 
 #[cfg(test)]
