@@ -35,21 +35,12 @@ pub fn invalid(path: &Path, msg: impl Into<String>) -> ConfigError {
     }
 }
 
-/// A duration written as `500ms`, `5s`, `2m`, `1h` or `1d`.
+/// A duration in the one grammar of every option and tool (humantime's): `500ms`, `5s`,
+/// `2m`, `1h 30m`, `1d`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let ms = match unit.trim() {
-        "ms" => n,
-        "s" => n.checked_mul(1000)?,
-        "m" | "min" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        "d" => n.checked_mul(86_400_000)?,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
+    // humantime's grammar: a number and a unit, repeated ("500ms", "5s", "2m", "1h 30m",
+    // "1d"); a bare number has no unit and is refused.
+    humantime::parse_duration(s.trim()).ok()
 }
 
 /// Where a database lives.
@@ -303,6 +294,9 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
         assert_eq!(parse_duration("s"), None);
     }
 }

@@ -255,6 +255,8 @@ impl Receiver {
                 }
             }
         }
+        // Stopping (or reloading): no connection outlives this receiver's state.
+        self.shared.sessions.close_all();
         Ok(())
     }
 

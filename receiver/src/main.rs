@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use gapsync_receiver::apply::Target;
 use gapsync_receiver::config::ReceiverConfig;
 use gapsync_receiver::{Receiver, apply_files, status};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Outside-zone side of gapsync: receives batch files through the isolation device,
 /// verifies them and applies each in one transaction on the target database.
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     match real_main(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e)
             if e.chain().any(|c| {
                 c.downcast_ref::<gapsync_common::logging::StdoutError>()
@@ -108,7 +108,46 @@ fn open_target(cfg: &ReceiverConfig) -> Result<Target> {
     Ok(Target::open(&cfg.target, &cfg.target_options())?)
 }
 
-fn real_main(cli: Cli) -> Result<()> {
+/// `run`: the applier and the link (TCP listener or inbox) until `stop`.
+fn run_service(cfg: ReceiverConfig, stop: &Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
+    // A target that cannot work at all (no ODBC support, a malformed URL) stops the
+    // service; one that is merely unavailable now is retried by the applier.
+    match Target::open(&cfg.target, &cfg.target_options()) {
+        Err(e @ gapsync_receiver::apply::ApplyError::Deterministic(_)) => {
+            return Err(anyhow::Error::new(e).context("opening the target"));
+        }
+        Err(e) => warn!(error = %e, "target unavailable at start; the applier retries"),
+        Ok(_) => {}
+    }
+    let inbox = cfg.link.dir.clone();
+    let rx = Receiver::new(cfg)?;
+    let applier = {
+        let rx = rx.clone();
+        let stop = Arc::clone(stop);
+        std::thread::spawn(move || rx.apply_loop(&stop))
+    };
+    let r = match inbox {
+        Some(dir) if !dir.is_dir() => Err(anyhow::anyhow!(
+            "[link] dir = {}: not a folder (create it, or mount the ferry's folder)",
+            dir.display()
+        )),
+        Some(dir) => {
+            info!(dir = %dir.display(), "receiver running (folder link: no answers go back)");
+            rx.inbox_loop(&dir, stop);
+            Ok(())
+        }
+        None => rx
+            .bind()
+            .and_then(|listener| rx.accept_loop(listener, stop))
+            .map_err(anyhow::Error::from),
+    };
+    stop.store(true, Ordering::SeqCst);
+    // The applier ends at the stop flag; a panic in it was already printed.
+    let _ = applier.join();
+    r
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode> {
     let cfg = ReceiverConfig::load(&cli.config)?;
     if cfg.insecure {
         warn!(
@@ -196,50 +235,28 @@ fn real_main(cli: Cli) -> Result<()> {
             gapsync_common::outln!("{}", cfg.target_options().allow.describe())?;
         }
         Cmd::Run => {
-            let stop = Arc::new(AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-                signal_hook::flag::register(sig, Arc::clone(&stop))
-                    .context("installing signal handler")?;
-            }
-            // A target that cannot work at all (no ODBC support, a malformed URL) stops
-            // the service; one that is merely unavailable now is retried by the applier.
-            match Target::open(&cfg.target, &cfg.target_options()) {
-                Err(e @ gapsync_receiver::apply::ApplyError::Deterministic(_)) => {
-                    return Err(anyhow::Error::new(e).context("opening the target"));
+            let sig =
+                gapsync_common::stop::Signals::install().context("installing signal handlers")?;
+            let mut cfg = cfg;
+            loop {
+                run_service(cfg.clone(), &sig.stop)?;
+                if !sig.take_reload() {
+                    break;
                 }
-                Err(e) => warn!(error = %e, "target unavailable at start; the applier retries"),
-                Ok(_) => {}
-            }
-            let inbox = cfg.link.dir.clone();
-            let rx = Receiver::new(cfg)?;
-            let applier = {
-                let rx = rx.clone();
-                let stop = Arc::clone(&stop);
-                std::thread::spawn(move || rx.apply_loop(&stop))
-            };
-            let r = match inbox {
-                Some(dir) => {
-                    if !dir.is_dir() {
-                        stop.store(true, Ordering::SeqCst);
-                        let _ = applier.join();
-                        anyhow::bail!(
-                            "[link] dir = {}: not a folder (create it, or mount the ferry's folder)",
-                            dir.display()
-                        );
+                // SIGHUP: the configuration is read again; one that does not load keeps
+                // the service on the old one (and says why).
+                match ReceiverConfig::load(&cli.config) {
+                    Ok(c) => {
+                        info!("SIGHUP: configuration re-read; starting again with it");
+                        cfg = c;
                     }
-                    info!(dir = %dir.display(), "receiver running (folder link: no answers go back)");
-                    rx.inbox_loop(&dir, &stop);
-                    Ok(())
+                    Err(e) => {
+                        error!(alarm = true, error = %e, "SIGHUP: the configuration does not load; going on with the old one (fix it and send SIGHUP again)");
+                    }
                 }
-                None => rx
-                    .bind()
-                    .and_then(|listener| rx.accept_loop(listener, &stop)),
-            };
-            stop.store(true, Ordering::SeqCst);
-            // The applier ends at the stop flag; a panic in it was already printed.
-            let _ = applier.join();
+                sig.stop.store(false, Ordering::SeqCst);
+            }
             info!("receiver stopped");
-            r?;
         }
         Cmd::Keygen { out } => {
             gapsync_common::fsx::private_dir(&out)
@@ -343,5 +360,5 @@ fn real_main(cli: Cli) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -209,6 +209,17 @@ impl Sessions {
         }
     }
 
+    /// Closes every open connection (the service stops or reloads): a sender that was
+    /// waiting for RESULT connects again and asks, and is answered from the ledger.
+    pub fn close_all(&self) {
+        if let Ok(mut slots) = self.slots.lock() {
+            for (_, s) in slots.drain() {
+                // Already closed by the peer is as good.
+                let _ = s.stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
     /// Connection `id` ended.
     pub fn leave(&self, id: u64) {
         if let Ok(mut slots) = self.slots.lock() {

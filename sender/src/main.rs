@@ -148,12 +148,30 @@ fn main() -> ExitCode {
 /// Exit status of a halted node (`[batch] on_second_failure = "halt"`).
 const EXIT_HALTED: u8 = 3;
 
+fn signals() -> Result<gapsync_common::stop::Signals> {
+    gapsync_common::stop::Signals::install().context("installing signal handlers")
+}
+
 fn stop_flag() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
+    Ok(signals()?.stop)
+}
+
+/// `run`: the service until `stop` (SIGTERM, SIGINT, SIGHUP).
+fn run_service(cfg: SenderConfig, stop: &Arc<AtomicBool>) -> Result<()> {
+    let Some(mut sender) = Sender::open_service(cfg, stop)? else {
+        info!("stopped before the source database was available");
+        return Ok(());
+    };
+    match &sender.cfg.link.dir {
+        Some(d) => {
+            info!(node = %sender.cfg.node, folder = %d.display(), "sender running (folder link: published batches count as delivered)")
+        }
+        None => {
+            info!(node = %sender.cfg.node, receiver = %sender.cfg.link.connect, "sender running")
+        }
     }
-    Ok(stop)
+    sender.run(stop)?;
+    Ok(())
 }
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
@@ -266,20 +284,26 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             )?;
         }
         Cmd::Run => {
-            let stop = stop_flag()?;
-            let Some(mut sender) = Sender::open_service(cfg, &stop)? else {
-                info!("stopped before the source database was available");
-                return Ok(ExitCode::SUCCESS);
-            };
-            match &sender.cfg.link.dir {
-                Some(d) => {
-                    info!(node = %sender.cfg.node, folder = %d.display(), "sender running (folder link: published batches count as delivered)")
+            let sig = signals()?;
+            let mut cfg = cfg;
+            loop {
+                run_service(cfg.clone(), &sig.stop)?;
+                if !sig.take_reload() {
+                    break;
                 }
-                None => {
-                    info!(node = %sender.cfg.node, receiver = %sender.cfg.link.connect, "sender running")
+                // SIGHUP: the configuration is read again; one that does not load keeps
+                // the service on the old one (and says why).
+                match SenderConfig::load(&cli.config) {
+                    Ok(c) => {
+                        info!("SIGHUP: configuration re-read; starting again with it");
+                        cfg = c;
+                    }
+                    Err(e) => {
+                        error!(alarm = true, error = %e, "SIGHUP: the configuration does not load; going on with the old one (fix it and send SIGHUP again)");
+                    }
                 }
+                sig.stop.store(false, std::sync::atomic::Ordering::SeqCst);
             }
-            sender.run(&stop)?;
         }
         Cmd::Once => {
             let stop = stop_flag()?;

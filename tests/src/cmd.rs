@@ -106,6 +106,16 @@ pub fn run_command(program: &Path, args: &[&str], dir: &Path, timeout: Duration)
     out
 }
 
+/// Send SIGHUP to a process (through `kill(1)`).
+pub fn sighup(pid: u32) {
+    let st = Command::new("kill")
+        .arg("-HUP")
+        .arg(pid.to_string())
+        .status()
+        .expect("running kill -HUP");
+    assert!(st.success(), "kill -HUP {pid} failed: {st}");
+}
+
 /// Send SIGTERM to a process (through `kill(1)`: no unsafe code needed).
 pub fn sigterm(pid: u32) {
     let st = Command::new("kill")

@@ -130,6 +130,12 @@ impl ReceiverNode {
         st
     }
 
+    /// SIGHUP the running service (a reload).
+    pub fn hangup(&self) {
+        let svc = self.service.as_ref().expect("receiver not started");
+        sighup(svc.child.id());
+    }
+
     /// SIGKILL the service (a crash).
     pub fn kill(&mut self) -> ExitStatus {
         self.service.take().expect("receiver not started").kill()

@@ -164,6 +164,12 @@ impl SenderNode {
         terminate(&mut svc, timeout, &self.log)
     }
 
+    /// SIGHUP the running service (a reload).
+    pub fn hangup(&self) {
+        let svc = self.service.as_ref().expect("sender not started");
+        sighup(svc.child.id());
+    }
+
     /// SIGKILL the service (a crash).
     pub fn kill(&mut self) -> ExitStatus {
         self.service.take().expect("sender not started").kill()

@@ -73,26 +73,16 @@ pub struct SoakStats {
     pub spool_fulls: u32,
 }
 
-/// Parse `90s`, `15m`, `2h`, `1.5h` (a bare number is seconds).
+/// A positive duration in gapsync's one grammar (`gapsync_common::config::
+/// parse_duration`: `90s`, `15m`, `2h`, `1h 30m`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => (&t[..i], &t[i..]),
-        None => (t, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (use e.g. 90s, 15m, 2h)"))?;
-    let factor = match unit {
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use s, m or h)")),
-    };
-    if !n.is_finite() || n <= 0.0 {
-        return Err(format!("`{s}`: a duration must be positive"));
+    match gapsync_common::config::parse_duration(s) {
+        Some(d) if !d.is_zero() => Ok(d),
+        Some(_) => Err(format!("`{s}`: a duration must be positive")),
+        None => Err(format!(
+            "`{s}` is not a duration (use e.g. 90s, 15m, 2h, 1h 30m)"
+        )),
     }
-    Ok(Duration::from_secs_f64(n * factor))
 }
 
 fn hms(d: Duration) -> String {
@@ -159,8 +149,8 @@ fn soak(opts: &SoakOptions, out: &mut dyn Write, stats: &mut SoakStats) -> Strin
             "reset,flip,swallow,stall",
             "--fault-every",
             &fault_every,
-            "--stall-ms",
-            "300",
+            "--stall",
+            "300ms",
             "--seed",
             &seed,
         ],
@@ -384,12 +374,12 @@ mod tests {
     fn durations_parse() {
         assert_eq!(parse_duration("90s"), Ok(secs(90)));
         assert_eq!(parse_duration("15m"), Ok(secs(900)));
-        assert_eq!(parse_duration("1.5h"), Ok(secs(5400)));
-        assert_eq!(parse_duration("40"), Ok(secs(40)));
+        assert_eq!(parse_duration("1h 30m"), Ok(secs(5400)));
+        assert_eq!(parse_duration("2d"), Ok(secs(2 * 86400)));
         assert!(
-            parse_duration("2d")
-                .expect_err("must be refused")
-                .contains("unknown unit")
+            parse_duration("40")
+                .expect_err("a bare number has no unit")
+                .contains("not a duration")
         );
         assert!(
             parse_duration("x")

@@ -65,8 +65,8 @@ fn fifty_thousand_changes_through_every_fault() {
             EVERY_FAULT,
             "--fault-every",
             "8",
-            "--stall-ms",
-            "300",
+            "--stall",
+            "300ms",
             "--seed",
             "50",
         ],
@@ -118,7 +118,7 @@ fn twenty_four_kills_of_either_side() {
         quick_receiver(),
         cfg,
         &mix_schema(),
-        &["--latency-ms", "5"],
+        &["--latency", "5ms"],
     );
     let writer = mix_writer(&rig.tx.source_db, seed, 10, ms(8));
     let mut rng = Rng::new(seed);
@@ -363,7 +363,7 @@ fn slow_device_keeps_up_with_200_changes_per_second() {
         cfg,
         "CREATE TABLE feed(id INTEGER PRIMARY KEY, written_ms INTEGER NOT NULL, \
          meter TEXT NOT NULL, value REAL, quality INTEGER)",
-        &["--latency-ms", "1500"],
+        &["--latency", "1500ms"],
     );
     let archived_before: u64 = archive_bytes(&rig.tx);
     let t0 = Instant::now();

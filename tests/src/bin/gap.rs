@@ -1,6 +1,6 @@
 //! `gapsync-gap`: a forward isolation device emulator for tests and site acceptance.
 //!
-//! `gapsync-gap --listen 0.0.0.0:7071 --forward receiver:7070 --latency-ms 50
+//! `gapsync-gap --listen 0.0.0.0:7071 --forward receiver:7070 --latency 50ms
 //!  --faults reset,flip,swallow,stall --fault-every 50 --seed 42`
 //!
 //! See `gapsync_tests::gap` for what it does. Logs go to stderr (`GAPSYNC_LOG=debug`
@@ -22,9 +22,10 @@ struct Args {
     /// The receiver's address.
     #[arg(long)]
     forward: String,
-    /// One-way latency added to every forwarded frame, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    latency_ms: u64,
+    /// One-way latency added to every forwarded frame (`50ms`, `1s`; gapsync's one
+    /// duration grammar).
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    latency: Duration,
     /// Forward bandwidth limit in bytes per second (0: unlimited).
     #[arg(long, default_value_t = 0)]
     bandwidth: u64,
@@ -37,9 +38,15 @@ struct Args {
     /// PRNG seed (the same seed gives the same fault sequence for the same traffic).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// A stall holds a frame for three times this many milliseconds.
-    #[arg(long, default_value_t = 5000)]
-    stall_ms: u64,
+    /// A stall holds a frame for three times this long (`5s`).
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    stall: Duration,
+}
+
+/// A duration in gapsync's one grammar (`500ms`, `5s`, `2m`, `1h 30m`).
+fn duration(s: &str) -> Result<Duration, String> {
+    gapsync_common::config::parse_duration(s)
+        .ok_or_else(|| format!("`{s}` is not a duration (use e.g. 50ms, 5s, 2m)"))
 }
 
 fn main() -> ExitCode {
@@ -58,12 +65,12 @@ fn main() -> ExitCode {
     let cfg = GapConfig {
         listen: args.listen,
         forward: args.forward,
-        latency: Duration::from_millis(args.latency_ms),
+        latency: args.latency,
         bandwidth: (args.bandwidth > 0).then_some(args.bandwidth),
         faults,
         fault_every: args.fault_every.max(1),
         seed: args.seed,
-        stall: Duration::from_millis(args.stall_ms),
+        stall: args.stall,
     };
     match Gap::start(cfg) {
         Ok(gap) => {

@@ -48,9 +48,9 @@ struct Args {
     seed: Option<u64>,
 }
 
-/// A duration, or `0` for "never".
+/// A duration, or `0` / `0s` for "never".
 fn parse_duration_or_zero(s: &str) -> Result<std::time::Duration, String> {
-    if s.trim() == "0" {
+    if matches!(s.trim(), "0" | "0s") {
         Ok(std::time::Duration::ZERO)
     } else {
         parse_duration(s)

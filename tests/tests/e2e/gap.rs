@@ -48,7 +48,7 @@ fn gap_latency_no_faults() {
         "gap-clean",
         ReceiverConfig::default(),
         SenderConfig::new("gapclean"),
-        &["--latency-ms", "50"],
+        &["--latency", "50ms"],
     );
     stream(&tx, 11, 10, 40, ms(100));
     ws.wait_synced(&tx, &rx, secs(40));
@@ -86,8 +86,8 @@ fn gap_all_faults() {
             "reset,flip,swallow,stall",
             "--fault-every",
             "5",
-            "--stall-ms",
-            "500",
+            "--stall",
+            "500ms",
             "--seed",
             "7",
         ],

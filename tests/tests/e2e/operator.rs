@@ -415,3 +415,66 @@ fn check_refuses_what_run_would_refuse() {
         out.stderr
     );
 }
+
+/// SIGHUP is a reload, not a kill: both services stop between batches, read their
+/// configuration again and go on in the same process; a configuration that does not
+/// load keeps the old one, with an alarm. Nothing is lost across it.
+#[test]
+fn sighup_reloads_the_configuration_without_losing_anything() {
+    let ws = Workspace::new("op-sighup");
+    let (mut rx, mut tx) = pair(&ws, ReceiverConfig::default(), SenderConfig::new("plant1"));
+    rx.pin_port();
+    tx.source()
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    tx.install();
+    tx.snapshot(&["t"]);
+    tx.start();
+    let insert = |ids: std::ops::Range<i64>| {
+        let c = tx.source();
+        for id in ids {
+            c.execute("INSERT INTO t(id, v) VALUES (?1, 'x')", [id])
+                .unwrap();
+        }
+    };
+    insert(0..5);
+    ws.wait_synced(&tx, &rx, secs(20));
+    assert_synced(&tx, &rx);
+
+    rx.hangup();
+    ws.wait_until(
+        "the receiver to re-read its configuration",
+        secs(20),
+        || rx.log_text().contains("SIGHUP: configuration re-read"),
+    );
+    insert(5..10);
+    ws.wait_synced(&tx, &rx, secs(20));
+
+    // A configuration that does not load: the old one stays, with an alarm.
+    let good = std::fs::read_to_string(&rx.config_path).unwrap();
+    std::fs::write(&rx.config_path, "this is not toml = [").unwrap();
+    rx.hangup();
+    ws.wait_until(
+        "the receiver to refuse the broken configuration",
+        secs(20),
+        || {
+            rx.log_text()
+                .contains("SIGHUP: the configuration does not load")
+        },
+    );
+    std::fs::write(&rx.config_path, good).unwrap();
+    assert!(rx.is_running());
+    insert(10..15);
+    ws.wait_synced(&tx, &rx, secs(20));
+
+    tx.hangup();
+    ws.wait_until("the sender to re-read its configuration", secs(20), || {
+        tx.log_text().contains("SIGHUP: configuration re-read")
+    });
+    insert(15..20);
+    ws.wait_synced(&tx, &rx, secs(20));
+    assert_synced(&tx, &rx);
+    assert!(rx.quarantined_seqs("plant1").is_empty());
+    assert!(tx.stop().success());
+    assert!(rx.stop().success());
+}
