@@ -88,6 +88,7 @@ struct RawTable {
 struct RawBatch {
     strategy: Option<String>,
     interval: Option<String>,
+    at: Option<Vec<String>>,
     count: Option<u64>,
     max_rows: Option<u64>,
     compress: Option<bool>,
@@ -110,8 +111,10 @@ struct RawSenderLink {
     receiver_id: Option<String>,
 }
 
-/// When the sender cuts a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When the sender cuts a batch. Whatever the strategy, one batch holds at most
+/// `[batch] max_rows` changes: a cut takes everything pending in as many batches as
+/// that needs (`count` cuts batches of exactly `count`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Strategy {
     /// As soon as a change is pending.
     Immediate,
@@ -121,6 +124,8 @@ pub enum Strategy {
     Count(u64),
     /// When changes are pending and none arrived for this long.
     Idle(Duration),
+    /// At these local times of day (sorted; see `crate::schedule`).
+    At(Vec<chrono::NaiveTime>),
 }
 
 /// What the sender does after a batch failed twice.
@@ -358,6 +363,29 @@ impl SenderConfig {
                     Strategy::Idle(d)
                 }
             }
+            "at" => {
+                let Some(times) = b.at.as_ref().filter(|t| !t.is_empty()) else {
+                    return Err(invalid(
+                        path,
+                        "[batch] strategy = \"at\" needs [batch] at = [\"HH:MM\", ...] (local time)",
+                    ));
+                };
+                let mut parsed = Vec::new();
+                for t in times {
+                    let v = chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").map_err(|_| {
+                        invalid(
+                            path,
+                            format!(
+                                "[batch] at: {t:?} is not a time of day HH:MM (00:00 to 23:59)"
+                            ),
+                        )
+                    })?;
+                    parsed.push(v);
+                }
+                parsed.sort();
+                parsed.dedup();
+                Strategy::At(parsed)
+            }
             "count" => match b.count {
                 Some(c) if c > 0 => Strategy::Count(c),
                 _ => {
@@ -371,7 +399,7 @@ impl SenderConfig {
                 return Err(invalid(
                     path,
                     format!(
-                        "[batch] strategy = {other:?}: must be immediate, interval, count or idle"
+                        "[batch] strategy = {other:?}: must be immediate, interval, count, idle or at"
                     ),
                 ));
             }
@@ -380,8 +408,8 @@ impl SenderConfig {
         if max_rows == 0 {
             return Err(invalid(path, "[batch] max_rows must be at least 1"));
         }
-        if let Strategy::Count(c) = strategy
-            && c > max_rows
+        if let Strategy::Count(c) = &strategy
+            && *c > max_rows
         {
             return Err(invalid(
                 path,
@@ -526,6 +554,31 @@ dir = "work"
         assert_eq!(c.batch.strategy, Strategy::Interval(Duration::from_secs(5)));
         assert_eq!(c.tables[0].target, "plant1_meter_reading");
         assert!(c.work_dir.ends_with("work"));
+    }
+
+    /// `strategy = "at"`: local times of day, sorted; a bad or missing time is named.
+    #[test]
+    fn the_at_strategy_takes_times_of_day() {
+        let at = GOOD.replace(
+            "strategy = \"interval\"\ninterval = \"5s\"",
+            "strategy = \"at\"\nat = [\"14:30\", \"02:00\"]",
+        );
+        let c = load(&at).expect("valid");
+        let t = |s| chrono::NaiveTime::parse_from_str(s, "%H:%M").expect("time");
+        assert_eq!(c.batch.strategy, Strategy::At(vec![t("02:00"), t("14:30")]));
+        for (text, want) in [
+            (
+                at.replace("\"02:00\"", "\"25:00\""),
+                "[batch] at: \"25:00\" is not a time of day",
+            ),
+            (
+                at.replace("at = [\"14:30\", \"02:00\"]", "at = []"),
+                "needs [batch] at",
+            ),
+        ] {
+            let e = load(&text).expect_err(want).to_string();
+            assert!(e.contains(want), "{e:?} lacks {want:?}");
+        }
     }
 
     /// One link per sender: `connect` or `dir`, never both or neither; `manifest_every`

@@ -45,6 +45,7 @@ mod cut;
 pub mod halt;
 mod publish;
 mod receipt;
+pub mod schedule;
 use cut::Render;
 pub use publish::{ExportReport, PublishError};
 pub use receipt::ReceiptSummary;

@@ -229,25 +229,33 @@ impl Sender {
             clock.last_id = last_id;
             clock.last_activity = now;
         }
-        match self.cfg.batch.strategy {
+        match &self.cfg.batch.strategy {
             Strategy::Immediate => {
                 self.cut_pending()?;
             }
             Strategy::Interval(d) => {
-                if now.duration_since(clock.last_cut) >= d {
+                if now.duration_since(clock.last_cut) >= *d {
                     clock.last_cut = now;
                     self.cut_pending()?;
                 }
             }
             Strategy::Count(n) => {
+                let n = *n;
                 while self.source.pending_at_least(n)? {
                     self.cut_batch(n, i64::MAX)?;
                 }
             }
             Strategy::Idle(d) => {
-                if now.duration_since(clock.last_activity) >= d {
+                if now.duration_since(clock.last_activity) >= *d {
                     self.cut_pending()?;
                 }
+            }
+            Strategy::At(times) => {
+                let wall = chrono::Utc::now();
+                if crate::schedule::due(&chrono::Local, times, clock.last_check, wall) {
+                    self.cut_pending()?;
+                }
+                clock.last_check = wall;
             }
         }
         Ok(())
@@ -260,6 +268,9 @@ pub(crate) struct StrategyClock {
     pub(crate) last_cut: Instant,
     pub(crate) last_activity: Instant,
     pub(crate) last_id: i64,
+    /// `at`: the wall-clock time of the last check (times before the service started
+    /// are not caught up: what is pending then waits for the next time).
+    pub(crate) last_check: chrono::DateTime<chrono::Utc>,
 }
 
 impl StrategyClock {
@@ -269,6 +280,7 @@ impl StrategyClock {
             last_cut: now,
             last_activity: now,
             last_id,
+            last_check: chrono::Utc::now(),
         }
     }
 }
