@@ -236,7 +236,7 @@ impl Receiver {
                 sh.raise_mark(node, seq);
                 Ok(())
             }
-            Err(ApplyError::Deterministic(e)) => self.failed(t, node, seq, path, &e.to_string()),
+            Err(ApplyError::Deterministic(e)) => self.failed(t, node, seq, path, &e.described()),
             Err(e) => Err(e),
         }
     }

@@ -59,6 +59,7 @@ mod import;
 pub mod inbox;
 mod manual;
 pub mod marks;
+pub mod quarantine;
 pub mod receipts;
 pub mod sessions;
 mod shared;

@@ -45,6 +45,13 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Quarantined batches: list them, show one (reason, failing statement, tables),
+    /// retry one after the target was repaired (exactly once, in its place), or accept
+    /// its loss (recorded in the audit).
+    Quarantine {
+        #[command(subcommand)]
+        cmd: QuarantineCmd,
+    },
     /// Import a medium written by `gapsync-sender export`: check its manifests against
     /// its files (each problem reported by name), then apply what is new in seq order
     /// through the same checks and ledger as `apply`. Writes nothing to the medium; a
@@ -69,6 +76,42 @@ enum Cmd {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum QuarantineCmd {
+    /// Every quarantined batch with its reason, and whether its loss was accepted.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One quarantined batch: the reason (with the SQL state where the driver gave
+    /// one), the failing statement, the tables it writes, the batches applied after it.
+    Show {
+        node: String,
+        seq: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// After the target was repaired: verify the kept file again and apply it in its
+    /// place, exactly once (its quarantine record and its ledger row change in the same
+    /// transaction). If later batches of the node were applied since, say so and
+    /// require --force.
+    Retry {
+        node: String,
+        seq: u64,
+        /// Apply even though later batches of the node were applied after it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Accept the loss of a quarantined batch: the audit records who and when.
+    Ack {
+        node: String,
+        seq: u64,
+        /// Who accepts it (default: $SUDO_USER or $USER).
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -273,6 +316,80 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 signer.public_line()
             )?;
         }
+        Cmd::Quarantine { cmd } => match cmd {
+            QuarantineCmd::List { json } => {
+                let v = gapsync_receiver::quarantine::list(&cfg)?;
+                if json {
+                    gapsync_common::outln!("{}", serde_json::to_string_pretty(&v)?)?;
+                } else if v.is_empty() {
+                    gapsync_common::outln!("no quarantined batch")?;
+                }
+                if !json {
+                    for e in &v {
+                        gapsync_common::outln!(
+                            "{} seq {} {} ({}){}: {}",
+                            e.record.node,
+                            e.record.seq,
+                            e.record.file,
+                            e.record.at,
+                            match &e.acked {
+                                Some(a) => format!(", loss accepted by {a}"),
+                                None => String::new(),
+                            },
+                            e.record.reason
+                        )?;
+                    }
+                }
+            }
+            QuarantineCmd::Show { node, seq, json } => {
+                let d = gapsync_receiver::quarantine::show(&cfg, &node, seq)?;
+                if json {
+                    gapsync_common::outln!("{}", serde_json::to_string_pretty(&d)?)?;
+                } else {
+                    let r = &d.entry.record;
+                    gapsync_common::outln!(
+                        "{} seq {}: {} (quarantined {})",
+                        r.node,
+                        r.seq,
+                        r.file,
+                        r.at
+                    )?;
+                    gapsync_common::outln!("reason: {}", r.reason)?;
+                    if let Some((line, text)) = &d.statement {
+                        gapsync_common::outln!("failing statement, line {line}: {text}")?;
+                    }
+                    if !d.entry.file_kept {
+                        gapsync_common::outln!(
+                            "its file is not kept in quarantine/: it cannot be retried here"
+                        )?;
+                    }
+                    gapsync_common::outln!("tables: {}", d.tables.join(", "))?;
+                    gapsync_common::outln!(
+                        "applied after it: {}",
+                        if d.applied_after.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            format!("{:?}", d.applied_after)
+                        }
+                    )?;
+                    if let Some(a) = &d.entry.acked {
+                        gapsync_common::outln!("loss accepted by {a}")?;
+                    }
+                }
+            }
+            QuarantineCmd::Retry { node, seq, force } => {
+                let line = gapsync_receiver::quarantine::retry(&cfg, &node, seq, force)?;
+                gapsync_common::outln!("{line}")?;
+            }
+            QuarantineCmd::Ack { node, seq, by } => {
+                let by = by
+                    .or_else(|| std::env::var("SUDO_USER").ok())
+                    .or_else(|| std::env::var("USER").ok())
+                    .unwrap_or_else(|| "unknown".to_owned());
+                let line = gapsync_receiver::quarantine::ack(&cfg, &node, seq, &by)?;
+                gapsync_common::outln!("{line}")?;
+            }
+        },
         Cmd::Import { dir } => {
             let r = gapsync_receiver::import_dir(&cfg, &dir)?;
             for line in &r.lines {

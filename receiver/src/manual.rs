@@ -116,7 +116,7 @@ pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String
                 // A verified batch that cannot apply: quarantined at once (the operator
                 // ran it; there is no second attempt to wait for), so the node's later
                 // files can go on; its tables are healed with `resync`.
-                let reason = e.to_string();
+                let reason = e.db().described();
                 let kept = quarantine_copy(&cfg.work_dir, &path, &name, &reason);
                 t.record_quarantine(&node, seq, &sha, &name, &reason)?;
                 ev("dropped", "quarantined", &reason);

@@ -44,6 +44,7 @@ pub mod config;
 mod cut;
 pub mod halt;
 mod publish;
+pub mod quarantine;
 mod receipt;
 pub mod schedule;
 use cut::Render;

@@ -88,6 +88,13 @@ enum Cmd {
         #[arg(long)]
         missing: bool,
     },
+    /// Batches the receiver answered "failed" twice: list them, show one, send one
+    /// again after the receiver applied it by its own `quarantine retry`, or accept the
+    /// loss (recorded in the audit).
+    Quarantine {
+        #[command(subcommand)]
+        cmd: QuarantineCmd,
+    },
     /// Record a receipt carried back from the receiver (verified against [receipts]
     /// trust; a forged or altered one is refused): status then shows the confirmed seqs,
     /// the ones the receiver quarantined with the reason, and the ones it misses.
@@ -105,6 +112,31 @@ enum Cmd {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum QuarantineCmd {
+    /// Every quarantined batch with its reason, and whether its loss was accepted.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One quarantined batch: its reason and the changes it carries.
+    Show {
+        seq: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make it ready again: it ships at the next pass; the receiver answers "applied"
+    /// once it has applied it (its own `quarantine retry`).
+    Retry { seq: u64 },
+    /// Accept the loss: the audit records who and when.
+    Ack {
+        seq: u64,
+        /// Who accepts it (default: $SUDO_USER or $USER).
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -352,6 +384,63 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 bail!("interrupted before every batch was answered");
+            }
+        }
+        Cmd::Quarantine { cmd } => {
+            let mut sender = Sender::open(cfg, true)?;
+            match cmd {
+                QuarantineCmd::List { json } => {
+                    let v = sender.quarantine_list()?;
+                    if json {
+                        gapsync_common::outln!("{}", serde_json::to_string_pretty(&v)?)?;
+                    } else {
+                        if v.is_empty() {
+                            gapsync_common::outln!("no quarantined batch")?;
+                        }
+                        for q in &v {
+                            gapsync_common::outln!(
+                                "seq {} {} ({} changes, cut {}){}: {}",
+                                q.seq,
+                                q.file,
+                                q.changes,
+                                q.created,
+                                match &q.acked {
+                                    Some(a) => format!(", loss accepted by {a}"),
+                                    None => String::new(),
+                                },
+                                q.reason
+                            )?;
+                        }
+                    }
+                }
+                QuarantineCmd::Show { seq, json } => {
+                    let q = sender.quarantine_show(seq)?;
+                    if json {
+                        gapsync_common::outln!("{}", serde_json::to_string_pretty(&q)?)?;
+                    } else {
+                        gapsync_common::outln!("seq {} {} (cut {})", q.seq, q.file, q.created)?;
+                        gapsync_common::outln!("reason: {}", q.reason)?;
+                        gapsync_common::outln!(
+                            "changes: {} (tracking ids {}..={}); the database error is in the receiver's `quarantine show`",
+                            q.changes,
+                            q.first_id.unwrap_or(0),
+                            q.last_id.unwrap_or(0)
+                        )?;
+                        if let Some(a) = &q.acked {
+                            gapsync_common::outln!("loss accepted by {a}")?;
+                        }
+                    }
+                }
+                QuarantineCmd::Retry { seq } => {
+                    gapsync_common::outln!("{}", sender.quarantine_retry(seq)?)?;
+                }
+                QuarantineCmd::Ack { seq, by } => {
+                    let by = by
+                        .or_else(|| std::env::var("SUDO_USER").ok())
+                        .or_else(|| std::env::var("USER").ok())
+                        .unwrap_or_else(|| "unknown".to_owned());
+                    gapsync_common::outln!("{}", sender.quarantine_ack(seq, &by)?)?;
+                }
             }
         }
         Cmd::ImportReceipt { file } => {

@@ -42,6 +42,9 @@ mod operator;
 #[path = "e2e/media.rs"]
 mod media;
 
+#[path = "e2e/quarantine.rs"]
+mod quarantine;
+
 // ------------------------------------------------------------------------ helpers
 
 /// Count statement lines of the given kind (`INSERT INTO "t"`, `UPDATE "t"`, ...)

@@ -45,6 +45,15 @@ impl DbError {
         }
     }
 
+    /// The message with the database's SQL state, where it gave one (for quarantine
+    /// reasons and the operator): `... [SQLSTATE 23505]`.
+    pub fn described(&self) -> String {
+        match &self.sql_state {
+            Some(s) => format!("{} [SQLSTATE {s}]", self.message),
+            None => self.message.clone(),
+        }
+    }
+
     /// A transient error (running it again later may succeed).
     pub fn transient(message: impl Into<String>) -> DbError {
         DbError {

@@ -122,6 +122,17 @@ pub enum ApplyOutcome {
     AlreadyApplied,
 }
 
+/// A quarantined batch as the target's `_gapsync_quarantine` records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QuarantineRecord {
+    pub node: String,
+    pub seq: u64,
+    pub sha256: String,
+    pub file: String,
+    pub reason: String,
+    pub at: String,
+}
+
 /// One node's progress as the target records it.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct NodeProgress {
@@ -465,6 +476,93 @@ impl Target {
             });
         }
         Ok(applied)
+    }
+
+    /// Every quarantined batch, by node and seq.
+    pub fn quarantined(&mut self) -> Result<Vec<QuarantineRecord>> {
+        let rows = self
+            .db
+            .query(
+                r#"SELECT "node", "seq", "sha256", "file", "reason", "at" FROM "_gapsync_quarantine" ORDER BY "node", "seq""#,
+                &[],
+            )
+            .map_err(|e| e.context("reading the quarantine records"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let text = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                QuarantineRecord {
+                    node: text(0),
+                    seq: r.get(1).map_or(0, parse_u64),
+                    sha256: text(2),
+                    file: text(3),
+                    reason: text(4),
+                    at: text(5),
+                }
+            })
+            .collect())
+    }
+
+    /// The seqs of `node` applied after `seq` (batches that may have touched the same
+    /// rows since `seq` was quarantined).
+    pub fn applied_after(&mut self, node: &str, seq: u64) -> Result<Vec<u64>> {
+        let rows = self
+            .db
+            .query(
+                r#"SELECT "seq" FROM "_gapsync_ledger" WHERE "node" = ? AND "seq" > ? ORDER BY "seq""#,
+                &[Param::Text(node), Param::Int(seq as i64)],
+            )
+            .map_err(|e| e.context("reading the ledger"))?;
+        Ok(rows
+            .iter()
+            .map(|r| r.first().map_or(0, parse_u64))
+            .collect())
+    }
+
+    /// `quarantine retry`: applies a quarantined batch (verified by the caller through
+    /// `input`, as [`Target::apply_open`]) in its place, exactly once: in ONE transaction
+    /// its quarantine record goes, its statements run and its ledger row is written.
+    /// A failure leaves it quarantined as it was.
+    pub fn retry_quarantined(
+        &mut self,
+        input: File,
+        path: &Path,
+        node: &str,
+        seq: u64,
+        sha256: &str,
+        limits: &ReadLimits,
+    ) -> Result<ApplyOutcome> {
+        self.db.check_identity()?;
+        self.db
+            .begin()
+            .map_err(|e| e.context("beginning the retry transaction"))?;
+        let r = self
+            .db
+            .execute_params(
+                r#"DELETE FROM "_gapsync_quarantine" WHERE "node" = ? AND "seq" = ?"#,
+                &[Param::Text(node), Param::Int(seq as i64)],
+            )
+            .map_err(|e| ApplyError::from(e.context("removing the quarantine record")))
+            .and_then(|removed| {
+                if removed != 1 {
+                    return Err(ApplyError::refused(format!(
+                        "seq {seq} of node {node} is not quarantined on this target"
+                    )));
+                }
+                self.apply_in_txn(input, path, node, seq, sha256, limits)
+            });
+        match r {
+            Ok(ApplyOutcome::Applied { statements }) => {
+                self.db
+                    .commit()
+                    .map_err(|e| e.context("committing the retry transaction"))?;
+                Ok(ApplyOutcome::Applied { statements })
+            }
+            other => {
+                self.db.rollback();
+                other
+            }
+        }
     }
 
     /// Record a dropped batch so that the node's order moves past it.

@@ -378,7 +378,15 @@ impl FrameHandler for Conn {
                 self.shared.forget(&node, seq);
                 Some(true)
             }
-            Some(Outcome::Failed) => Some(false),
+            // The ledger is the last word: a batch retried by hand (`quarantine retry`,
+            // another process) is applied although this process remembers it failed.
+            Some(Outcome::Failed) => match self.recorded(seq) {
+                Some(true) => {
+                    self.shared.forget(&node, seq);
+                    Some(true)
+                }
+                _ => Some(false),
+            },
             Some(Outcome::Pending) => {
                 // The ledger is the last word (e.g. a resent copy marked Pending after
                 // the first copy had been applied).

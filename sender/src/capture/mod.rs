@@ -412,6 +412,9 @@ pub trait ChangeSource: std::fmt::Debug {
     fn record_failure(&mut self, seq: u64, reason: &str) -> Result<u32>;
     /// Drop the batch into quarantine (its tracking rows are kept).
     fn mark_quarantined(&mut self, seq: u64, reason: &str) -> Result<()>;
+    /// `quarantine retry`: a quarantined batch is ready again (attempts reset); false
+    /// when `seq` is not quarantined.
+    fn requeue(&mut self, seq: u64) -> Result<bool>;
     /// Archive retention: delete the records of batches in state 'applied' whose
     /// `created` time (the [`gapsync_common::batch::format_created`] text, compared as text) is
     /// earlier than `before`, except the applied batch with the highest seq (it is what

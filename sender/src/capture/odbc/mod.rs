@@ -497,6 +497,15 @@ impl ChangeSource for OdbcSource {
         Ok(())
     }
 
+    fn requeue(&mut self, seq: u64) -> Result<bool> {
+        let n = self.exec(
+            "UPDATE _gapsync_batches SET state = 'ready', attempts = 0, reason = NULL, updated = ? \
+             WHERE seq = ? AND state = 'quarantined'",
+            &[Param::Text(&now()), Param::Int(seq as i64)],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Delete old 'applied' records, never the highest applied seq (see the trait). Two
     /// statements in one transaction: MySQL cannot delete from a table its subquery reads.
     /// `created` is `VARCHAR(40)` in one fixed format, so text order is time order.

@@ -446,6 +446,15 @@ impl ChangeSource for SqliteSource {
         Ok(())
     }
 
+    fn requeue(&mut self, seq: u64) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE _gapsync_batches SET state='ready', attempts=0, reason=NULL, updated=?2 \
+             WHERE seq=?1 AND state='quarantined'",
+            params![seq as i64, now()],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Delete old 'applied' records, never the highest applied seq (see the trait).
     fn prune_applied(&mut self, before: &str) -> Result<u64> {
         self.require_installed()?;
