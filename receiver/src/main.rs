@@ -133,9 +133,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!(
-                "gapsync-receiver: error: {}",
-                gapsync_common::logging::error_line(e.as_ref())
+            gapsync_common::logging::final_error(
+                "gapsync-receiver",
+                &gapsync_common::logging::error_line(e.as_ref()),
             );
             ExitCode::FAILURE
         }

@@ -158,9 +158,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!(
-                "gapsync-sender: error: {}",
-                gapsync_common::logging::error_line(e.as_ref())
+            gapsync_common::logging::final_error(
+                "gapsync-sender",
+                &gapsync_common::logging::error_line(e.as_ref()),
             );
             // A halted node exits with its own status, which the shipped unit does not
             // restart on (RestartPreventExitStatus=3): it waits for the operator.

@@ -478,3 +478,63 @@ fn sighup_reloads_the_configuration_without_losing_anything() {
     assert!(tx.stop().success());
     assert!(rx.stop().success());
 }
+
+/// `GAPSYNC_LOG_FORMAT=json`: every line on standard error, the final error line
+/// included, is one JSON object with a time; the text form's final line has a time too;
+/// an unknown format is an error.
+#[test]
+fn json_logs_and_a_timed_final_error_line() {
+    let ws = Workspace::new("op-json");
+    let rx = ws.receiver(ReceiverConfig::default());
+    // `apply` of a file that does not exist: log lines, then the final error line.
+    let missing = ws.path().join("nothing-here.sql");
+    let run = |format: Option<&str>| {
+        let mut c = Command::new(receiver_bin());
+        c.args([
+            "-c",
+            &rx.config_path.display().to_string(),
+            "apply",
+            &missing.display().to_string(),
+        ]);
+        if let Some(f) = format {
+            c.env("GAPSYNC_LOG_FORMAT", f);
+        }
+        c.output().unwrap()
+    };
+    let out = run(Some("json"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.len() >= 2, "{err}");
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(
+            v["timestamp"].as_str().is_some_and(|t| t.starts_with("20")),
+            "{l}"
+        );
+        assert!(v["level"].is_string(), "{l}");
+    }
+    let last: serde_json::Value = serde_json::from_str(lines[lines.len() - 1]).unwrap();
+    assert_eq!(last["level"], "ERROR");
+    assert!(
+        last["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("error: ") && m.contains("nothing-here.sql")),
+        "{last}"
+    );
+
+    let out = run(None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with("20") && last.contains(" gapsync-receiver: error: "),
+        "{last}"
+    );
+
+    let out = run(Some("xml"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("GAPSYNC_LOG_FORMAT=\"xml\" is not valid")
+    );
+}
