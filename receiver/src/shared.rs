@@ -26,6 +26,8 @@ pub(crate) enum Outcome {
     Applied,
     /// Failed deterministically (first or second time).
     Failed,
+    /// A copy of an applied seq with other content: refused, whatever the ledger says.
+    Replayed,
 }
 
 /// State shared by connections and the applier.

@@ -36,6 +36,30 @@ struct RawSender {
     archive: RawArchive,
     #[serde(default)]
     receipts: RawReceipts,
+    #[serde(default)]
+    alarm: RawAlarm,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlarm {
+    lag: Option<String>,
+    lag_critical: Option<String>,
+    silence: Option<String>,
+    silence_critical: Option<String>,
+}
+
+/// `[alarm]`: the thresholds `status` judges by (exit 0 ok, 1 warning, 2 critical).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmConfig {
+    /// The oldest change not yet applied (pending, or in an unanswered batch) older than
+    /// this: warning; than `lag_critical`: critical.
+    pub lag: Duration,
+    pub lag_critical: Duration,
+    /// No answer from the receiver for this long while batches wait: warning; for
+    /// `silence_critical`: critical (TCP link only).
+    pub silence: Duration,
+    pub silence_critical: Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,6 +225,7 @@ pub struct SenderConfig {
     /// `[receipts] trust`: the receivers' public key lines receipts must be signed
     /// with, as (receiver id, line).
     pub receipts_trust: Vec<(String, String)>,
+    pub alarm: AlarmConfig,
 }
 
 /// Default `[archive] keep_days`.
@@ -498,7 +523,36 @@ impl SenderConfig {
             })?;
             receipts_trust.push((k.node.clone(), line));
         }
+        let a = &raw.alarm;
+        let alarm = AlarmConfig {
+            lag: duration(path, "[alarm] lag", &a.lag, Duration::from_secs(300))?,
+            lag_critical: duration(
+                path,
+                "[alarm] lag_critical",
+                &a.lag_critical,
+                Duration::from_secs(3600),
+            )?,
+            silence: duration(
+                path,
+                "[alarm] silence",
+                &a.silence,
+                Duration::from_secs(300),
+            )?,
+            silence_critical: duration(
+                path,
+                "[alarm] silence_critical",
+                &a.silence_critical,
+                Duration::from_secs(1800),
+            )?,
+        };
+        if alarm.lag_critical < alarm.lag || alarm.silence_critical < alarm.silence {
+            return Err(invalid(
+                path,
+                "[alarm] lag_critical and silence_critical must not be below lag and silence",
+            ));
+        }
         Ok(SenderConfig {
+            alarm,
             receipts_trust,
             audit_keep_months,
             archive_keep_days,

@@ -169,6 +169,8 @@ pub struct Sender {
     _lock: Option<File>,
     /// The `[sign] key`, loaded once at open (None with `insecure = true`).
     signer: Option<BatchSigner>,
+    /// When `state/contact` was last written (at most every few seconds).
+    contact_written: Option<std::time::Instant>,
 }
 
 impl Sender {
@@ -210,6 +212,7 @@ impl Sender {
             source_backoff: Backoff::new(SOURCE_RETRY_FIRST, SOURCE_RETRY_MAX),
             _lock: None,
             signer,
+            contact_written: None,
         };
         if exclusive {
             s.lock_and_recover()?;

@@ -342,12 +342,18 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let mut sender = Sender::open(cfg, true)?;
             let node = sender.cfg.node.clone();
             let media = sender.media_status();
-            let earlier: Vec<u64> =
-                status::status(&node, &sender.cfg.work_dir.clone(), sender.source(), media)?
-                    .quarantined
-                    .iter()
-                    .map(|q| q.seq)
-                    .collect();
+            let alarm = sender.cfg.alarm.clone();
+            let earlier: Vec<u64> = status::status(
+                &node,
+                &sender.cfg.work_dir.clone(),
+                sender.source(),
+                media,
+                &alarm,
+            )?
+            .quarantined
+            .iter()
+            .map(|q| q.seq)
+            .collect();
             let report = sender.once(&stop).map_err(|e| {
                 if e.source_unavailable() {
                     anyhow::Error::new(e).context(
@@ -514,16 +520,22 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let mut sender = Sender::open(cfg, false)?;
             let node = sender.cfg.node.clone();
             let media = sender.media_status();
-            let st = status::status(&node, &sender.cfg.work_dir.clone(), sender.source(), media)?;
+            let alarm = sender.cfg.alarm.clone();
+            let st = status::status(
+                &node,
+                &sender.cfg.work_dir.clone(),
+                sender.source(),
+                media,
+                &alarm,
+            )?;
             if json {
                 gapsync_common::outln!("{}", serde_json::to_string_pretty(&st)?)?;
             } else {
                 gapsync_common::logging::write_stdout(format_args!("{}", st.text()))?;
             }
-            if st.halted.is_some() {
-                // For monitoring: a halted node is not a healthy one.
-                return Ok(ExitCode::from(EXIT_HALTED));
-            }
+            // The monitoring convention: 0 ok, 1 warning, 2 critical (a halted node, a
+            // quarantined batch not acknowledged, lag or silence past [alarm]).
+            return Ok(ExitCode::from(st.health.level as u8));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -53,6 +53,29 @@ impl Sender {
         }
     }
 
+    /// The receiver answered: `state/contact` holds the time (unix seconds), for
+    /// `status` (the receiver silent). Written at most every 5 s; advisory, so not
+    /// fsynced, and a failure to write it is only logged.
+    pub(crate) fn note_contact(&mut self) {
+        if self
+            .contact_written
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(5))
+        {
+            return;
+        }
+        self.contact_written = Some(std::time::Instant::now());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let p = self.dir("state").join("contact");
+        let tmp = self.dir("state").join(".contact.tmp");
+        let written =
+            std::fs::write(&tmp, format!("{now}\n")).and_then(|()| std::fs::rename(&tmp, &p));
+        if let Err(e) = written {
+            warn!(file = %p.display(), error = %e, "cannot note the receiver's last answer (status cannot tell how long it has been silent)");
+        }
+    }
+
     /// Send a heartbeat if connected (or connect). Errors drop the link.
     pub fn heartbeat(&mut self) -> Result<()> {
         if self.cfg.link.dir.is_some() {
@@ -61,8 +84,9 @@ impl Sender {
         let r = self
             .ensure_link()
             .and_then(|l| l.heartbeat().map_err(SenderError::from));
-        if r.is_err() {
-            self.link = None;
+        match &r {
+            Ok(()) => self.note_contact(),
+            Err(_) => self.link = None,
         }
         r
     }
@@ -123,7 +147,11 @@ impl Sender {
             // Every attempt sends the file and then asks: after a link fault the sender
             // cannot know what the receiver kept, and a repeated END or RESULT for a batch
             // the receiver already has is answered from its spool and ledger.
-            match self.try_ship(rec, &path, sha) {
+            let answer = self.try_ship(rec, &path, sha);
+            if answer.is_ok() {
+                self.note_contact();
+            }
+            match answer {
                 Ok(ResultAnswer::Applied) => {
                     self.source.mark_applied(rec.seq)?;
                     let dest = self.dir("archive").join(&rec.file);

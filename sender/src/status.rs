@@ -1,4 +1,6 @@
-//! `gapsync-sender status`: what is pending, cut, unanswered and quarantined.
+//! `gapsync-sender status`: what is pending, cut, unanswered and quarantined, how far
+//! behind it is and whether the receiver answers; its exit status follows the monitoring
+//! convention (0 ok, 1 warning, 2 critical; [`Health`]).
 
 use serde::Serialize;
 
@@ -35,6 +37,47 @@ pub struct SenderStatus {
     pub halted: Option<crate::halt::Halt>,
     /// Folder link and media: published, manifested and exported seqs.
     pub media: Media,
+    /// How far behind, whether the receiver answers, and the verdict.
+    pub health: Health,
+}
+
+/// The monitoring verdict: `status` exits with it (0 ok, 1 warning, 2 critical).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok = 0,
+    Warning = 1,
+    Critical = 2,
+}
+
+/// Lag and liveness, judged by `[alarm]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub level: Level,
+    /// Why the level is not ok, one line each.
+    pub reasons: Vec<String>,
+    /// Age of the oldest change not yet in a batch (seconds).
+    pub oldest_pending_secs: Option<u64>,
+    /// Age of the oldest batch cut and not yet answered "applied" (seconds).
+    pub oldest_unanswered_secs: Option<u64>,
+    /// Bytes of the batches cut and not yet answered.
+    pub unanswered_bytes: u64,
+    /// Seconds since the receiver last answered (TCP link; None: never noted).
+    pub last_contact_secs: Option<u64>,
+}
+
+impl Health {
+    fn raise(&mut self, level: Level, why: String) {
+        self.level = self.level.max(level);
+        self.reasons.push(why);
+    }
+}
+
+fn age(
+    now: chrono::DateTime<chrono::Utc>,
+    t: Option<chrono::DateTime<chrono::Utc>>,
+) -> Option<u64> {
+    t.map(|t| (now - t).num_seconds().max(0) as u64)
 }
 
 /// Where batches go without a live link (`[link] dir`, `export`).
@@ -56,9 +99,101 @@ pub fn status(
     work_dir: &std::path::Path,
     src: &mut dyn ChangeSource,
     media: Media,
+    alarm: &crate::config::AlarmConfig,
 ) -> Result<SenderStatus, crate::capture::SourceError> {
     let batches = src.batches(None)?;
+    let now = chrono::Utc::now();
+    let ready: Vec<_> = batches
+        .iter()
+        .filter(|b| b.state == BatchState::Ready)
+        .collect();
+    let mut health = Health {
+        level: Level::Ok,
+        reasons: Vec::new(),
+        oldest_pending_secs: age(
+            now,
+            src.oldest_pending_at()?
+                .as_deref()
+                .and_then(crate::capture::parse_at),
+        ),
+        oldest_unanswered_secs: age(
+            now,
+            ready
+                .iter()
+                .filter_map(|b| crate::capture::parse_at(&b.created))
+                .min(),
+        ),
+        unanswered_bytes: ready.iter().map(|b| b.size).sum(),
+        last_contact_secs: std::fs::read_to_string(work_dir.join("state").join("contact"))
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok())
+            .map(|t| (now.timestamp() - t).max(0) as u64),
+    };
+    let lag = health
+        .oldest_pending_secs
+        .into_iter()
+        .chain(health.oldest_unanswered_secs)
+        .max();
+    if let Some(lag) = lag {
+        if lag >= alarm.lag_critical.as_secs() {
+            health.raise(
+                Level::Critical,
+                format!("{lag} s behind, over [alarm] lag_critical"),
+            );
+        } else if lag >= alarm.lag.as_secs() {
+            health.raise(Level::Warning, format!("{lag} s behind, over [alarm] lag"));
+        }
+    }
+    if media.folder.is_none()
+        && !ready.is_empty()
+        && let Some(quiet) = health.last_contact_secs
+    {
+        if quiet >= alarm.silence_critical.as_secs() {
+            health.raise(
+                Level::Critical,
+                format!(
+                    "the receiver has not answered for {quiet} s, over [alarm] silence_critical"
+                ),
+            );
+        } else if quiet >= alarm.silence.as_secs() {
+            health.raise(
+                Level::Warning,
+                format!("the receiver has not answered for {quiet} s, over [alarm] silence"),
+            );
+        }
+    }
+    let open: Vec<u64> = batches
+        .iter()
+        .filter(|b| {
+            b.state == BatchState::Quarantined
+                && !work_dir
+                    .join("quarantine")
+                    .join(format!("{}.acked", b.file))
+                    .exists()
+        })
+        .map(|b| b.seq)
+        .collect();
+    if !open.is_empty() {
+        health.raise(
+            Level::Critical,
+            format!(
+                "quarantined batches {open:?}: repair and `quarantine retry`, or `quarantine ack` the loss"
+            ),
+        );
+    }
+    let halted = crate::halt::read_halt(work_dir);
+    if let Some(h) = &halted {
+        health.raise(Level::Critical, format!("halted at batch {}", h.seq));
+    }
+    let rejected = src.rejected_count()?;
+    if rejected > 0 {
+        health.raise(
+            Level::Warning,
+            format!("{rejected} change(s) or snapshot row(s) the target's dialect cannot carry were rejected"),
+        );
+    }
     Ok(SenderStatus {
+        health,
         node: node.to_owned(),
         pending_changes: src.pending_count()?,
         last_seq_cut: src.next_seq()? - 1,
@@ -87,8 +222,8 @@ pub fn status(
             .into_iter()
             .map(|(_, t)| t)
             .collect(),
-        rejected: src.rejected_count()?,
-        halted: crate::halt::read_halt(work_dir),
+        rejected,
+        halted,
         media,
     })
 }
@@ -102,6 +237,27 @@ impl SenderStatus {
                 "HALTED since {} at batch {} ({}): nothing ships; fix the cause, then `gapsync-sender resume`\n",
                 h.since, h.seq, h.file
             ));
+        }
+        s += &format!(
+            "health: {:?}{}\n",
+            self.health.level,
+            self.health
+                .reasons
+                .iter()
+                .map(|r| format!("\n  {r}"))
+                .collect::<String>()
+        );
+        if let Some(l) = self.health.oldest_pending_secs {
+            s += &format!("oldest pending change: {l} s\n");
+        }
+        if let Some(l) = self.health.oldest_unanswered_secs {
+            s += &format!(
+                "oldest unanswered batch: {l} s ({} bytes waiting)\n",
+                self.health.unanswered_bytes
+            );
+        }
+        if let Some(c) = self.health.last_contact_secs {
+            s += &format!("receiver last answered: {c} s ago\n");
         }
         s += &format!(
             "node {}\npending changes: {}\nlast seq cut: {}\nlast seq applied: {}\nunanswered batches: {}\n",

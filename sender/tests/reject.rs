@@ -38,7 +38,8 @@ fn unrenderable_change_is_rejected_not_fatal() {
     let seqs = s.cut_pending().unwrap();
     assert_eq!(seqs.len(), 1);
     let work = s.cfg.work_dir.clone();
-    let st = status::status("n1", &work, s.source(), status::Media::default()).unwrap();
+    let alarm = s.cfg.alarm.clone();
+    let st = status::status("n1", &work, s.source(), status::Media::default(), &alarm).unwrap();
     assert_eq!(st.rejected, 1);
     assert_eq!(st.pending_changes, 0);
     let batch = std::fs::read_to_string(dir.path().join("work/outbox/n1-00000000000000000001.sql"))

@@ -119,6 +119,8 @@ pub struct SenderConfig {
     pub manifest_every: Option<Duration>,
     /// `[receipts] trust`: receiver public key lines.
     pub receipts_trust: Vec<String>,
+    /// `[alarm]` entries (`lag`, `lag_critical`, `silence`, `silence_critical`).
+    pub alarm: Vec<(&'static str, Duration)>,
 }
 
 impl SenderConfig {
@@ -146,6 +148,7 @@ impl SenderConfig {
             folder: None,
             manifest_every: None,
             receipts_trust: Vec::new(),
+            alarm: Vec::new(),
         }
     }
 
@@ -279,6 +282,12 @@ impl SenderConfig {
         );
         if let Some(d) = self.archive_keep_days {
             let _ = writeln!(s, "\n[archive]\nkeep_days = {d}");
+        }
+        if !self.alarm.is_empty() {
+            s.push_str("\n[alarm]\n");
+            for (k, d) in &self.alarm {
+                let _ = writeln!(s, "{k} = {}", toml_dur(*d));
+            }
         }
         if !self.receipts_trust.is_empty() {
             let lines: Vec<String> = self.receipts_trust.iter().map(|l| toml_str(l)).collect();

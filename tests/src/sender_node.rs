@@ -112,10 +112,12 @@ impl SenderNode {
     }
 
     /// `status --json`, parsed.
-    /// `status --json` (exit 0, or 3 for a halted node, whose JSON has `halted`).
+    /// `status --json` (exit 0, 1 or 2: ok, warning, critical; a halted node has `halted`).
     pub fn status(&self) -> serde_json::Value {
+        // The exit status is the monitoring verdict (0 ok, 1 warning, 2 critical): the
+        // JSON is there in every case.
         let out = self.exec(&["status", "--json"]);
-        let out = if out.status.code() == Some(3) {
+        let out = if matches!(out.status.code(), Some(1 | 2)) {
             out
         } else {
             out.expect_success()

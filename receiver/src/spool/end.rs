@@ -320,7 +320,7 @@ impl Conn {
             AuditEvent::new("rejected", &self.node, seq, &info.name, size, &content)
                 .verdict("rejected", &reason),
         );
-        sh.set(&self.node, seq, Outcome::Failed);
+        sh.set(&self.node, seq, Outcome::Replayed);
         Ok(true)
     }
 }

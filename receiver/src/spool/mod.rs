@@ -387,6 +387,7 @@ impl FrameHandler for Conn {
                 }
                 _ => Some(false),
             },
+            Some(Outcome::Replayed) => Some(false),
             Some(Outcome::Pending) => {
                 // The ledger is the last word (e.g. a resent copy marked Pending after
                 // the first copy had been applied).

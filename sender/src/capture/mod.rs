@@ -310,6 +310,24 @@ pub(crate) fn key_positions(
         .collect()
 }
 
+/// A capture time as a source prints it: SQLite's `2026-12-04T10:00:00.123Z`,
+/// PostgreSQL's `2026-12-04 10:00:00.123+00`, MySQL's `2026-12-04 10:00:00.123456` (the
+/// session is UTC). None: another form (then no age is shown).
+pub fn parse_at(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&chrono::Utc));
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%#z"] {
+        if let Ok(t) = chrono::DateTime::parse_from_str(s, f) {
+            return Some(t.with_timezone(&chrono::Utc));
+        }
+    }
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
 /// The note `install` gives for a table: installed, triggers restored, or re-installed
 /// because `what` changed (both capture back-ends say it the same way).
 pub(crate) fn install_note(table: &str, installed_before: bool, same: bool, what: &str) -> String {
@@ -372,6 +390,9 @@ pub trait ChangeSource: std::fmt::Debug {
     fn uninstall(&mut self, tables: &[String], purge: bool) -> Result<Vec<String>>;
     /// Number of captured changes not yet in a batch.
     fn pending_count(&mut self) -> Result<u64>;
+    /// When the oldest change not yet in a batch was captured, as the database prints
+    /// its `at` (None: nothing pending). [`parse_at`] reads it.
+    fn oldest_pending_at(&mut self) -> Result<Option<String>>;
     /// Whether at least `n` changes are pending.
     fn pending_at_least(&mut self, n: u64) -> Result<bool>;
     /// A cheap "did anything change" probe (grows with every captured change).

@@ -478,7 +478,11 @@ fn poison_batch_with_halt_stops_the_service() {
         "nothing shipped past the halt"
     );
     let out = rig.tx.exec(&["status"]);
-    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a halted node is critical: {out:?}"
+    );
     assert!(out.stdout.contains("HALTED since"), "{out:?}");
     assert!(
         rig.tx.status()["halted"]["seq"] == bad,

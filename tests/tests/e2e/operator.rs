@@ -538,3 +538,76 @@ fn json_logs_and_a_timed_final_error_line() {
         String::from_utf8_lossy(&out.stderr).contains("GAPSYNC_LOG_FORMAT=\"xml\" is not valid")
     );
 }
+
+/// `status` exits by the monitoring convention: 0 ok; 1 when the oldest change is older
+/// than `[alarm] lag` or the receiver has not answered for `[alarm] silence` while
+/// batches wait; 2 for a quarantined batch nobody acknowledged; the reasons are listed.
+#[test]
+fn status_exit_codes_follow_the_monitoring_convention() {
+    let ws = Workspace::new("op-status");
+    let (mut rx, mut tx) = pair(&ws, ReceiverConfig::default(), SenderConfig::new("plant1"));
+    tx.source()
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    tx.install();
+    tx.snapshot(&["t"]);
+    tx.once();
+    let code = |tx: &SenderNode| {
+        let out = tx.exec(&["status"]);
+        (out.status.code(), out.stdout)
+    };
+    let (c, text) = code(&tx);
+    assert_eq!(c, Some(0), "{text}");
+    assert!(text.contains("health: Ok"), "{text}");
+    let insert = |tx: &SenderNode, id: i64| {
+        tx.source()
+            .execute("INSERT INTO t(id, v) VALUES (?1, 'x')", [id])
+            .unwrap();
+    };
+
+    // Lag: a change older than [alarm] lag.
+    tx.cfg.alarm = vec![("lag", secs(1)), ("lag_critical", secs(3600))];
+    tx.write_config();
+    insert(&tx, 1);
+    std::thread::sleep(ms(2100));
+    let (c, text) = code(&tx);
+    assert_eq!(c, Some(1), "{text}");
+    assert!(text.contains("behind, over [alarm] lag"), "{text}");
+    tx.once();
+    assert_eq!(code(&tx).0, Some(0));
+
+    // The receiver silent while a batch waits (lag judged by an hour here).
+    tx.cfg.alarm = vec![
+        ("lag", secs(3600)),
+        ("silence", secs(1)),
+        ("silence_critical", secs(3600)),
+    ];
+    tx.cfg.once_connect_attempts = 1;
+    tx.write_config();
+    rx.stop();
+    insert(&tx, 2);
+    tx.exec(&["once"]).expect_failure();
+    std::thread::sleep(ms(2100));
+    let (c, text) = code(&tx);
+    assert_eq!(c, Some(1), "{text}");
+    assert!(text.contains("the receiver has not answered for"), "{text}");
+    rx.start();
+    tx.set_connect(rx.addr());
+    tx.once();
+    assert_eq!(code(&tx).0, Some(0));
+
+    // A quarantined batch nobody acknowledged: critical, until `quarantine ack`.
+    rx.target()
+        .execute_batch("ALTER TABLE t RENAME COLUMN v TO w")
+        .unwrap();
+    insert(&tx, 3);
+    tx.exec(&["once"]).expect_failure();
+    let (c, text) = code(&tx);
+    assert_eq!(c, Some(2), "{text}");
+    assert!(text.contains("quarantined batches"), "{text}");
+    let seq = tx.status()["quarantined"][0]["seq"].as_u64().unwrap();
+    tx.exec(&["quarantine", "ack", &seq.to_string(), "--by", "ops"])
+        .expect_success();
+    assert_eq!(code(&tx).0, Some(0));
+    rx.stop();
+}

@@ -244,6 +244,17 @@ impl ChangeSource for OdbcSource {
         Ok(ddl)
     }
 
+    fn oldest_pending_at(&mut self) -> Result<Option<String>> {
+        Ok(self
+            .rows(
+                "SELECT min(at) FROM _gapsync_changes WHERE batch IS NULL",
+                &[],
+            )?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten()))
+    }
+
     fn pending_count(&mut self) -> Result<u64> {
         Ok(self
             .one_int(

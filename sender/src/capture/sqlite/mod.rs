@@ -262,6 +262,15 @@ impl ChangeSource for SqliteSource {
     }
 
     /// Number of captured changes not yet in a batch.
+    fn oldest_pending_at(&mut self) -> Result<Option<String>> {
+        self.require_installed()?;
+        Ok(self.conn.query_row(
+            "SELECT min(at) FROM _gapsync_changes WHERE batch IS NULL",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     fn pending_count(&mut self) -> Result<u64> {
         self.require_installed()?;
         let n: i64 = self.conn.query_row(
