@@ -243,7 +243,7 @@ fn a_deterministic_source_error_still_stops_the_service() {
     assert!(!st.success(), "the sender exited 0");
     let log = rig.tx.log_text();
     assert!(
-        log.lines().any(|l| l.starts_with("gapsync-sender: error: ")
+        log.lines().any(|l| l.contains(" gapsync-sender: error: ")
             && (l.contains("_gapsync_batches") || l.contains("not installed"))),
         "{}",
         rig.tx.log_tail(20)
