@@ -293,13 +293,14 @@ impl Manifest {
                 value: v.clone(),
             }),
         };
-        signed_xml::to_xml(&x).map_err(ManifestError::Xml)
+        signed_xml::to_xml(&x).map_err(|e| ManifestError::Xml(e.to_string()))
     }
 
     /// Reads a manifest from its XML text and checks its content rules (not its
     /// signature: [`Manifest::verify`]).
     pub fn parse(text: &str) -> Result<Manifest> {
-        let x: Xml = signed_xml::from_xml(text, "manifest").map_err(ManifestError::Xml)?;
+        let x: Xml = signed_xml::from_xml(text, "manifest")
+            .map_err(|e| ManifestError::Xml(e.to_string()))?;
         if x.format != FORMAT {
             return Err(ManifestError::Invalid(format!(
                 "format {:?}, this version reads {FORMAT:?}",

@@ -289,12 +289,13 @@ impl Receipt {
                 value: v.clone(),
             }),
         };
-        signed_xml::to_xml(&x).map_err(ReceiptError::Xml)
+        signed_xml::to_xml(&x).map_err(|e| ReceiptError::Xml(e.to_string()))
     }
 
     /// Reads a receipt from its XML text and checks its rules (not its signature).
     pub fn parse(text: &str) -> Result<Receipt> {
-        let x: Xml = signed_xml::from_xml(text, "receipt").map_err(ReceiptError::Xml)?;
+        let x: Xml =
+            signed_xml::from_xml(text, "receipt").map_err(|e| ReceiptError::Xml(e.to_string()))?;
         if x.format != FORMAT {
             return Err(ReceiptError::Invalid(format!(
                 "format {:?}, this version reads {FORMAT:?}",

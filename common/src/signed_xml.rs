@@ -55,23 +55,32 @@ pub(crate) fn read_capped(path: &Path, max: u64) -> Result<String, ReadError> {
     Ok(text)
 }
 
+/// Why signed XML could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum XmlError {
+    #[error("a DOCTYPE, comment or CDATA section is not part of a {0}")]
+    Markup(&'static str),
+    #[error("{0}")]
+    Read(#[from] quick_xml::DeError),
+    #[error("{0}")]
+    Write(#[from] quick_xml::SeError),
+}
+
 /// Parses `text` as `T`; a DOCTYPE, comment or CDATA section (`<!`) is refused before
 /// the parser sees it (no entity is ever expanded, nothing is hidden in a comment).
-pub(crate) fn from_xml<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, String> {
+pub(crate) fn from_xml<T: DeserializeOwned>(text: &str, what: &'static str) -> Result<T, XmlError> {
     if text.contains("<!") {
-        return Err(format!(
-            "a DOCTYPE, comment or CDATA section is not part of a {what}"
-        ));
+        return Err(XmlError::Markup(what));
     }
-    quick_xml::de::from_str(text).map_err(|e| e.to_string())
+    Ok(quick_xml::de::from_str(text)?)
 }
 
 /// `x` as an XML document: the declaration, then the element, indented.
-pub(crate) fn to_xml<T: Serialize>(x: &T) -> Result<String, String> {
+pub(crate) fn to_xml<T: Serialize>(x: &T) -> Result<String, XmlError> {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let mut ser = quick_xml::se::Serializer::new(&mut out);
     ser.indent(' ', 2);
-    x.serialize(ser).map_err(|e| e.to_string())?;
+    x.serialize(ser)?;
     out.push('\n');
     Ok(out)
 }

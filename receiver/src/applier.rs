@@ -201,6 +201,7 @@ impl Receiver {
         let key = match authenticate(&sh.cfg, &sh.trust, Some(node), &verified) {
             Ok(k) => k.unwrap_or_default(),
             Err(reason) => {
+                let reason = reason.to_string();
                 warn!(%node, seq, file = %name, %reason, "batch rejected: nothing executed");
                 sh.audit(
                     AuditEvent::new("rejected", node, seq, &name, size, &sha)
@@ -296,7 +297,7 @@ impl Receiver {
 /// done before any statement runs. `expected_node`: the node the batch must be of (the
 /// connection's HELLO node, via the spooled file name). Ok(Some(key id)): signed by a
 /// trusted key; Ok(None): unsigned or unverifiable and accepted because of `insecure =
-/// true`. Err: the rejection reason.
+/// true`. Err: why it is rejected.
 ///
 /// Every batch of a node that has `[[trust]]` keys must carry a valid signature by one
 /// of them, with or without `insecure`. `insecure = true` only lets batches of nodes
@@ -306,14 +307,15 @@ pub fn authenticate(
     trust: &TrustStore,
     expected_node: Option<&str>,
     v: &batch::VerifiedBatch,
-) -> std::result::Result<Option<String>, String> {
+) -> std::result::Result<Option<String>, Unauthentic> {
     let node = &v.header.node;
     if let Some(want) = expected_node
         && want != node
     {
-        return Err(format!(
-            "wrong node: the batch header says node {node}, but it came from node {want}"
-        ));
+        return Err(Unauthentic::WrongNode {
+            says: node.clone(),
+            from: want.to_owned(),
+        });
     }
     if cfg.insecure && !trust.has_node(node) {
         return Ok(None);
@@ -327,7 +329,16 @@ pub fn authenticate(
             v.signature.as_deref(),
         )
         .map(Some)
-        .map_err(|e| format!("signature check failed: {e}"))
+        .map_err(Unauthentic::Signature)
+}
+
+/// Why a verified batch is not taken as its node's ([`authenticate`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Unauthentic {
+    #[error("wrong node: the batch header says node {says}, but it came from node {from}")]
+    WrongNode { says: String, from: String },
+    #[error("signature check failed: {0}")]
+    Signature(gapsync_common::sign::SignError),
 }
 
 /// The key id a batch's signature line claims ("" when unsigned), for the audit record

@@ -351,7 +351,11 @@ impl Receiver {
         }
         let verdict = batch::verify_batch(&staging, &sh.limits)
             .map_err(|e| format!("verification failed: {e}"))
-            .and_then(|v| authenticate(&sh.cfg, &sh.trust, Some(node), &v).map(|k| (v, k)));
+            .and_then(|v| {
+                authenticate(&sh.cfg, &sh.trust, Some(node), &v)
+                    .map(|k| (v, k))
+                    .map_err(|e| e.to_string())
+            });
         match verdict {
             Ok((v, key_id)) if v.header.seq == seq => {
                 if let Err(e) =

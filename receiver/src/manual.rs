@@ -57,7 +57,9 @@ pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String
         let sha = hex::encode(v.content_sha256);
         let key = match authenticate(cfg, &trust, Some(&node), &v) {
             Ok(k) => k.unwrap_or_default(),
-            Err(reason) => return Err(reject(&name, &node, seq, size, &sha, reason)),
+            Err(reason) => {
+                return Err(reject(&name, &node, seq, size, &sha, reason.to_string()));
+            }
         };
         if let Some(prev) = t.applied_sha(&node, seq)?
             && prev != sha

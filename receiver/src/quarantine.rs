@@ -238,7 +238,7 @@ pub fn retry(cfg: &ReceiverConfig, node: &str, seq: u64, force: bool) -> Result<
     let key = authenticate(cfg, &trust, Some(node), &checked)
         .map_err(|reason| ReceiverError::Rejected {
             name: name.clone(),
-            reason,
+            reason: reason.to_string(),
         })?
         .unwrap_or_default();
     let sha = hex::encode(checked.content_sha256);
