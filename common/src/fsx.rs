@@ -212,6 +212,77 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
         .map_err(|e| refuse_symlink(path, e))
 }
 
+/// Opens a file someone else may control (an inbox, a medium) for reading: no symlink
+/// followed, `O_NONBLOCK` so that a FIFO or a device cannot block the open, and through
+/// the descriptor it must be a regular file of at most `max` bytes. Read it with
+/// [`read_capped`]/[`copy_capped`]: it may still grow after this check.
+pub fn open_regular_capped(path: &Path, max: u64) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| refuse_symlink(path, e))?;
+    let m = f.metadata()?;
+    if !m.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a regular file", path.display()),
+        ));
+    }
+    if m.len() > max {
+        return Err(too_large(path, max));
+    }
+    Ok(f)
+}
+
+fn too_large(path: &Path, max: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::FileTooLarge,
+        format!("{}: larger than the limit of {max} bytes", path.display()),
+    )
+}
+
+/// Copies at most `max` bytes of `src` into `dst`; more is an error (a file that grew
+/// after its size was checked).
+pub fn copy_capped(src: &mut File, dst: &mut File, max: u64, path: &Path) -> io::Result<u64> {
+    use std::io::Read;
+    let n = io::copy(&mut src.take(max + 1), dst)?;
+    if n > max {
+        return Err(too_large(path, max));
+    }
+    Ok(n)
+}
+
+/// Copies a file someone else may control (see [`open_regular_capped`]) to a new
+/// private file `to` (temp, fsync, rename, directory fsync); at most `max` bytes.
+pub fn copy_new_capped(from: &Path, to: &Path, max: u64) -> io::Result<u64> {
+    if fs::symlink_metadata(to).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists already", to.display()),
+        ));
+    }
+    let mut src = open_regular_capped(from, max)?;
+    let (tmp, mut dst) = create_temp_beside(to)?;
+    let copied = copy_capped(&mut src, &mut dst, max, from).and_then(|n| {
+        dst.sync_all()?;
+        drop(dst);
+        fs::rename(&tmp, to)?;
+        Ok(n)
+    });
+    match copied {
+        Ok(n) => {
+            sync_dir(parent_of(to))?;
+            Ok(n)
+        }
+        Err(e) => {
+            // The copy's error is the one reported; a temp name is never read as the file.
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
 /// Opens a file for appending, creating it with mode `0600` if missing, with
 /// `O_NOFOLLOW`: a symlink at the path is refused with an error carrying
 /// [`SymlinkRefused`], never followed. An existing file with group or other bits (made
@@ -838,5 +909,37 @@ mod tests {
         let f = t.path().join("f");
         fs::write(&f, "x").expect("write");
         sync_dir(&f).expect_err("not a directory");
+    }
+
+    /// A file someone else controls: a FIFO is refused without blocking, a symlink is
+    /// not followed, a file over the cap is refused, and one that grows past it while it
+    /// is copied fails the copy and leaves nothing at the destination.
+    #[test]
+    fn files_of_others_are_opened_regular_capped_and_never_waited_on() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let fifo = t.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let e = open_regular_capped(&fifo, 100).expect_err("a FIFO");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let big = t.path().join("big");
+        fs::write(&big, vec![0u8; 200]).expect("write");
+        let e = open_regular_capped(&big, 100).expect_err("too large");
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&big, &link).expect("symlink");
+        open_regular_capped(&link, 1000).expect_err("a symlink");
+        let to = t.path().join("copy");
+        assert_eq!(copy_new_capped(&big, &to, 1000).expect("copy"), 200);
+        copy_new_capped(&big, &to, 1000).expect_err("never over an existing file");
+        // Grown after the size check: the copy reads at most the cap and fails.
+        let mut src = open_regular_capped(&big, 1000).expect("open");
+        fs::write(&big, vec![1u8; 2000]).expect("grow");
+        let (_tmp, mut dst) = create_temp_beside(&t.path().join("grown")).expect("temp");
+        let e = copy_capped(&mut src, &mut dst, 1000, &big).expect_err("grown");
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
     }
 }

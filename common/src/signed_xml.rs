@@ -41,10 +41,14 @@ pub(crate) enum ReadError {
     TooLarge,
 }
 
-/// The text of the file at `path` (opened without following a symlink), at most `max`
-/// bytes.
+/// The text of the file at `path` (a regular file, no symlink followed, no FIFO waited
+/// on), at most `max` bytes.
 pub(crate) fn read_capped(path: &Path, max: u64) -> Result<String, ReadError> {
-    let f = crate::fsx::open_nofollow(path).map_err(ReadError::Io)?;
+    let f = match crate::fsx::open_regular_capped(path, max) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => return Err(ReadError::TooLarge),
+        Err(e) => return Err(ReadError::Io(e)),
+    };
     let mut text = String::new();
     f.take(max + 1)
         .read_to_string(&mut text)

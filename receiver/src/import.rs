@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use crate::apply::Target;
 use crate::config::ReceiverConfig;
-use crate::spool::sha256_nofollow;
 use crate::*;
 use gapsync_common::manifest::Manifest;
 use gapsync_common::sign::TrustStore;
@@ -79,10 +78,11 @@ pub fn import_dir(cfg: &ReceiverConfig, dir: &Path) -> Result<ImportReport> {
                 ));
                 continue;
             }
-            let size = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
-            let sha = sha256_nofollow(&path).map(hex::encode);
+            // A regular file no larger than the manifest says, read once for its hash
+            // (no FIFO waited on, no sparse giant read).
+            let sha = digest_capped(&path, f.size);
             match sha {
-                Ok(sha) if size == f.size && sha == f.sha256 => {
+                Ok((size, sha)) if size == f.size && sha == f.sha256 => {
                     good.entry(m.node.clone()).or_default().insert(f.seq, path);
                 }
                 Ok(_) => r.problems.push(format!(
@@ -130,7 +130,12 @@ pub fn import_dir(cfg: &ReceiverConfig, dir: &Path) -> Result<ImportReport> {
         }
     }
     if !todo.is_empty() {
-        r.lines = apply_files(cfg, &todo)?;
+        match apply_files(cfg, &todo) {
+            Ok(lines) => r.lines = lines,
+            // A batch the target refused (quarantined, named in the error) or a target
+            // that went away: reported with the rest, the receipts still written.
+            Err(e) => r.problems.push(e.to_string()),
+        }
         r.applied = r.lines.iter().filter(|l| l.contains(": applied (")).count();
         r.already += r.lines.len() - r.applied;
     }
@@ -139,4 +144,26 @@ pub fn import_dir(cfg: &ReceiverConfig, dir: &Path) -> Result<ImportReport> {
         r.receipts = crate::receipts::write_receipts(cfg, &mut t, &missing, &mut BTreeMap::new())?;
     }
     Ok(r)
+}
+
+/// Size and SHA-256 (hex) of a medium's file: a regular file of at most `max` bytes.
+fn digest_capped(path: &Path, max: u64) -> std::io::Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let f = fsx::open_regular_capped(path, max)?;
+    let mut r = f.take(max + 1);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = 0u64;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok((n, hex::encode(h.finalize()))),
+            Ok(k) => {
+                n += k as u64;
+                h.update(&buf[..k]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }

@@ -344,7 +344,7 @@ impl Receiver {
         let _ = std::fs::remove_file(&staging);
         let copied = fsx::private_dir(&stage_dir)
             .map_err(std::io::Error::from)
-            .and_then(|()| fsx::copy_new(path, &staging));
+            .and_then(|()| fsx::copy_new_capped(path, &staging, sh.cfg.limits.max_batch_bytes));
         if let Err(e) = copied {
             warn!(%node, seq, file = %name, error = %e, "cannot copy the inbox file into the spool; trying again at the next scan");
             return false;
@@ -403,9 +403,23 @@ impl Receiver {
         let moved = fsx::private_dir(&done)
             .map_err(std::io::Error::from)
             .and_then(|()| std::fs::rename(path, done.join(file_name(path))));
-        if let Err(e) = moved {
-            memory.read_only = true;
-            warn!(dir = %dir.display(), error = %e, "cannot move processed inbox files to done/ (a read-only folder?): they stay; the ledger knows they are applied");
+        match moved {
+            Ok(()) => {}
+            // Gone meanwhile (the ferry or an operator took it): nothing to settle.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // A read-only folder (a medium): processed files stay; not tried again.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                memory.read_only = true;
+                warn!(dir = %dir.display(), error = %e, "cannot move processed inbox files to done/ (a read-only folder?): they stay; the ledger knows they are applied");
+            }
+            Err(e) => {
+                warn!(dir = %dir.display(), file = %file_name(path), error = %e, "cannot move a processed inbox file to done/; trying again at the next scan");
+            }
         }
     }
 }

@@ -171,12 +171,14 @@ impl Receiver {
                 let _ = fs::remove_file(e.path());
             }
         }
-        // Inbox files staged by an interrupted scan (taken again from the inbox).
-        let staging = spool.join(inbox::STAGING_DIR);
-        if let Ok(rd) = fs::read_dir(&staging) {
-            for e in rd.flatten() {
-                // As above: removed at the next start if not now; never spooled as is.
-                let _ = fs::remove_file(e.path());
+        // Files staged by an interrupted inbox scan or `apply`/`import` (taken again
+        // from where they came from).
+        for dir in [inbox::STAGING_DIR, manual::STAGING_DIR] {
+            if let Ok(rd) = fs::read_dir(spool.join(dir)) {
+                for e in rd.flatten() {
+                    // As above: removed at the next start if not now; never spooled as is.
+                    let _ = fs::remove_file(e.path());
+                }
             }
         }
         Ok(Receiver { shared })

@@ -456,6 +456,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             if let Some(e) = st.target_error {
                 anyhow::bail!("the target database is unavailable: {e}");
             }
+            if let Some(e) = st.inbox.as_ref().and_then(|i| i.error.as_ref()) {
+                anyhow::bail!("the inbox cannot be read: {e} (is the ferry's folder mounted?)");
+            }
             if let Some(g) = st
                 .inbox
                 .as_ref()

@@ -20,6 +20,46 @@ use tracing::{error, warn};
 /// applied seq with different content); if any is rejected, nothing is executed, the
 /// rejection is audited and returned as [`ReceiverError::Rejected`] naming the reason.
 pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String>> {
+    // Every file is first copied into a private staging folder (a regular file, no
+    // symlink followed, no FIFO waited on, at most [limits] max_batch_bytes): what is
+    // verified and what runs is that copy, whatever happens to the original on a medium
+    // or a share meanwhile.
+    let staging = cfg.work_dir.join("spool").join(STAGING_DIR);
+    fsx::private_dir(&staging).map_err(|e| ReceiverError::Work {
+        path: staging.clone(),
+        source: e.into_io(),
+    })?;
+    let mut staged = Vec::with_capacity(files.len());
+    let mut cleanup = Staged(Vec::new());
+    for f in files {
+        let name = file_name(f);
+        batch::parse_batch_file_name(&name)?;
+        let to = staging.join(&name);
+        // Left by an interrupted earlier run: replaced (gone is as good).
+        let _ = fs::remove_file(&to);
+        fsx::copy_new_capped(f, &to, cfg.limits.max_batch_bytes).map_err(work_err(f))?;
+        cleanup.0.push(to.clone());
+        staged.push(to);
+    }
+    apply_staged(cfg, &staged)
+}
+
+/// Staged copies, removed when the apply is over (whatever its outcome).
+struct Staged(Vec<PathBuf>);
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            // A copy left behind is removed at the next start of the receiver.
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// The spool's subfolder `apply` and `import` stage their files in (emptied at start).
+pub(crate) const STAGING_DIR: &str = ".manual";
+
+fn apply_staged(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String>> {
     let limits = cfg.limits.read.clone();
     let trust = TrustStore::from_config(&cfg.trust)?;
     let audit = Audit::new(&cfg.work_dir, "receiver");

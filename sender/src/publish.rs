@@ -19,6 +19,9 @@ use gapsync_common::fsx;
 use gapsync_common::manifest::{Manifest, ManifestFile};
 use tracing::{info, warn};
 
+/// The largest cluster removable media use (exFAT, FAT32): the room check rounds to it.
+const CLUSTER: u64 = 64 << 10;
+
 /// What `export` did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ExportReport {
@@ -51,6 +54,10 @@ pub enum PublishError {
         "no archived batch in seq {from}..={to} (archive/ keeps applied and published batches [archive] keep_days)"
     )]
     Nothing { from: u64, to: u64 },
+    #[error(
+        "seq {0:?} asked for but no longer in archive/ ([archive] keep_days pruned them, or they were never applied here): nothing was written; heal the receiver with `gapsync-sender resync TABLE` instead"
+    )]
+    NotArchived(Vec<u64>),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -211,15 +218,26 @@ impl Sender {
             return Err(PublishError::NotADir(dir.to_owned()).into());
         }
         let (lo, hi) = (from.unwrap_or(0), to.unwrap_or(u64::MAX));
-        let mut recs: Vec<BatchRecord> = self
+        let (mut recs, gone): (Vec<BatchRecord>, Vec<BatchRecord>) = self
             .source
             .batches(Some(BatchState::Applied))?
             .into_iter()
             .filter(|r| r.seq >= lo && r.seq <= hi)
             .filter(|r| only.is_none_or(|o| o.contains(&r.seq)))
-            .filter(|r| self.dir("archive").join(&r.file).is_file())
-            .collect();
+            .partition(|r| self.dir("archive").join(&r.file).is_file());
         recs.sort_by_key(|r| r.seq);
+        // Asked for by seq (a range or `--missing`), a batch no longer archived is named:
+        // the medium would silently lack it.
+        let explicit = from.is_some() || to.is_some() || only.is_some();
+        let mut lacking: Vec<u64> = gone.iter().map(|r| r.seq).collect();
+        if let Some(o) = only {
+            lacking.extend(o.iter().filter(|s| !recs.iter().any(|r| r.seq == **s)));
+        }
+        lacking.sort_unstable();
+        lacking.dedup();
+        if explicit && !lacking.is_empty() {
+            return Err(PublishError::NotArchived(lacking).into());
+        }
         if recs.is_empty() {
             return Err(PublishError::Nothing { from: lo, to: hi }.into());
         }
@@ -238,7 +256,8 @@ impl Sender {
                     return Err(PublishError::Conflict(there).into());
                 }
             } else {
-                needed += size;
+                // Rounded up to 64 KiB: removable media use clusters up to that size.
+                needed += size.div_ceil(CLUSTER) * CLUSTER;
                 todo.push((src, r.file.clone()));
             }
             files.push(ManifestFile {
@@ -248,8 +267,8 @@ impl Sender {
                 sha256,
             });
         }
-        // The manifest's own size: a line a file, and a margin for the file system.
-        needed += 4096 + 256 * files.len() as u64;
+        // The manifest's own size: a line a file, and a cluster of margin.
+        needed += (256 * files.len() as u64).div_ceil(CLUSTER) * CLUSTER + CLUSTER;
         let available = fs4::available_space(dir).map_err(io_at(dir))?;
         if available < needed {
             return Err(PublishError::NoRoom {
@@ -261,10 +280,17 @@ impl Sender {
         }
         let mut report = ExportReport::default();
         for (src, name) in todo {
-            if put(&src, dir, &name)? {
-                report.copied.push(name);
-            } else {
-                report.present.push(name);
+            match put(&src, dir, &name) {
+                Ok(true) => report.copied.push(name),
+                Ok(false) => report.present.push(name),
+                Err(e) => {
+                    // A medium that filled up after all (or failed): this export's copies
+                    // go again, so no medium is left with files and no manifest.
+                    for n in &report.copied {
+                        let _ = std::fs::remove_file(dir.join(n));
+                    }
+                    return Err(e);
+                }
             }
         }
         for f in &files {

@@ -181,6 +181,26 @@ pub fn status(
             ),
         );
     }
+    if let Some(r) = &media.receipt {
+        if !r.quarantined.is_empty() {
+            let seqs: Vec<u64> = r.quarantined.iter().map(|q| q.0).collect();
+            health.raise(
+                Level::Warning,
+                format!(
+                    "the newest receipt says the receiver quarantined {seqs:?} (its `quarantine show` has the reason)"
+                ),
+            );
+        }
+        if !r.missing.is_empty() {
+            health.raise(
+                Level::Warning,
+                format!(
+                    "the newest receipt says the receiver misses {:?} (export --missing --to DIR)",
+                    r.missing
+                ),
+            );
+        }
+    }
     let halted = crate::halt::read_halt(work_dir);
     if let Some(h) = &halted {
         health.raise(Level::Critical, format!("halted at batch {}", h.seq));

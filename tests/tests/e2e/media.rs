@@ -511,28 +511,31 @@ fn hostile_inbox_files_never_run() {
         names(&outside).is_empty()
     });
 
+    // The genuine next batches exist on the inside (not ferried yet): seq `next` and,
+    // with 3 rows a batch, a genuine seq past the copy window (next + AHEAD + 2).
+    insert(&tx, 5..(5 + 3 * 67));
+    tx.once().expect_success();
+    let genuine = names(&inside);
+    let name_of = |seq: u64| format!("plant1-{seq:020}.sql");
+    let far = next + gapsync_receiver::inbox::AHEAD + 2;
+    assert!(
+        genuine.contains(&name_of(next)) && genuine.contains(&name_of(far)),
+        "{genuine:?}"
+    );
+
     // A replay of an applied batch: settled (moved to done/), not applied again.
     let done = outside.join("done");
     let old = first.iter().find(|n| !n.starts_with("manifest-")).unwrap();
     fs::copy(done.join(old), outside.join(old)).unwrap();
-    // A symlink under the next seq's name, to a genuine batch of seq 1 renamed.
-    let target = ws.path().join("elsewhere.sql");
-    fs::copy(done.join(old), &target).unwrap();
-    let link_name = format!("plant1-{next:020}.sql");
-    std::os::unix::fs::symlink(&target, outside.join(&link_name)).unwrap();
-    // A directory under a batch name, an oversized file, a far-future seq, a forged
-    // manifest.
-    fs::create_dir(outside.join(format!("plant1-{:020}.sql", next + 1))).unwrap();
-    fs::write(
-        outside.join(format!("plant1-{:020}.sql", next + 2)),
-        vec![b'x'; 100 << 10],
-    )
-    .unwrap();
-    fs::copy(
-        done.join(old),
-        outside.join(format!("plant1-{:020}.sql", next + 5000)),
-    )
-    .unwrap();
+    // A symlink under the next seq's name, to the genuine next batch lying elsewhere:
+    // never followed, even though what it points to would verify.
+    let link_name = name_of(next);
+    std::os::unix::fs::symlink(inside.join(&link_name), outside.join(&link_name)).unwrap();
+    // A directory under a batch name, an oversized file, a genuine far-future seq, a
+    // forged manifest.
+    fs::create_dir(outside.join(name_of(next + 1))).unwrap();
+    fs::write(outside.join(name_of(next + 2)), vec![b'x'; 100 << 10]).unwrap();
+    fs::copy(inside.join(name_of(far)), outside.join(name_of(far))).unwrap();
     let manifest = format!("manifest-plant1-{next:020}-{:020}.xml", next + 3);
     fs::write(
         outside.join(&manifest),
@@ -541,7 +544,8 @@ fn hostile_inbox_files_never_run() {
     .unwrap();
     ws.wait_until("every hostile entry to be reported", secs(20), || {
         let log = rx.log_text();
-        log.contains("not a regular file (a symlink planted?)")
+        log.contains(&format!("file={link_name}"))
+            && log.contains("not a regular file (a symlink planted?)")
             && log.contains("larger than [limits] max_batch_bytes")
             && log.contains("inbox manifest refused")
             && !outside.join(old).exists()
@@ -554,12 +558,18 @@ fn hostile_inbox_files_never_run() {
     let st = rx.status();
     assert!(st["failed_once"].as_array().unwrap().is_empty(), "{st}");
     assert!(st["quarantined"].as_array().unwrap().is_empty(), "{st}");
+    let spool = rx.work_dir.join("spool");
     assert!(
-        !rx.work_dir
-            .join("spool")
-            .join(format!("plant1-{:020}.sql", next + 5000))
-            .exists(),
+        !spool.join(name_of(far)).exists(),
         "a far-future seq was spooled"
+    );
+    assert!(
+        !spool.join(".inbox").join(name_of(far)).exists(),
+        "a far-future seq was staged"
+    );
+    assert!(
+        !rx.log_text().contains(&format!("file={}", name_of(far))),
+        "a far-future seq was even looked at"
     );
     assert!(
         fs::symlink_metadata(outside.join(&link_name))
@@ -571,13 +581,12 @@ fn hostile_inbox_files_never_run() {
     // The genuine stream goes on once the planted entries are gone (a stranger who can
     // write into the folder can delay it, as one who holds the port can: never a row).
     fs::remove_file(outside.join(&link_name)).unwrap();
-    fs::remove_dir(outside.join(format!("plant1-{:020}.sql", next + 1))).unwrap();
-    fs::remove_file(outside.join(format!("plant1-{:020}.sql", next + 2))).unwrap();
-    insert(&tx, 5..9);
-    tx.once().expect_success();
+    fs::remove_dir(outside.join(name_of(next + 1))).unwrap();
+    fs::remove_file(outside.join(name_of(next + 2))).unwrap();
+    fs::remove_file(outside.join(name_of(far))).unwrap();
     let more = names(&inside);
     ferry(&inside, &outside, &more);
-    ws.wait_until("the later genuine batches to apply", secs(20), || {
+    ws.wait_until("the later genuine batches to apply", secs(30), || {
         compare_all(&tx, &rx).is_ok()
     });
     rx.stop();
