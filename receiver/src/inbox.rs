@@ -296,8 +296,21 @@ impl Receiver {
                 }
             }
         }
+        // Gaps are judged on what can be taken: a refused file (forged, damaged) does
+        // not count as there, and a node with no trust entry (unless `insecure`) is not
+        // watched for gaps (a planted name cannot raise an alarm).
+        let mut judged = Listing {
+            files: listing.files.clone(),
+            ..Listing::default()
+        };
+        judged
+            .files
+            .retain(|node, _| sh.cfg.insecure || sh.trust.has_node(node));
+        for files in judged.files.values_mut() {
+            files.retain(|_, p| !memory.refused.contains(&stamp(p, &file_name(p))));
+        }
         let gaps = gaps(
-            &listing,
+            &judged,
             &valid,
             &mut |n| t.next_expected(n),
             sh.cfg.link.gap_alarm,

@@ -444,7 +444,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Status { json } => {
             let t = Target::open(&cfg.target, &cfg.target_options());
-            let inbox = cfg.link.dir.as_deref().map(|d| (d, cfg.link.gap_alarm));
+            let trusted: Vec<&str> = cfg.trust.iter().map(|(n, _)| n.as_str()).collect();
+            let watched = |node: &str| cfg.insecure || trusted.contains(&node);
+            let inbox = cfg.link.dir.as_deref().map(|dir| status::InboxQuery {
+                dir,
+                gap_alarm: cfg.link.gap_alarm,
+                watched: &watched,
+            });
             let st = status::status(t, &cfg.work_dir, inbox);
             if json {
                 gapsync_common::outln!("{}", serde_json::to_string_pretty(&st)?)?;

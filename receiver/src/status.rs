@@ -27,6 +27,25 @@ pub struct ReceiverStatus {
     pub inbox: Option<InboxStatus>,
 }
 
+/// Which inbox `status` looks at, and how.
+#[derive(Clone, Copy)]
+pub struct InboxQuery<'a> {
+    pub dir: &'a Path,
+    /// `[link] gap_alarm`.
+    pub gap_alarm: std::time::Duration,
+    /// Whether gaps of this node count (a trust entry, or `insecure`).
+    pub watched: &'a dyn Fn(&str) -> bool,
+}
+
+impl std::fmt::Debug for InboxQuery<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboxQuery")
+            .field("dir", &self.dir)
+            .field("gap_alarm", &self.gap_alarm)
+            .finish()
+    }
+}
+
 /// What waits in the inbox of a folder link.
 #[derive(Debug, Serialize)]
 pub struct InboxStatus {
@@ -57,7 +76,7 @@ fn list(dir: &Path, keep: impl Fn(&str) -> Option<String>) -> Vec<String> {
 pub fn status(
     target: Result<Target, crate::apply::ApplyError>,
     work_dir: &Path,
-    inbox: Option<(&Path, std::time::Duration)>,
+    inbox: Option<InboxQuery<'_>>,
 ) -> ReceiverStatus {
     let spool = work_dir.join("spool");
     let batch = |n: &str| {
@@ -89,7 +108,7 @@ pub fn status(
             n.quarantined.iter().copied().fold(n.last_applied, u64::max) + 1
         })
     };
-    let inbox = inbox.map(|(dir, gap_alarm)| inbox_status(dir, gap_alarm, &next_of));
+    let inbox = inbox.map(|q| inbox_status(q.dir, q.gap_alarm, q.watched, &next_of));
     ReceiverStatus {
         inbox,
         nodes,
@@ -104,11 +123,14 @@ pub fn status(
 fn inbox_status(
     dir: &Path,
     gap_alarm: std::time::Duration,
+    watched: &dyn Fn(&str) -> bool,
     next_of: &dyn Fn(&str) -> u64,
 ) -> InboxStatus {
     let listing = crate::inbox::list(dir);
     let (files, gaps, error) = match listing {
-        Ok(l) => {
+        Ok(mut l) => {
+            // A node with no trust entry (unless `insecure`): a planted name, no alarm.
+            l.files.retain(|node, _| watched(node));
             let files = l.files.values().map(|f| f.len()).sum();
             // Manifests are not verified here (status reads no keys): their seqs count
             // only in the service's own alarms.
