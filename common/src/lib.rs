@@ -21,6 +21,7 @@ pub mod dialect;
 pub mod fsx;
 pub mod logging;
 pub mod manifest;
+pub mod metrics;
 pub mod receipt;
 pub mod sign;
 mod signed_xml;

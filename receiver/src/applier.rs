@@ -57,6 +57,7 @@ impl Receiver {
                     }
                 },
             };
+            self.write_metrics_textfile();
             match self.apply_spooled(t, &mut waiting_logged) {
                 Ok(true) => {}
                 Ok(false) => sh.wait_for_spool(Duration::from_millis(500)),
@@ -215,8 +216,18 @@ impl Receiver {
         input
             .seek(SeekFrom::Start(0))
             .map_err(|e| ApplyError::unavailable(format!("rewinding {name}: {e}")))?;
-        match t.apply_open(input, path, node, seq, &sha, &sh.limits) {
+        let started = std::time::Instant::now();
+        let applied = t.apply_open(input, path, node, seq, &sha, &sh.limits);
+        sh.metrics
+            .apply_millis
+            .inc_by(started.elapsed().as_millis() as u64);
+        match applied {
             Ok(outcome) => {
+                sh.metrics.applied.inc();
+                sh.metrics
+                    .last_applied_seq
+                    .get_or_create(&gapsync_common::metrics::node(node))
+                    .set(seq as i64);
                 let n = match outcome {
                     ApplyOutcome::Applied { statements } => statements,
                     ApplyOutcome::AlreadyApplied => 0,
@@ -275,6 +286,8 @@ impl Receiver {
             sh.raise_mark(node, seq);
             // The ledger has the quarantine row now; a marker left over is inert.
             let _ = fs::remove_file(&mark);
+            sh.metrics.failed.inc();
+            sh.metrics.quarantined.inc();
             error!(alarm = true, %node, seq, file = %name, reason, "batch failed twice: dropped to quarantine");
             sh.audit(
                 AuditEvent::new("dropped", node, seq, &name, size, &sha)
@@ -283,6 +296,7 @@ impl Receiver {
         } else {
             fsx::write_private_synced(&mark, reason.as_bytes()).map_err(io)?;
             fs::remove_file(path).map_err(io)?;
+            sh.metrics.failed.inc();
             warn!(%node, seq, file = %name, reason, "batch failed; waiting for the sender to send it once more");
             sh.audit(
                 AuditEvent::new("failed", node, seq, &name, size, "").verdict("failed", reason),

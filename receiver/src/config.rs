@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use gapsync_common::config::{
-    ConfigError, DbUrl, RawAudit, RawWork, base_dir, duration, invalid, keep_months, link_target,
-    max_frame, read, receiver_id, toml_error, valid_node,
+    ConfigError, DbUrl, RawAudit, RawWork, base_dir, duration, host_port, invalid, keep_months,
+    link_target, max_frame, read, receiver_id, toml_error, valid_node,
 };
 use gapsync_common::dialect::Dialect;
 
@@ -30,6 +30,15 @@ struct RawReceiver {
     #[serde(default)]
     audit: RawAudit,
     receipts: Option<RawReceipts>,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
+    textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +160,10 @@ pub struct ReceiverConfig {
     /// `[receipts] key`: this receiver's private key file (its node id is `[link] id`)
     /// receipts are signed with; None: unsigned receipts.
     pub receipts_key: Option<PathBuf>,
+    /// `[metrics] listen`: serve Prometheus text on `GET /metrics` here.
+    pub metrics_listen: Option<String>,
+    /// `[metrics] textfile`: write the same text here for node_exporter.
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 /// Default `[limits] max_batch_bytes` (1 GiB).
@@ -374,6 +387,14 @@ impl ReceiverConfig {
                 Duration::from_secs(5),
             )?,
             create_target: raw.target.create.unwrap_or(false),
+            metrics_listen: match raw.metrics.listen {
+                Some(a) => {
+                    host_port(path, "[metrics] listen", &a, true)?;
+                    Some(a)
+                }
+                None => None,
+            },
+            metrics_textfile: raw.metrics.textfile.map(|t| base.join(t)),
             receipts_dir: raw.receipts.as_ref().map(|r| base.join(&r.dir)),
             receipts_key: raw
                 .receipts

@@ -384,6 +384,9 @@ impl Receiver {
                         .key(key_id.as_deref().unwrap_or(""))
                         .verdict("ok", "inbox"),
                 );
+                sh.metrics.received.inc();
+                sh.metrics.received_bytes.inc_by(size);
+                sh.metrics.contact(node);
                 info!(%node, seq, file = %name, "inbox file verified and spooled");
                 true
             }

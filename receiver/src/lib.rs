@@ -59,6 +59,7 @@ mod import;
 pub mod inbox;
 mod manual;
 pub mod marks;
+pub mod metrics;
 pub mod quarantine;
 pub mod receipts;
 pub mod sessions;
@@ -157,6 +158,7 @@ impl Receiver {
             marks: Mutex::new(marks::read_marks(&cfg_work_dir)),
             limits: cfg_limits,
             trust,
+            metrics: crate::metrics::RxMetrics::default(),
         });
         shared.load_nonces();
         // Partial files of interrupted transfers (the sender starts them again) and

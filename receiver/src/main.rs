@@ -164,6 +164,7 @@ fn run_service(cfg: ReceiverConfig, stop: &Arc<std::sync::atomic::AtomicBool>) -
     }
     let inbox = cfg.link.dir.clone();
     let rx = Receiver::new(cfg)?;
+    let metrics = rx.serve_metrics(stop)?;
     let applier = {
         let rx = rx.clone();
         let stop = Arc::clone(stop);
@@ -185,8 +186,12 @@ fn run_service(cfg: ReceiverConfig, stop: &Arc<std::sync::atomic::AtomicBool>) -
             .map_err(anyhow::Error::from),
     };
     stop.store(true, Ordering::SeqCst);
-    // The applier ends at the stop flag; a panic in it was already printed.
+    // The applier and the metrics endpoint end at the stop flag; a panic in either was
+    // already printed.
     let _ = applier.join();
+    if let Some(m) = metrics {
+        let _ = m.join();
+    }
     r
 }
 

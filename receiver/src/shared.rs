@@ -58,6 +58,8 @@ pub struct Shared {
     pub limits: ReadLimits,
     /// The `[[trust]]` keys, parsed at start.
     pub trust: TrustStore,
+    /// Counters and gauges (`[metrics]`).
+    pub metrics: crate::metrics::RxMetrics,
 }
 
 /// Most HELLO nonces remembered at once.

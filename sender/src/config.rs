@@ -38,6 +38,14 @@ struct RawSender {
     receipts: RawReceipts,
     #[serde(default)]
     alarm: RawAlarm,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,6 +234,8 @@ pub struct SenderConfig {
     /// with, as (receiver id, line).
     pub receipts_trust: Vec<(String, String)>,
     pub alarm: AlarmConfig,
+    /// `[metrics] textfile`: Prometheus text for node_exporter's textfile collector.
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 /// Default `[archive] keep_days`.
@@ -552,6 +562,7 @@ impl SenderConfig {
             ));
         }
         Ok(SenderConfig {
+            metrics_textfile: raw.metrics.textfile.map(|t| base.join(t)),
             alarm,
             receipts_trust,
             audit_keep_months,

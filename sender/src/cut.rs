@@ -169,6 +169,8 @@ impl Sender {
         rec.changes = ids.len() as u64;
         self.source
             .commit_batches(std::slice::from_ref(&rec), &[ids], None)?;
+        self.metrics.batches_cut.inc();
+        self.metrics.changes_cut.inc_by(changes.len() as u64);
         info!(seq, file = %rec.file, changes = changes.len(), size = rec.size, "batch cut");
         self.audit("built", &rec, "ok", "changes");
         Ok(Some((seq, last)))

@@ -43,6 +43,7 @@ pub mod capture;
 pub mod config;
 mod cut;
 pub mod halt;
+mod metrics;
 mod publish;
 pub mod quarantine;
 mod receipt;
@@ -171,6 +172,8 @@ pub struct Sender {
     signer: Option<BatchSigner>,
     /// When `state/contact` was last written (at most every few seconds).
     contact_written: Option<std::time::Instant>,
+    /// Counters and gauges for `[metrics] textfile`.
+    metrics: metrics::TxMetrics,
 }
 
 impl Sender {
@@ -213,6 +216,7 @@ impl Sender {
             _lock: None,
             signer,
             contact_written: None,
+            metrics: metrics::TxMetrics::default(),
         };
         if exclusive {
             s.lock_and_recover()?;

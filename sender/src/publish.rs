@@ -133,6 +133,8 @@ impl Sender {
             self.source.mark_applied(rec.seq)?;
             let dest = self.dir("archive").join(&rec.file);
             std::fs::rename(&from, &dest).map_err(work_err(&dest))?;
+            self.metrics.batches_applied.inc();
+            self.metrics.sent_bytes.inc_by(rec.size);
             info!(seq = rec.seq, file = %rec.file, dir = %dir.display(), "batch published");
             self.audit("published", &rec, "ok", &dir.display().to_string());
             report.applied.push(rec.seq);

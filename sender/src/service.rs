@@ -193,6 +193,7 @@ impl Sender {
         };
         self.cut_snapshots()?;
         self.cut_by_strategy(clock)?;
+        self.write_metrics();
         match self.ship_ready(stop, Some(1)) {
             Ok(r) => {
                 if !r.applied.is_empty() || !r.dropped.is_empty() {

@@ -156,6 +156,8 @@ impl Sender {
                     self.source.mark_applied(rec.seq)?;
                     let dest = self.dir("archive").join(&rec.file);
                     std::fs::rename(&path, &dest).map_err(work_err(&dest))?;
+                    self.metrics.batches_applied.inc();
+                    self.metrics.sent_bytes.inc_by(rec.size);
                     info!(seq = rec.seq, file = %rec.file, "batch applied");
                     self.audit("applied", rec, "ok", "");
                     return Ok(Some(true));
@@ -223,6 +225,7 @@ impl Sender {
         self.source.mark_quarantined(rec.seq, &reason)?;
         let dest = qdir.join(&rec.file);
         std::fs::rename(path, &dest).map_err(work_err(&dest))?;
+        self.metrics.batches_quarantined.inc();
         error!(alarm = true, seq = rec.seq, file = %rec.file, "{reason}: batch dropped to quarantine");
         self.audit("dropped", rec, "quarantined", &reason);
         Ok(())

@@ -121,6 +121,8 @@ pub struct SenderConfig {
     pub receipts_trust: Vec<String>,
     /// `[alarm]` entries (`lag`, `lag_critical`, `silence`, `silence_critical`).
     pub alarm: Vec<(&'static str, Duration)>,
+    /// `[metrics] textfile`.
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 impl SenderConfig {
@@ -149,6 +151,7 @@ impl SenderConfig {
             manifest_every: None,
             receipts_trust: Vec::new(),
             alarm: Vec::new(),
+            metrics_textfile: None,
         }
     }
 
@@ -283,6 +286,13 @@ impl SenderConfig {
         if let Some(d) = self.archive_keep_days {
             let _ = writeln!(s, "\n[archive]\nkeep_days = {d}");
         }
+        if let Some(t) = &self.metrics_textfile {
+            let _ = writeln!(
+                s,
+                "\n[metrics]\ntextfile = {}",
+                toml_str(&t.display().to_string())
+            );
+        }
         if !self.alarm.is_empty() {
             s.push_str("\n[alarm]\n");
             for (k, d) in &self.alarm {
@@ -339,6 +349,9 @@ pub struct ReceiverConfig {
     /// `[receipts] dir` and `key`.
     pub receipts_dir: Option<PathBuf>,
     pub receipts_key: Option<PathBuf>,
+    /// `[metrics] listen` and `textfile`.
+    pub metrics_listen: Option<String>,
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 impl Default for ReceiverConfig {
@@ -365,6 +378,8 @@ impl Default for ReceiverConfig {
             gap_alarm: None,
             receipts_dir: None,
             receipts_key: None,
+            metrics_listen: None,
+            metrics_textfile: None,
         }
     }
 }
@@ -458,6 +473,15 @@ impl ReceiverConfig {
             toml_dur(self.retry_interval),
             toml_dur(self.busy_timeout)
         );
+        if self.metrics_listen.is_some() || self.metrics_textfile.is_some() {
+            s.push_str("\n[metrics]\n");
+            if let Some(l) = &self.metrics_listen {
+                let _ = writeln!(s, "listen = {}", toml_str(l));
+            }
+            if let Some(t) = &self.metrics_textfile {
+                let _ = writeln!(s, "textfile = {}", toml_str(&t.display().to_string()));
+            }
+        }
         if let Some(d) = &self.receipts_dir {
             let _ = writeln!(
                 s,

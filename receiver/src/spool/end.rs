@@ -185,6 +185,8 @@ impl Conn {
             source,
         })?;
         let sha_hex = hex::encode(sha);
+        self.shared.metrics.received.inc();
+        self.shared.metrics.received_bytes.inc_by(info.size);
         self.shared.audit(AuditEvent::new(
             "received", &self.node, seq, &info.name, info.size, &sha_hex,
         ));

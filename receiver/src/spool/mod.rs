@@ -309,6 +309,7 @@ impl FrameHandler for Conn {
                 }
                 self.node = node.to_owned();
                 self.keyed = self.shared.trust.has_node(node);
+                self.shared.metrics.contact(node);
                 let key = if key.is_empty() {
                     "none (insecure)"
                 } else {
@@ -341,6 +342,7 @@ impl FrameHandler for Conn {
     }
 
     fn heartbeat(&mut self) -> bool {
+        self.shared.metrics.contact(&self.node);
         true
     }
 

@@ -611,3 +611,90 @@ fn status_exit_codes_follow_the_monitoring_convention() {
     assert_eq!(code(&tx).0, Some(0));
     rx.stop();
 }
+
+/// Metrics: the receiver's endpoint, scraped over HTTP during a stream, shows counters
+/// that move; both services' node_exporter textfiles parse with a Prometheus text
+/// parser and hold the same story.
+#[test]
+fn metrics_are_scraped_and_written_as_textfiles() {
+    use std::io::{BufRead, Read, Write};
+    let ws = Workspace::new("op-metrics");
+    let rcfg = ReceiverConfig {
+        metrics_listen: Some("127.0.0.1:0".into()),
+        metrics_textfile: Some(ws.path().join("receiver.prom")),
+        ..ReceiverConfig::default()
+    };
+    let mut scfg = SenderConfig::new("plant1");
+    scfg.metrics_textfile = Some(ws.path().join("sender.prom"));
+    let (rx, mut tx) = pair(&ws, rcfg, scfg);
+    tx.source()
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    tx.install();
+    tx.snapshot(&["t"]);
+    tx.start();
+    let addr = ws.wait_for("the metrics address", secs(20), || {
+        std::fs::read_to_string(rx.work_dir.join("state").join("metrics.addr"))
+            .ok()
+            .filter(|t| t.ends_with('\n'))
+    });
+    let scrape = || -> prometheus_parse::Scrape {
+        let mut s = std::net::TcpStream::connect(addr.trim()).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap()
+    };
+    let value = |s: &prometheus_parse::Scrape, name: &str| -> f64 {
+        s.samples
+            .iter()
+            .filter(|x| x.metric == name)
+            .map(|x| match x.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let insert = |ids: std::ops::Range<i64>| {
+        let c = tx.source();
+        for id in ids {
+            c.execute("INSERT INTO t(id, v) VALUES (?1, 'x')", [id])
+                .unwrap();
+        }
+    };
+    insert(0..5);
+    ws.wait_synced(&tx, &rx, secs(20));
+    let first = scrape();
+    let applied = value(&first, "gapsync_batches_applied_total");
+    assert!(applied >= 1.0, "{:?}", first.samples);
+    insert(5..10);
+    ws.wait_synced(&tx, &rx, secs(20));
+    ws.wait_until("the applied counter to move", secs(10), || {
+        value(&scrape(), "gapsync_batches_applied_total") > applied
+    });
+    let s = scrape();
+    assert!(value(&s, "gapsync_received_bytes_total") > 0.0);
+    assert!(value(&s, "gapsync_last_contact_timestamp_seconds") > 1.7e9);
+    assert!(value(&s, "gapsync_last_applied_seq") >= 2.0);
+
+    // The textfiles, as node_exporter's collector reads them.
+    let parse_file = |p: std::path::PathBuf| {
+        let f = std::fs::File::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        prometheus_parse::Scrape::parse(std::io::BufReader::new(f).lines()).unwrap()
+    };
+    ws.wait_until("both textfiles to count the batches", secs(10), || {
+        let r = parse_file(ws.path().join("receiver.prom"));
+        let t = parse_file(ws.path().join("sender.prom"));
+        value(&r, "gapsync_batches_applied_total") >= 2.0
+            && value(&t, "gapsync_batches_applied_total") >= 2.0
+            && value(&t, "gapsync_changes_cut_total") >= 5.0
+    });
+    tx.stop();
+}
