@@ -20,17 +20,40 @@ use gapsync_common::sign::TrustStore;
 pub use gapsync_common::stop::sleep_unless;
 use tracing::{error, info, warn};
 
+/// How often a running receiver logs its statistics line.
+const STATS_EVERY: Duration = Duration::from_secs(300);
+
 impl Receiver {
     /// The applier: apply spooled batches in seq order per node until `stop`.
     pub fn apply_loop(&self, stop: &AtomicBool) {
         let sh = &self.shared;
         let mut target: Option<Target> = None;
         let mut waiting_logged: HashMap<String, u64> = HashMap::new();
+        // Consecutive failures to reach the target: logged at the 1st, 2nd, 4th, 8th,
+        // ... (a target down for an hour is a handful of lines, not one a second).
+        let mut down: u64 = 0;
+        let mut stats = std::time::Instant::now();
         while !stop.load(Ordering::SeqCst) {
+            if stats.elapsed() >= STATS_EVERY {
+                stats = std::time::Instant::now();
+                let m = &sh.metrics;
+                info!(
+                    received = m.received.get(),
+                    applied = m.applied.get(),
+                    failed = m.failed.get(),
+                    quarantined = m.quarantined.get(),
+                    received_bytes = m.received_bytes.get(),
+                    "statistics since start"
+                );
+            }
             let t = match target.as_mut() {
                 Some(t) => t,
                 None => match sh.open_target() {
                     Ok(mut t) => {
+                        if down > 0 {
+                            info!(failed_attempts = down, "target available again");
+                            down = 0;
+                        }
                         // The ledger's next seq of every node it knows, for the seq
                         // window of the connections (they do not read the ledger).
                         if let Ok(nodes) = t.progress() {
@@ -46,12 +69,18 @@ impl Receiver {
                     Err(e @ ApplyError::Deterministic(_)) => {
                         // Not a passing outage (a missing target file, a bad URL): the
                         // operator must act; nothing is applied meanwhile.
-                        error!(alarm = true, error = %e, "target cannot be opened; nothing is applied until it is repaired");
+                        down += 1;
+                        if down.is_power_of_two() {
+                            error!(alarm = true, error = %e, attempts = down, "target cannot be opened; nothing is applied until it is repaired");
+                        }
                         sleep_unless(stop, sh.cfg.retry_interval);
                         continue;
                     }
                     Err(e) => {
-                        warn!(error = %e, "target unavailable; retrying");
+                        down += 1;
+                        if down.is_power_of_two() {
+                            warn!(error = %e, attempts = down, "target unavailable; retrying (logged at attempts 1, 2, 4, 8, ...)");
+                        }
                         sleep_unless(stop, sh.cfg.retry_interval);
                         continue;
                     }
@@ -62,7 +91,10 @@ impl Receiver {
                 Ok(true) => {}
                 Ok(false) => sh.wait_for_spool(Duration::from_millis(500)),
                 Err(e) => {
-                    warn!(error = %e, retry_in = ?sh.cfg.retry_interval, "target unavailable; will retry");
+                    down += 1;
+                    if down.is_power_of_two() {
+                        warn!(error = %e, retry_in = ?sh.cfg.retry_interval, attempts = down, "target unavailable; will retry");
+                    }
                     target = None;
                     sleep_unless(stop, sh.cfg.retry_interval);
                 }

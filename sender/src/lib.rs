@@ -133,6 +133,9 @@ fn work_err(path: &Path) -> impl FnOnce(std::io::Error) -> SenderError + '_ {
 /// How often a running sender prunes old audit files and old applied batches.
 const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
 
+/// How often the running service logs its statistics line.
+const STATS_EVERY: Duration = Duration::from_secs(300);
+
 /// First retry delay while the source database is unavailable; doubles up to
 /// [`SOURCE_RETRY_MAX`].
 const SOURCE_RETRY_FIRST: Duration = Duration::from_millis(200);

@@ -128,10 +128,25 @@ impl Sender {
         self.retention();
         let mut pruned = Instant::now();
         let mut down_since: Option<Instant> = None;
+        let mut stats = Instant::now();
         while !stop.load(Ordering::SeqCst) {
             if pruned.elapsed() >= AUDIT_PRUNE_EVERY {
                 self.retention();
                 pruned = Instant::now();
+            }
+            if stats.elapsed() >= STATS_EVERY {
+                stats = Instant::now();
+                let m = &self.metrics;
+                info!(
+                    batches_cut = m.batches_cut.get(),
+                    changes_cut = m.changes_cut.get(),
+                    applied = m.batches_applied.get(),
+                    quarantined = m.batches_quarantined.get(),
+                    sent_bytes = m.sent_bytes.get(),
+                    pending = m.pending_changes.get(),
+                    lag_s = m.lag_seconds.get(),
+                    "statistics since start"
+                );
             }
             let pass = if down_since.is_some() {
                 self.source_back()
