@@ -45,3 +45,30 @@ impl Signals {
         self.hup.swap(false, Ordering::SeqCst)
     }
 }
+
+/// Runs the service with `cfg` until it stops; when the stop was a SIGHUP, reads the
+/// configuration again with `reload` (one that does not load keeps the old one, with an
+/// alarm) and runs again, in the same process.
+pub fn run_reloading<C: Clone, E: std::fmt::Display, R>(
+    signals: &Signals,
+    mut cfg: C,
+    reload: impl Fn() -> Result<C, E>,
+    mut run: impl FnMut(C, &Arc<AtomicBool>) -> Result<(), R>,
+) -> Result<(), R> {
+    loop {
+        run(cfg.clone(), &signals.stop)?;
+        if !signals.take_reload() {
+            return Ok(());
+        }
+        match reload() {
+            Ok(c) => {
+                tracing::info!("SIGHUP: configuration re-read; starting again with it");
+                cfg = c;
+            }
+            Err(e) => {
+                tracing::error!(alarm = true, error = %e, "SIGHUP: the configuration does not load; going on with the old one (fix it and send SIGHUP again)");
+            }
+        }
+        signals.stop.store(false, Ordering::SeqCst);
+    }
+}

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use gapsync_receiver::apply::Target;
 use gapsync_receiver::config::ReceiverConfig;
 use gapsync_receiver::{Receiver, apply_files, status};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 /// Outside-zone side of gapsync: receives batch files through the isolation device,
 /// verifies them and applies each in one transaction on the target database.
@@ -285,25 +285,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Run => {
             let sig =
                 gapsync_common::stop::Signals::install().context("installing signal handlers")?;
-            let mut cfg = cfg;
-            loop {
-                run_service(cfg.clone(), &sig.stop)?;
-                if !sig.take_reload() {
-                    break;
-                }
-                // SIGHUP: the configuration is read again; one that does not load keeps
-                // the service on the old one (and says why).
-                match ReceiverConfig::load(&cli.config) {
-                    Ok(c) => {
-                        info!("SIGHUP: configuration re-read; starting again with it");
-                        cfg = c;
-                    }
-                    Err(e) => {
-                        error!(alarm = true, error = %e, "SIGHUP: the configuration does not load; going on with the old one (fix it and send SIGHUP again)");
-                    }
-                }
-                sig.stop.store(false, Ordering::SeqCst);
-            }
+            gapsync_common::stop::run_reloading(
+                &sig,
+                cfg,
+                || ReceiverConfig::load(&cli.config),
+                run_service,
+            )?;
             info!("receiver stopped");
         }
         Cmd::Keygen { out } => {

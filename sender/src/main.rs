@@ -317,25 +317,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Run => {
             let sig = signals()?;
-            let mut cfg = cfg;
-            loop {
-                run_service(cfg.clone(), &sig.stop)?;
-                if !sig.take_reload() {
-                    break;
-                }
-                // SIGHUP: the configuration is read again; one that does not load keeps
-                // the service on the old one (and says why).
-                match SenderConfig::load(&cli.config) {
-                    Ok(c) => {
-                        info!("SIGHUP: configuration re-read; starting again with it");
-                        cfg = c;
-                    }
-                    Err(e) => {
-                        error!(alarm = true, error = %e, "SIGHUP: the configuration does not load; going on with the old one (fix it and send SIGHUP again)");
-                    }
-                }
-                sig.stop.store(false, std::sync::atomic::Ordering::SeqCst);
-            }
+            gapsync_common::stop::run_reloading(
+                &sig,
+                cfg,
+                || SenderConfig::load(&cli.config),
+                run_service,
+            )?;
         }
         Cmd::Once => {
             let stop = stop_flag()?;

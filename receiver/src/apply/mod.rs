@@ -340,16 +340,27 @@ impl Target {
         sha256: &str,
         limits: &ReadLimits,
     ) -> Result<ApplyOutcome> {
+        self.in_transaction("apply", |t| {
+            t.apply_in_txn(input, path, node, seq, sha256, limits)
+        })
+    }
+
+    /// Runs `f` in one transaction: committed when it applied a batch, rolled back
+    /// otherwise (an error, or nothing to do). `what` names it in errors.
+    fn in_transaction(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut Target) -> Result<ApplyOutcome>,
+    ) -> Result<ApplyOutcome> {
         self.db.check_identity()?;
         self.db
             .begin()
-            .map_err(|e| e.context("beginning the apply transaction"))?;
-        let r = self.apply_in_txn(input, path, node, seq, sha256, limits);
-        match r {
+            .map_err(|e| e.context(&format!("beginning the {what} transaction")))?;
+        match f(self) {
             Ok(ApplyOutcome::Applied { statements }) => {
                 self.db
                     .commit()
-                    .map_err(|e| e.context("committing the apply transaction"))?;
+                    .map_err(|e| e.context(&format!("committing the {what} transaction")))?;
                 Ok(ApplyOutcome::Applied { statements })
             }
             other => {
@@ -532,37 +543,20 @@ impl Target {
         sha256: &str,
         limits: &ReadLimits,
     ) -> Result<ApplyOutcome> {
-        self.db.check_identity()?;
-        self.db
-            .begin()
-            .map_err(|e| e.context("beginning the retry transaction"))?;
-        let r = self
-            .db
-            .execute_params(
-                r#"DELETE FROM "_gapsync_quarantine" WHERE "node" = ? AND "seq" = ?"#,
-                &[Param::Text(node), Param::Int(seq as i64)],
-            )
-            .map_err(|e| ApplyError::from(e.context("removing the quarantine record")))
-            .and_then(|removed| {
-                if removed != 1 {
-                    return Err(ApplyError::refused(format!(
-                        "seq {seq} of node {node} is not quarantined on this target"
-                    )));
-                }
-                self.apply_in_txn(input, path, node, seq, sha256, limits)
-            });
-        match r {
-            Ok(ApplyOutcome::Applied { statements }) => {
-                self.db
-                    .commit()
-                    .map_err(|e| e.context("committing the retry transaction"))?;
-                Ok(ApplyOutcome::Applied { statements })
+        self.in_transaction("retry", |t| {
+            let removed =
+                t.db.execute_params(
+                    r#"DELETE FROM "_gapsync_quarantine" WHERE "node" = ? AND "seq" = ?"#,
+                    &[Param::Text(node), Param::Int(seq as i64)],
+                )
+                .map_err(|e| e.context("removing the quarantine record"))?;
+            if removed != 1 {
+                return Err(ApplyError::refused(format!(
+                    "seq {seq} of node {node} is not quarantined on this target"
+                )));
             }
-            other => {
-                self.db.rollback();
-                other
-            }
-        }
+            t.apply_in_txn(input, path, node, seq, sha256, limits)
+        })
     }
 
     /// Record a dropped batch so that the node's order moves past it.
