@@ -12,6 +12,7 @@ packages=(
   odbc-mariadb     # "MariaDB Unicode" driver
   libsqliteodbc    # "SQLite3" driver
   python3          # the trust-boundary suite holds idle connections from other loopback addresses with it
+  systemd          # systemd-analyze: the shipped units are verified and their exposure checked
 )
 
 missing=()

@@ -698,3 +698,55 @@ fn metrics_are_scraped_and_written_as_textfiles() {
     });
     tx.stop();
 }
+
+/// The shipped units: `systemd-analyze verify` accepts them (with the binaries built
+/// here in place of `/usr/bin`), and their exposure stays under 3 ("OK") by
+/// `systemd-analyze security --offline=true --threshold=30` (tenths).
+#[test]
+fn the_units_verify_and_stay_hardened() {
+    let units = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("deploy")
+        .join("systemd");
+    let ws = Workspace::new("op-units");
+    let have = Command::new("systemd-analyze").arg("--version").output();
+    if have.as_ref().map_or(true, |o| !o.status.success()) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "systemd-analyze is missing but CI=true: deploy/ci-deps.sh should have installed systemd"
+        );
+        eprintln!("skipping: no systemd-analyze");
+        return;
+    }
+    for (unit, bin) in [
+        ("gapsync-sender.service", sender_bin()),
+        ("gapsync-receiver.service", receiver_bin()),
+    ] {
+        let text = std::fs::read_to_string(units.join(unit)).unwrap();
+        let name = unit.trim_end_matches(".service");
+        let text = text.replace(&format!("/usr/bin/{name}"), &bin.display().to_string());
+        let path = ws.path().join(unit);
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && err.trim().is_empty(),
+            "{unit}: {err}"
+        );
+        let out = Command::new("systemd-analyze")
+            .args(["security", "--offline=true", "--threshold=30"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{unit}: exposure over 3:\n{}",
+            text.lines().last().unwrap_or("")
+        );
+    }
+}
