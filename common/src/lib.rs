@@ -18,6 +18,7 @@ pub mod batch;
 pub mod config;
 pub mod db;
 pub mod dialect;
+pub mod docs;
 pub mod fsx;
 pub mod logging;
 pub mod manifest;

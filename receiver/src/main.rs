@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use gapsync_receiver::apply::Target;
 use gapsync_receiver::config::ReceiverConfig;
 use gapsync_receiver::{Receiver, apply_files, status};
@@ -31,6 +31,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Write the man page and the shell completions (bash, zsh, fish) into DIR (for the
+    /// packages).
+    #[command(hide = true)]
+    Docs {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Validate the configuration (trust keys included), that the listen address is free,
     /// the work directory writable and the target opens, without running; creates
     /// nothing (a target `run` would create is only reported).
@@ -196,6 +203,15 @@ fn run_service(cfg: ReceiverConfig, stop: &Arc<std::sync::atomic::AtomicBool>) -
 }
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
+    if let Cmd::Docs { out } = &cli.cmd {
+        // No configuration needed: the packages are built without one.
+        for f in gapsync_common::docs::write_docs(Cli::command(), out)
+            .with_context(|| format!("writing into {}", out.display()))?
+        {
+            gapsync_common::outln!("{}", f.display())?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let cfg = ReceiverConfig::load(&cli.config)?;
     if cfg.insecure {
         warn!(
@@ -213,6 +229,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         );
     }
     match cli.cmd {
+        // Handled above, before the configuration is loaded.
+        Cmd::Docs { .. } => {}
         Cmd::Check => {
             gapsync_common::sign::TrustStore::from_config(&cfg.trust).with_context(|| {
                 format!(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use gapsync_sender::config::SenderConfig;
 use gapsync_sender::{Sender, status};
 use tracing::{error, info, warn};
@@ -30,6 +30,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Write the man page and the shell completions (bash, zsh, fish) into DIR (for the
+    /// packages).
+    #[command(hide = true)]
+    Docs {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Validate the configuration (and that the configured tables exist) without running.
     Check,
     /// Create the tracking table and the capture triggers of every configured table
@@ -207,6 +214,15 @@ fn run_service(cfg: SenderConfig, stop: &Arc<AtomicBool>) -> Result<()> {
 }
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
+    if let Cmd::Docs { out } = &cli.cmd {
+        // No configuration needed: the packages are built without one.
+        for f in gapsync_common::docs::write_docs(Cli::command(), out)
+            .with_context(|| format!("writing into {}", out.display()))?
+        {
+            gapsync_common::outln!("{}", f.display())?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Cmd::Keygen { out } = &cli.cmd {
         // Before a key exists: only the node id is read from the config.
         let node = SenderConfig::load_node(&cli.config)?;
@@ -235,7 +251,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
     }
     match cli.cmd {
         // Handled above, before the full config is loaded.
-        Cmd::Keygen { .. } => {}
+        Cmd::Keygen { .. } | Cmd::Docs { .. } => {}
         Cmd::Check => {
             let mut sender = Sender::open(cfg, false)?;
             let specs = sender.checked_specs()?;
