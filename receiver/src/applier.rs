@@ -87,6 +87,7 @@ impl Receiver {
                 },
             };
             self.write_metrics_textfile();
+            self.write_contacts();
             match self.apply_spooled(t, &mut waiting_logged) {
                 Ok(true) => {}
                 Ok(false) => sh.wait_for_spool(Duration::from_millis(500)),

@@ -32,6 +32,15 @@ struct RawReceiver {
     receipts: Option<RawReceipts>,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    alarm: RawAlarm,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlarm {
+    silence: Option<String>,
+    silence_critical: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +173,9 @@ pub struct ReceiverConfig {
     pub metrics_listen: Option<String>,
     /// `[metrics] textfile`: write the same text here for node_exporter.
     pub metrics_textfile: Option<PathBuf>,
+    /// `[alarm] silence`, `silence_critical`: a node not heard from (HELLO, heartbeat, a
+    /// batch) for this long makes `status` warn / critical (TCP link).
+    pub alarm_silence: (Duration, Duration),
 }
 
 /// Default `[limits] max_batch_bytes` (1 GiB).
@@ -395,6 +407,20 @@ impl ReceiverConfig {
                 None => None,
             },
             metrics_textfile: raw.metrics.textfile.map(|t| base.join(t)),
+            alarm_silence: (
+                duration(
+                    path,
+                    "[alarm] silence",
+                    &raw.alarm.silence,
+                    Duration::from_secs(300),
+                )?,
+                duration(
+                    path,
+                    "[alarm] silence_critical",
+                    &raw.alarm.silence_critical,
+                    Duration::from_secs(1800),
+                )?,
+            ),
             receipts_dir: raw.receipts.as_ref().map(|r| base.join(&r.dir)),
             receipts_key: raw
                 .receipts

@@ -467,32 +467,59 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             } else {
                 gapsync_common::logging::write_stdout(format_args!("{}", st.text()))?;
             }
-            // The spool and quarantine are reported either way; the exit status tells
-            // monitoring that the target is down.
-            if let Some(e) = st.target_error {
-                anyhow::bail!("the target database is unavailable: {e}");
+            // The monitoring convention: 0 ok, 1 warning, 2 critical; the reasons on
+            // standard error (the report itself is printed either way).
+            let mut critical = Vec::new();
+            let mut warning = Vec::new();
+            if let Some(e) = &st.target_error {
+                critical.push(format!("the target database is unavailable: {e}"));
             }
             if let Some(e) = st.inbox.as_ref().and_then(|i| i.error.as_ref()) {
-                anyhow::bail!("the inbox cannot be read: {e} (is the ferry's folder mounted?)");
+                critical.push(format!(
+                    "the inbox cannot be read: {e} (is the ferry's folder mounted?)"
+                ));
             }
             if let Some(g) = st
                 .inbox
                 .as_ref()
                 .and_then(|i| i.gaps.iter().find(|g| g.alarm))
             {
-                anyhow::bail!(
+                critical.push(format!(
                     "inbox gap: node {} waits for seq {} for {} s (over [link] gap_alarm): check the ferry, or bring the batch on a medium (gapsync-sender export --from {})",
-                    g.node,
-                    g.missing,
-                    g.age_secs,
-                    g.missing
-                );
+                    g.node, g.missing, g.age_secs, g.missing
+                ));
             }
             if !st.ledger_regressed.is_empty() {
-                anyhow::bail!(
+                critical.push(format!(
                     "the target's ledger went backwards for {}: restore the target, or `accept-ledger NODE`",
                     st.ledger_regressed.join(", ")
-                );
+                ));
+            }
+            if cfg.link.dir.is_none() {
+                let (warn_after, crit_after) = cfg.alarm_silence;
+                for c in &st.contacts {
+                    let line = format!(
+                        "node {} silent for {} s (no HELLO, heartbeat or batch)",
+                        c.node, c.silent_secs
+                    );
+                    if c.silent_secs >= crit_after.as_secs() {
+                        critical.push(format!("{line}, over [alarm] silence_critical"));
+                    } else if c.silent_secs >= warn_after.as_secs() {
+                        warning.push(format!("{line}, over [alarm] silence"));
+                    }
+                }
+            }
+            let level: u8 = if !critical.is_empty() {
+                2
+            } else if !warning.is_empty() {
+                1
+            } else {
+                0
+            };
+            if level > 0 {
+                critical.extend(warning);
+                gapsync_common::logging::final_error("gapsync-receiver", &critical.join("; "));
+                return Ok(ExitCode::from(level));
             }
         }
     }

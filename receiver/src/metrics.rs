@@ -27,6 +27,9 @@ pub struct RxMetrics {
     pub last_applied_seq: Family<NodeLabels, Gauge>,
     pub last_contact: Family<NodeLabels, Gauge>,
     written: Mutex<Option<Instant>>,
+    /// Last contact per node (unix seconds), for `state/contact.json` and `status`.
+    contacts: Mutex<std::collections::BTreeMap<String, i64>>,
+    contacts_written: Mutex<Option<Instant>>,
 }
 
 impl Default for RxMetrics {
@@ -52,6 +55,8 @@ impl Default for RxMetrics {
             ),
             registry: m,
             written: Mutex::new(None),
+            contacts: Mutex::new(std::collections::BTreeMap::new()),
+            contacts_written: Mutex::new(None),
         }
     }
 }
@@ -65,7 +70,11 @@ fn unix_now() -> i64 {
 impl RxMetrics {
     /// The node was heard from now.
     pub fn contact(&self, n: &str) {
-        self.last_contact.get_or_create(&node(n)).set(unix_now());
+        let now = unix_now();
+        self.last_contact.get_or_create(&node(n)).set(now);
+        if let Ok(mut c) = self.contacts.lock() {
+            c.insert(n.to_owned(), now);
+        }
     }
 
     /// The text exposition.
@@ -90,6 +99,28 @@ impl Receiver {
         }
         if let Err(e) = m.registry.write_textfile(path) {
             warn!(file = %path.display(), error = %e, "cannot write the metrics textfile");
+        }
+    }
+
+    /// Writes `state/contact.json` (each node's last contact, unix seconds) for `status`,
+    /// at most once a second; advisory, so not fsynced, and a failure is only logged.
+    pub fn write_contacts(&self) {
+        let m = &self.shared.metrics;
+        let text = match m.contacts.lock() {
+            Ok(c) if !c.is_empty() => serde_json::to_string(&*c).unwrap_or_default(),
+            _ => return,
+        };
+        if let Ok(mut w) = m.contacts_written.lock() {
+            if w.is_some_and(|t| t.elapsed().as_secs() < 1) {
+                return;
+            }
+            *w = Some(Instant::now());
+        }
+        let state = self.shared.cfg.work_dir.join("state");
+        let tmp = state.join(".contact.json.tmp");
+        let path = state.join("contact.json");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {
+            warn!(file = %path.display(), error = %e, "cannot note the nodes' last contact (status cannot tell how long they have been silent)");
         }
     }
 

@@ -25,6 +25,16 @@ pub struct ReceiverStatus {
     pub ledger_regressed: Vec<String>,
     /// The folder link's inbox (`[link] dir`), when configured.
     pub inbox: Option<InboxStatus>,
+    /// Each node's last contact (HELLO, heartbeat, a batch), as the running service
+    /// noted it in `state/contact.json`.
+    pub contacts: Vec<Contact>,
+}
+
+/// How long ago a node was last heard from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contact {
+    pub node: String,
+    pub silent_secs: u64,
 }
 
 /// Which inbox `status` looks at, and how.
@@ -109,7 +119,21 @@ pub fn status(
         })
     };
     let inbox = inbox.map(|q| inbox_status(q.dir, q.gap_alarm, q.watched, &next_of));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let contacts = std::fs::read_to_string(work_dir.join("state").join("contact.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<std::collections::BTreeMap<String, i64>>(&t).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(node, at)| Contact {
+            node,
+            silent_secs: (now - at).max(0) as u64,
+        })
+        .collect();
     ReceiverStatus {
+        contacts,
         inbox,
         nodes,
         target_error,
@@ -166,6 +190,12 @@ impl ReceiverStatus {
             s.push_str(&format!(
                 "node {}: last seq applied {}, {} batches applied, quarantined seqs {:?}\n",
                 n.node, n.last_applied, n.applied_batches, n.quarantined
+            ));
+        }
+        for c in &self.contacts {
+            s.push_str(&format!(
+                "node {}: last heard from {} s ago\n",
+                c.node, c.silent_secs
             ));
         }
         s.push_str(&format!(

@@ -352,6 +352,8 @@ pub struct ReceiverConfig {
     /// `[metrics] listen` and `textfile`.
     pub metrics_listen: Option<String>,
     pub metrics_textfile: Option<PathBuf>,
+    /// `[alarm]` entries (`silence`, `silence_critical`).
+    pub alarm: Vec<(&'static str, Duration)>,
 }
 
 impl Default for ReceiverConfig {
@@ -380,6 +382,7 @@ impl Default for ReceiverConfig {
             receipts_key: None,
             metrics_listen: None,
             metrics_textfile: None,
+            alarm: Vec::new(),
         }
     }
 }
@@ -473,6 +476,12 @@ impl ReceiverConfig {
             toml_dur(self.retry_interval),
             toml_dur(self.busy_timeout)
         );
+        if !self.alarm.is_empty() {
+            s.push_str("\n[alarm]\n");
+            for (k, d) in &self.alarm {
+                let _ = writeln!(s, "{k} = {}", toml_dur(*d));
+            }
+        }
         if self.metrics_listen.is_some() || self.metrics_textfile.is_some() {
             s.push_str("\n[metrics]\n");
             if let Some(l) = &self.metrics_listen {

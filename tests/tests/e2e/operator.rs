@@ -750,3 +750,47 @@ fn the_units_verify_and_stay_hardened() {
         );
     }
 }
+
+/// The receiver's `status`: each node's last contact (the only liveness signal the
+/// outside zone has); a node silent past `[alarm] silence` is a warning (exit 1), past
+/// `silence_critical` critical (exit 2); heard from again, ok.
+#[test]
+fn receiver_status_warns_when_a_node_is_silent() {
+    let ws = Workspace::new("op-silence");
+    let rcfg = ReceiverConfig {
+        alarm: vec![("silence", secs(4)), ("silence_critical", secs(3600))],
+        ..ReceiverConfig::default()
+    };
+    let (rx, tx) = pair(&ws, rcfg, SenderConfig::new("plant1"));
+    tx.source()
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    tx.install();
+    tx.snapshot(&["t"]);
+    tx.once();
+    ws.wait_until("the contact to be noted", secs(20), || {
+        rx.work_dir.join("state").join("contact.json").exists()
+    });
+    let out = rx.exec(&["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("node plant1: last heard from"),
+        "{}",
+        out.stdout
+    );
+    std::thread::sleep(ms(5100));
+    let out = rx.exec(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("node plant1 silent for") && out.stderr.contains("[alarm] silence"),
+        "{}",
+        out.stderr
+    );
+    tx.source()
+        .execute("INSERT INTO t(id, v) VALUES (1, 'x')", [])
+        .unwrap();
+    tx.once();
+    ws.wait_until("the node to be heard from again", secs(20), || {
+        rx.exec(&["status"]).status.code() == Some(0)
+    });
+}
