@@ -77,6 +77,10 @@ impl Metrics {
             .unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.tmp"));
         std::fs::write(&tmp, self.encode())?;
+        // Counters only, read by node_exporter's own user: readable by all, whatever
+        // the service's umask.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
         std::fs::rename(&tmp, path)
     }
 }

@@ -103,7 +103,8 @@ impl Receiver {
     }
 
     /// Writes `state/contact.json` (each node's last contact, unix seconds) for `status`,
-    /// at most once a second; advisory, so not fsynced, and a failure is only logged.
+    /// at most once a second (private, like everything in the work directory); a failure
+    /// is only logged.
     pub fn write_contacts(&self) {
         let m = &self.shared.metrics;
         let text = match m.contacts.lock() {
@@ -116,10 +117,8 @@ impl Receiver {
             }
             *w = Some(Instant::now());
         }
-        let state = self.shared.cfg.work_dir.join("state");
-        let tmp = state.join(".contact.json.tmp");
-        let path = state.join("contact.json");
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {
+        let path = self.shared.cfg.work_dir.join("state").join("contact.json");
+        if let Err(e) = fsx::write_private_synced(&path, text.as_bytes()) {
             warn!(file = %path.display(), error = %e, "cannot note the nodes' last contact (status cannot tell how long they have been silent)");
         }
     }

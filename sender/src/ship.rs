@@ -54,8 +54,8 @@ impl Sender {
     }
 
     /// The receiver answered: `state/contact` holds the time (unix seconds), for
-    /// `status` (the receiver silent). Written at most every 5 s; advisory, so not
-    /// fsynced, and a failure to write it is only logged.
+    /// `status` (the receiver silent). Written at most every 5 s (private, like the whole
+    /// work directory); a failure to write it is only logged.
     pub(crate) fn note_contact(&mut self) {
         if self
             .contact_written
@@ -68,10 +68,8 @@ impl Sender {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let p = self.dir("state").join("contact");
-        let tmp = self.dir("state").join(".contact.tmp");
-        let written =
-            std::fs::write(&tmp, format!("{now}\n")).and_then(|()| std::fs::rename(&tmp, &p));
-        if let Err(e) = written {
+        if let Err(e) = gapsync_common::fsx::write_private_synced(&p, format!("{now}\n").as_bytes())
+        {
             warn!(file = %p.display(), error = %e, "cannot note the receiver's last answer (status cannot tell how long it has been silent)");
         }
     }
