@@ -29,7 +29,8 @@ pub struct RxMetrics {
     written: Mutex<Option<Instant>>,
     /// Last contact per node (unix seconds), for `state/contact.json` and `status`.
     contacts: Mutex<std::collections::BTreeMap<String, i64>>,
-    contacts_written: Mutex<Option<Instant>>,
+    /// When `state/contact.json` was last written, and what it said.
+    contacts_written: Mutex<Option<(Instant, String)>>,
 }
 
 impl Default for RxMetrics {
@@ -111,11 +112,15 @@ impl Receiver {
             Ok(c) if !c.is_empty() => serde_json::to_string(&*c).unwrap_or_default(),
             _ => return,
         };
+        // Only when a contact changed, and at most once a second (the applier calls this
+        // every pass).
         if let Ok(mut w) = m.contacts_written.lock() {
-            if w.is_some_and(|t| t.elapsed().as_secs() < 1) {
+            if w.as_ref()
+                .is_some_and(|(t, last)| *last == text || t.elapsed().as_secs() < 1)
+            {
                 return;
             }
-            *w = Some(Instant::now());
+            *w = Some((Instant::now(), text.clone()));
         }
         let path = self.shared.cfg.work_dir.join("state").join("contact.json");
         if let Err(e) = fsx::write_private_synced(&path, text.as_bytes()) {

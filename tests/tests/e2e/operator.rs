@@ -681,6 +681,32 @@ fn metrics_are_scraped_and_written_as_textfiles() {
     });
     let s = scrape();
     assert!(value(&s, "gapsync_received_bytes_total") > 0.0);
+
+    // The endpoint is an input path on the outside network: garbage bytes, an
+    // unknown path, a connection left half open and a flood of idle ones cost it
+    // nothing lasting; it still answers, and replication goes on.
+    let hostile: Vec<std::net::TcpStream> = (0..32)
+        .map(|_| std::net::TcpStream::connect(addr.trim()).unwrap())
+        .collect();
+    {
+        let mut g = std::net::TcpStream::connect(addr.trim()).unwrap();
+        g.write_all(&[
+            0xff, 0x00, b'\r', b'\n', 0x80, 0x81, b'\r', b'\n', b'\r', b'\n',
+        ])
+        .unwrap();
+        let mut p = std::net::TcpStream::connect(addr.trim()).unwrap();
+        p.write_all(b"GET /../../etc/passwd HTTP/1.0\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        p.read_to_string(&mut text).unwrap();
+        assert!(text.contains(" 404 ") && !text.contains("root:"), "{text}");
+        let mut half = std::net::TcpStream::connect(addr.trim()).unwrap();
+        half.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        let _keep = half;
+        assert!(value(&scrape(), "gapsync_batches_applied_total") >= applied);
+    }
+    drop(hostile);
     assert!(value(&s, "gapsync_last_contact_timestamp_seconds") > 1.7e9);
     assert!(value(&s, "gapsync_last_applied_seq") >= 2.0);
 
