@@ -267,6 +267,14 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     }
                 }
             }
+            if let Some(m) = &cfg.metrics_listen
+                && let Err(e) = std::net::TcpListener::bind(m)
+            {
+                anyhow::bail!(
+                    "{}: [metrics] listen = {m:?}: cannot listen: {e} (in use, or not an address of this host)",
+                    cli.config.display()
+                );
+            }
             writable(&cfg.work_dir)
                 .with_context(|| format!("{}: [work] dir", cli.config.display()))?;
             if let Some(k) = &cfg.receipts_key {

@@ -386,6 +386,24 @@ fn check_refuses_what_run_would_refuse() {
     assert!(out.stderr.contains("cannot listen"), "{}", out.stderr);
     drop(taken);
     rx.exec(&["check"]).expect_success();
+    // The metrics address in use: `run` could not serve it, so `check` says so.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut with_metrics = rx.cfg.clone();
+    with_metrics.metrics_listen = Some(taken.local_addr().unwrap().to_string());
+    std::fs::write(
+        &rx.config_path,
+        with_metrics.toml(&rx.target_db, &rx.work_dir),
+    )
+    .unwrap();
+    let out = rx.exec(&["check"]);
+    assert!(
+        !out.success() && out.stderr.contains("[metrics] listen"),
+        "{}",
+        out.stderr
+    );
+    drop(taken);
+    rx.exec(&["check"]).expect_success();
+    rx.write_config();
 
     let text = std::fs::read_to_string(&rx.config_path).unwrap();
     std::fs::write(
