@@ -160,7 +160,7 @@ impl Sender {
             start = end;
         }
         let written = w.finish()?;
-        let mut rec = self.record(&written, &header);
+        let mut rec = Self::record(&written, &header);
         let ids: Vec<i64> = changes
             .iter()
             .map(|c| c.id)

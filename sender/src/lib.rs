@@ -54,6 +54,7 @@ pub use receipt::ReceiptSummary;
 mod service;
 mod ship;
 mod snapshot;
+pub use snapshot::SnapshotObserver;
 pub mod status;
 
 /// Errors of the sender library.
@@ -89,6 +90,9 @@ pub enum SenderError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     Receipt(#[from] gapsync_common::receipt::ReceiptError),
+    /// A resumed snapshot cannot continue where it stopped (internal: it starts over).
+    #[error("the snapshot cannot continue where it stopped: {0}")]
+    StartOver(String),
     #[error(
         "batch {seq} was dropped after two failed applies and [batch] on_second_failure = \"halt\": the node is halted; fix the cause (the receiver's quarantine/<file>.reason says why: repair the target, or `gapsync-sender resync TABLE` for the tables the batch touched), then `gapsync-sender resume`"
     )]
@@ -159,6 +163,25 @@ pub struct ArchivePruned {
     pub oldest_kept: Option<(u64, String)>,
 }
 
+/// A connection to the configured source database.
+fn open_source(cfg: &SenderConfig) -> Result<Box<dyn ChangeSource>> {
+    Ok(match &cfg.source {
+        DbUrl::Sqlite(p) => Box::new(SqliteSource::open(p)?),
+        #[cfg(feature = "odbc")]
+        DbUrl::Odbc(cs) => Box::new(crate::capture::odbc::OdbcSource::connect(
+            cs,
+            cfg.source_dialect.as_deref(),
+        )?),
+        #[cfg(not(feature = "odbc"))]
+        DbUrl::Odbc(_) => {
+            return Err(crate::capture::SourceError::Unsupported(
+                "[source] url: this build has no ODBC support (build with --features odbc)".into(),
+            )
+            .into());
+        }
+    })
+}
+
 /// An opened sender.
 #[derive(Debug)]
 pub struct Sender {
@@ -177,6 +200,8 @@ pub struct Sender {
     contact_written: Option<std::time::Instant>,
     /// Counters and gauges for `[metrics] textfile`.
     metrics: metrics::TxMetrics,
+    /// Shows snapshot progress (None: log lines every few seconds).
+    observer: Option<Box<dyn snapshot::SnapshotObserver>>,
 }
 
 impl Sender {
@@ -191,22 +216,7 @@ impl Sender {
             }
             None => None,
         };
-        let source: Box<dyn ChangeSource> = match &cfg.source {
-            DbUrl::Sqlite(p) => Box::new(SqliteSource::open(p)?),
-            #[cfg(feature = "odbc")]
-            DbUrl::Odbc(cs) => Box::new(crate::capture::odbc::OdbcSource::connect(
-                cs,
-                cfg.source_dialect.as_deref(),
-            )?),
-            #[cfg(not(feature = "odbc"))]
-            DbUrl::Odbc(_) => {
-                return Err(crate::capture::SourceError::Unsupported(
-                    "[source] url: this build has no ODBC support (build with --features odbc)"
-                        .into(),
-                )
-                .into());
-            }
-        };
+        let source = open_source(&cfg)?;
         let audit = Audit::new(&cfg.work_dir, "sender");
         let mut s = Sender {
             cfg,
@@ -220,6 +230,7 @@ impl Sender {
             signer,
             contact_written: None,
             metrics: metrics::TxMetrics::default(),
+            observer: None,
         };
         if exclusive {
             s.lock_and_recover()?;
@@ -386,7 +397,7 @@ impl Sender {
         }
     }
 
-    pub(crate) fn record(&self, w: &batch::WrittenBatch, h: &BatchHeader) -> BatchRecord {
+    pub(crate) fn record(w: &batch::WrittenBatch, h: &BatchHeader) -> BatchRecord {
         BatchRecord {
             seq: h.seq,
             kind: h.kind.as_str().to_owned(),

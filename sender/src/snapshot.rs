@@ -1,10 +1,36 @@
 //! Snapshots (`snapshot` / `resync TABLE`): a consistent read of a table, rendered as
 //! `CREATE TABLE` plus its rows in batches, marking the pending changes it contains.
 
-use crate::capture::{BatchRecord, SnapshotEvent};
+use crate::capture::{Absorbed, BatchRecord, ChangeSource, SnapshotEvent, SnapshotProgress};
 use crate::*;
 use gapsync_common::batch::{self, BatchHeader, BatchKind, BatchWriter};
-use tracing::{error, info};
+use gapsync_common::value::Value;
+use tracing::{error, info, warn};
+
+/// Pending changes a resumed snapshot reads at a time (to sort them by key).
+const PENDING_PAGE: u64 = 10_000;
+
+/// How often a snapshot logs its progress (when no observer shows it).
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Shows a snapshot's progress (the binary's progress bar on a terminal).
+pub trait SnapshotObserver: std::fmt::Debug {
+    /// `done` of `total` rows of `table` are in committed batches; `finished` last.
+    fn progress(&mut self, table: &str, done: u64, total: u64, finished: bool);
+}
+
+/// What one read of a snapshot ended with.
+enum Part {
+    /// Every row is in a committed batch: their seqs.
+    Done(Vec<u64>),
+    /// The part cannot continue where the last one stopped (why): start over.
+    StartOver(String),
+}
+
+/// A resumed read found that it cannot continue where the last one stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct StartOver(String);
 
 impl Sender {
     /// Queue a snapshot of each table (all configured tables when `tables` is empty).
@@ -23,11 +49,16 @@ impl Sender {
         Ok(names)
     }
 
+    /// Show snapshot progress through `observer` instead of periodic log lines.
+    pub fn observe_snapshots(&mut self, observer: Box<dyn SnapshotObserver>) {
+        self.observer = Some(observer);
+    }
+
     /// Build the batches of every queued snapshot.
     pub fn cut_snapshots(&mut self) -> Result<Vec<u64>> {
         let mut seqs = Vec::new();
         for (req, table) in self.source.snapshot_requests()? {
-            match self.cut_snapshot(&table) {
+            match self.cut_snapshot(req, &table) {
                 Ok(s) => seqs.extend(s),
                 Err(SenderError::Render(e)) => {
                     let reason = e.to_string();
@@ -46,15 +77,67 @@ impl Sender {
         Ok(seqs)
     }
 
-    /// Snapshot one table: `CREATE TABLE IF NOT EXISTS`, `DELETE FROM`, then every row as
-    /// an INSERT, in batches of at most `max_rows` rows. A row the target's dialect
-    /// cannot carry is left out alone, recorded in `_gapsync_rejected` with its key and
-    /// the reason. The rows are read in the same
-    /// read transaction as the highest tracking id; pending changes of the table up to
-    /// that id are contained in the snapshot and are marked as carried by it, changes
+    /// Snapshot one table for request `req`, resuming where an interrupted run of it
+    /// stopped when it can (see [`snapshot_part`](Self::snapshot_part)).
+    fn cut_snapshot(&mut self, req: i64, table: &str) -> Result<Vec<u64>> {
+        let mut from = match self.source.snapshot_progress(req)? {
+            None => None,
+            Some(p) => match p.key {
+                Some(key) => {
+                    info!(
+                        table,
+                        rows = p.rows,
+                        total = p.total,
+                        "snapshot resumes where it stopped"
+                    );
+                    Some((p.rows, key))
+                }
+                None => {
+                    warn!(
+                        table,
+                        rows = p.rows,
+                        total = p.total,
+                        "snapshot was interrupted and starts over: its key is not made of integers, so a read cannot continue after the last row shipped"
+                    );
+                    None
+                }
+            },
+        };
+        loop {
+            match self.snapshot_part(req, table, from.take())? {
+                Part::Done(seqs) => return Ok(seqs),
+                Part::StartOver(why) => {
+                    warn!(table, reason = %why, "snapshot starts over from the first row");
+                }
+            }
+        }
+    }
+
+    /// Snapshot one table (or, with `resume` = (rows done, key of the last row done),
+    /// the rest of it): `CREATE TABLE IF NOT EXISTS`, `DELETE FROM` (not when
+    /// resuming), then every row as an INSERT, in batches of at most `max_rows` rows. A
+    /// row the target's dialect cannot carry is left out alone, recorded in
+    /// `_gapsync_rejected` with its key and the reason.
+    ///
+    /// The rows are read in ONE read transaction with the pending changes they contain
+    /// ([`SnapshotEvent::Start`]); those are marked as carried by the first batch, changes
     /// after it follow the snapshot. Nothing is lost or applied twice across the
-    /// boundary, even with writers running.
-    pub(crate) fn cut_snapshot(&mut self, table: &str) -> Result<Vec<u64>> {
+    /// boundary, even with writers running. Each batch is recorded as soon as it is
+    /// written, on a second connection, with the request's progress (rows done, key of
+    /// the last row): a crash loses at most the batch being written.
+    ///
+    /// Resuming reads the rows after the last key done, in a new transaction. Of the
+    /// pending changes it contains, those whose keys all come after that key are carried
+    /// by it; those whose keys all come before follow the snapshot (the rows shipped
+    /// before the crash do not contain them); one that moved a row across the key
+    /// (an update of the key), or whose key is not made of integers, cannot be placed:
+    /// then the snapshot starts over ([`Part::StartOver`]).
+    fn snapshot_part(
+        &mut self,
+        req: i64,
+        table: &str,
+        resume: Option<(u64, Vec<i64>)>,
+    ) -> Result<Part> {
         let spec = self.spec(table)?;
         let d = self.cfg.dialect;
         let cols: Vec<String> = spec.columns.iter().map(|c| c.target.clone()).collect();
@@ -80,25 +163,50 @@ impl Sender {
         let mut clear = String::new();
         d.render_clear(&spec.target, &mut clear)?;
         let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
+        let key_names: Vec<String> = spec
+            .key
+            .iter()
+            .map(|&i| spec.columns[i].source.clone())
+            .collect();
 
+        // Batches are recorded on a second connection while the first one reads.
+        let mut state = open_source(&self.cfg)?;
         let per = self.cfg.batch.max_rows.max(1);
         let first_seq = self.source.next_seq()?;
         let outbox = self.dir("outbox");
         let compress = self.cfg.batch.compress;
         let node = self.cfg.node.clone();
         let signer = self.signer.clone();
+        let fresh = resume.is_none();
+        let (rows_before, after) = match resume {
+            Some((rows, key)) => (rows, Some(key)),
+            None => (0, None),
+        };
+        let mut observer = self.observer.take();
         let mut pending = Pending::new(outbox.clone());
-        let mut finished: Vec<(batch::WrittenBatch, BatchHeader)> = Vec::new();
+        let mut committed: Vec<BatchRecord> = Vec::new();
         let mut rejected: Vec<(Option<i64>, String, String)> = Vec::new();
-        let mut total = 0u64;
+        let mut rejected_total = 0usize;
+        let mut absorb: Option<Absorbed> = None;
+        let mut counted = 0u64;
+        let mut total = rows_before;
         let mut buf = String::new();
         let mut rows_seen = 0u64;
-        // Writes the filled batch: its statement count is known before its header is.
+        // The key of the last row read; None once a row's key is not all integers.
+        let mut last_key: Option<Vec<i64>> = after.clone();
+        let mut integer_keys = true;
+        let mut logged = std::time::Instant::now();
+        // Writes the filled batch (its statement count is known before its header is)
+        // and records it with the progress made, in one transaction.
         let flush = |pending: &mut Pending,
-                     finished: &mut Vec<(batch::WrittenBatch, BatchHeader)>|
+                     state: &mut Box<dyn ChangeSource>,
+                     committed: &mut Vec<BatchRecord>,
+                     rejected: &mut Vec<(Option<i64>, String, String)>,
+                     absorb: &mut Option<Absorbed>,
+                     progress: SnapshotProgress|
          -> Result<()> {
-            let i = finished.len() as u64;
-            let extra = if i == 0 { 2 } else { 0 };
+            let i = committed.len() as u64;
+            let extra = if fresh && i == 0 { 2 } else { 0 };
             let header = BatchHeader {
                 node: node.clone(),
                 seq: first_seq + i,
@@ -110,28 +218,76 @@ impl Sender {
             };
             let mut w = BatchWriter::create(&outbox, header.clone(), compress, 3)?
                 .with_signer(signer.clone())?;
-            if i == 0 {
+            if extra > 0 {
                 w.push(&create)?;
                 w.push(&clear)?;
             }
             pending.drain(&mut |s| Ok(w.push(s)?))?;
-            finished.push((w.finish()?, header));
+            let written = w.finish()?;
+            let rec = Self::record(&written, &header);
+            // Rejected rows first: after a crash between the two they are read and
+            // rejected again (listed twice), never lost.
+            let recorded = (|| -> Result<()> {
+                if !rejected.is_empty() {
+                    state.reject(rejected)?;
+                }
+                let a = absorb.take();
+                state.commit_snapshot_batches(
+                    std::slice::from_ref(&rec),
+                    a.as_ref().map(|a| (table, a)),
+                    req,
+                    &progress,
+                )?;
+                Ok(())
+            })();
+            if let Err(e) = recorded {
+                // Unrecorded: removed now, or by the outbox recovery at the next start.
+                let _ = std::fs::remove_file(&written.path);
+                return Err(e);
+            }
+            rejected.clear();
+            committed.push(rec);
             Ok(())
         };
         let mut sink = |ev: SnapshotEvent<'_>| -> Result<()> {
             let row = match ev {
-                SnapshotEvent::Start { rows, .. } => {
-                    total = rows;
+                SnapshotEvent::Start { rows, absorbed } => {
+                    counted = rows;
+                    total = rows_before + rows;
+                    absorb = Some(match &after {
+                        None => absorbed,
+                        Some(k) => {
+                            match carried_after(state.as_mut(), table, &key_names, k, absorbed)? {
+                                Ok(ids) => Absorbed::Ids(ids),
+                                Err(why) => return Err(StartOver(why).into_sender()),
+                            }
+                        }
+                    });
+                    if let Some(o) = observer.as_mut() {
+                        o.progress(table, rows_before, total, false);
+                    }
                     return Ok(());
                 }
                 SnapshotEvent::Row(row) => row,
             };
             rows_seen += 1;
-            if rows_seen > total {
+            if rows_seen > counted {
                 return Err(crate::capture::SourceError::Corrupt(format!(
                     "table {table} returned more rows than it counted"
                 ))
                 .into());
+            }
+            if integer_keys {
+                let k: Option<Vec<i64>> = spec
+                    .key
+                    .iter()
+                    .map(|&i| match row[i] {
+                        Value::Integer(v) => Some(v),
+                        _ => None,
+                    })
+                    .collect();
+                integer_keys = k.is_some();
+                last_key = k;
             }
             buf.clear();
             match d.render_insert(&spec.target, &cols, row, &mut buf) {
@@ -144,92 +300,224 @@ impl Sender {
                         .iter()
                         .map(|&i| format!("{}={}", spec.columns[i].source, row[i]))
                         .collect();
-                    rejected.push((
-                        None,
-                        table.to_owned(),
-                        format!("row ({}): {e}", key.join(", ")),
-                    ));
+                    let reason = format!("row ({}): {e}", key.join(", "));
+                    rejected_total += 1;
+                    if rejected_total <= 20 {
+                        error!(
+                            alarm = true,
+                            table,
+                            reason,
+                            "snapshot row rejected: the target dialect cannot express it; the rest of the table is shipped (status shows it)"
+                        );
+                    }
+                    rejected.push((None, table.to_owned(), reason));
                 }
             }
             if pending.count() == per {
-                flush(&mut pending, &mut finished)?;
+                let done = rows_before + rows_seen;
+                flush(
+                    &mut pending,
+                    &mut state,
+                    &mut committed,
+                    &mut rejected,
+                    &mut absorb,
+                    SnapshotProgress {
+                        rows: done,
+                        total,
+                        key: last_key.clone(),
+                    },
+                )?;
+                match observer.as_mut() {
+                    Some(o) => o.progress(table, done, total, false),
+                    None if logged.elapsed() >= PROGRESS_EVERY => {
+                        logged = std::time::Instant::now();
+                        info!(
+                            table,
+                            rows = done,
+                            total,
+                            percent = done * 100 / total.max(1),
+                            "snapshot progress"
+                        );
+                    }
+                    None => {}
+                }
             }
             Ok(())
         };
-        let absorbed = self.source.snapshot_each(&spec, &mut |ev| {
-            sink(ev).map_err(|e| -> crate::capture::SinkError { Box::new(e) })
-        });
-        let absorbed = match absorbed {
-            Ok(a) => a,
-            Err(e) => {
-                let e = match e.downcast::<SenderError>() {
-                    Ok(e) => *e,
-                    Err(e) => match e.downcast::<crate::capture::SourceError>() {
-                        Ok(e) => SenderError::Source(*e),
-                        Err(e) => match e.downcast::<gapsync_common::db::DbError>() {
-                            Ok(e) => SenderError::Source((*e).into()),
-                            Err(e) => SenderError::Source(crate::capture::SourceError::Corrupt(
-                                e.to_string(),
-                            )),
+        let read = self
+            .source
+            .snapshot_each(&spec, after.as_deref(), &mut |ev| {
+                sink(ev).map_err(|e| -> crate::capture::SinkError { Box::new(e) })
+            });
+        let read = match read {
+            Ok(()) => {
+                // The last batch (the first, too, of a table with no row left: it
+                // carries the CREATE TABLE and DELETE, or the changes a resumed read
+                // contains).
+                if pending.count() > 0 || committed.is_empty() {
+                    flush(
+                        &mut pending,
+                        &mut state,
+                        &mut committed,
+                        &mut rejected,
+                        &mut absorb,
+                        SnapshotProgress {
+                            rows: rows_before + rows_seen,
+                            total,
+                            key: last_key.clone(),
                         },
-                    },
-                };
-                // Files of an abandoned snapshot have no record: remove them now, so
-                // their seqs are free for the next batch. One that cannot be removed is
-                // removed by the outbox recovery (`recover_outbox`) at the next start.
-                for (w, _) in &finished {
-                    let _ = std::fs::remove_file(&w.path);
+                    )
+                } else if !rejected.is_empty() {
+                    state.reject(&rejected).map_err(SenderError::from)
+                } else {
+                    Ok(())
                 }
-                return Err(e);
             }
+            Err(e) => Err(sink_error(e)),
         };
-        // The last batch (the first, too, of a table with no row left: it carries the
-        // CREATE TABLE and DELETE).
-        if (pending.count() > 0 || finished.is_empty())
-            && let Err(e) = flush(&mut pending, &mut finished)
-        {
-            for (w, _) in &finished {
-                // As above: unrecorded files; one left behind is removed (and named in
-                // the log) by the outbox recovery at the next start.
-                let _ = std::fs::remove_file(&w.path);
-            }
-            return Err(e);
+        if let Some(o) = observer.as_mut() {
+            o.progress(table, rows_before + rows_seen, total, true);
         }
-        let records: Vec<BatchRecord> = finished.iter().map(|(w, h)| self.record(w, h)).collect();
-        let carried = vec![Vec::new(); records.len()];
-        self.source
-            .commit_batches(&records, &carried, Some((table, &absorbed)))?;
-        for r in &records {
+        self.observer = observer;
+        for r in &committed {
             self.audit("built", r, "ok", &format!("snapshot {table}"));
         }
-        if !rejected.is_empty() {
-            for (_, _, reason) in rejected.iter().take(20) {
-                error!(
-                    alarm = true,
-                    table,
-                    reason,
-                    "snapshot row rejected: the target dialect cannot express it; the rest of the table is shipped (status shows it)"
-                );
-            }
-            if rejected.len() > 20 {
-                error!(
-                    alarm = true,
-                    table,
-                    rows = rejected.len(),
-                    "snapshot rows rejected (the first 20 are logged; all are in _gapsync_rejected)"
-                );
-            }
-            self.source.reject(&rejected)?;
+        match read {
+            Ok(()) => {}
+            Err(SenderError::StartOver(why)) => return Ok(Part::StartOver(why)),
+            Err(e) => return Err(e),
+        }
+        if rejected_total > 20 {
+            error!(
+                alarm = true,
+                table,
+                rows = rejected_total,
+                "snapshot rows rejected (the first 20 are logged; all are in _gapsync_rejected)"
+            );
         }
         info!(
             table,
-            rows = rows_seen - rejected.len() as u64,
-            rejected = rejected.len(),
-            batches = records.len(),
+            rows = rows_before + rows_seen - rejected_total as u64,
+            rejected = rejected_total,
+            batches = committed.len(),
+            resumed_at = rows_before,
             "snapshot cut"
         );
-        Ok(records.iter().map(|r| r.seq).collect())
+        Ok(Part::Done(committed.iter().map(|r| r.seq).collect()))
     }
+}
+
+/// The sender's error behind a snapshot sink's error.
+fn sink_error(e: crate::capture::SinkError) -> SenderError {
+    let e = match e.downcast::<SenderError>() {
+        Ok(e) => return *e,
+        Err(e) => e,
+    };
+    let e = match e.downcast::<StartOver>() {
+        Ok(e) => return SenderError::StartOver(e.0),
+        Err(e) => e,
+    };
+    let e = match e.downcast::<crate::capture::SourceError>() {
+        Ok(e) => return SenderError::Source(*e),
+        Err(e) => e,
+    };
+    match e.downcast::<gapsync_common::db::DbError>() {
+        Ok(e) => SenderError::Source((*e).into()),
+        Err(e) => SenderError::Source(crate::capture::SourceError::Corrupt(e.to_string())),
+    }
+}
+
+impl StartOver {
+    fn into_sender(self) -> SenderError {
+        SenderError::StartOver(self.0)
+    }
+}
+
+/// Which of the pending changes a resumed read contains (`absorbed`, read with its
+/// rows) the rows after `after` carry: those whose keys all come after it. Err(why):
+/// a change that cannot be placed (see [`Sender::snapshot_part`]).
+fn carried_after(
+    source: &mut dyn ChangeSource,
+    table: &str,
+    key: &[String],
+    after: &[i64],
+    absorbed: Absorbed,
+) -> Result<std::result::Result<Vec<i64>, String>> {
+    let (up_to, only) = match absorbed {
+        Absorbed::UpTo(id) => (id, None),
+        Absorbed::Ids(ids) => (
+            ids.iter().copied().max().unwrap_or(0),
+            Some(ids.into_iter().collect::<std::collections::HashSet<i64>>()),
+        ),
+    };
+    let mut carried = Vec::new();
+    let mut from = i64::MIN;
+    loop {
+        let page = source.table_pending(table, from, up_to, PENDING_PAGE)?;
+        let Some(last) = page.last() else { break };
+        from = last.id;
+        let full = page.len() as u64 == PENDING_PAGE;
+        for c in page {
+            if only.as_ref().is_some_and(|s| !s.contains(&c.id)) {
+                continue;
+            }
+            let layout = source.layout(c.layout)?;
+            if layout.key != key {
+                return Ok(Err(format!(
+                    "change {} was captured with another key ({})",
+                    c.id,
+                    layout.key.join(", ")
+                )));
+            }
+            let positions: Vec<usize> = layout
+                .key
+                .iter()
+                .filter_map(|k| layout.columns.iter().position(|c| c == k))
+                .collect();
+            let mut keys: Vec<Vec<&Value>> = Vec::new();
+            if !c.old_key.is_empty() {
+                keys.push(c.old_key.iter().collect());
+            }
+            if !c.row.is_empty() {
+                keys.push(positions.iter().filter_map(|&p| c.row.get(p)).collect());
+            }
+            let mut later = 0;
+            for k in &keys {
+                let ints: Option<Vec<i64>> = k
+                    .iter()
+                    .map(|v| match v {
+                        Value::Integer(i) => Some(*i),
+                        _ => None,
+                    })
+                    .collect();
+                match ints {
+                    Some(ints) if ints.len() == after.len() => {
+                        if ints.as_slice() > after {
+                            later += 1;
+                        }
+                    }
+                    _ => {
+                        return Ok(Err(format!(
+                            "change {} has a key that is not made of integers",
+                            c.id
+                        )));
+                    }
+                }
+            }
+            if later == keys.len() {
+                carried.push(c.id);
+            } else if later > 0 {
+                return Ok(Err(format!(
+                    "change {} moved a row across the key where the snapshot stopped",
+                    c.id
+                )));
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(Ok(carried))
 }
 
 /// Memory a snapshot batch's statements may take before they go to a spill file.

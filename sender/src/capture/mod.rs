@@ -282,10 +282,101 @@ pub type SnapshotSink<'a> = dyn FnMut(SnapshotEvent<'_>) -> std::result::Result<
 /// What [`ChangeSource::snapshot_each`] reports.
 #[derive(Debug)]
 pub enum SnapshotEvent<'a> {
-    /// Before the rows: the row count, read in the same transaction as the rows.
-    Start { rows: u64 },
+    /// Before the rows: the row count and which pending changes the rows contain, both
+    /// read in the same transaction as the rows.
+    Start { rows: u64, absorbed: Absorbed },
     /// One row, in column order.
     Row(&'a [Value]),
+}
+
+/// How far the snapshot of one request got, committed in the same transaction as its
+/// batches (kept in `_gapsync_state` under `snapshot/<request id>/...`): what `status`
+/// shows and where a snapshot interrupted by a crash resumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotProgress {
+    /// Rows read into committed batches (rejected rows included).
+    pub rows: u64,
+    /// Rows the table had (the rows done plus those counted by the latest read).
+    pub total: u64,
+    /// The key of the last row done, when every key column holds integers (then a
+    /// resumed read starts after it); None: the snapshot starts over after a crash.
+    pub key: Option<Vec<i64>>,
+}
+
+impl SnapshotProgress {
+    /// The `_gapsync_state` names of request `req`'s progress start with this.
+    pub(crate) fn prefix(req: i64) -> String {
+        format!("snapshot/{req}/")
+    }
+
+    /// The `_gapsync_state` entries (name, value) of request `req`'s progress.
+    pub(crate) fn entries(&self, req: i64) -> Vec<(String, i64)> {
+        let p = Self::prefix(req);
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let mut out = vec![
+            (format!("{p}rows"), int(self.rows)),
+            (format!("{p}total"), int(self.total)),
+        ];
+        match &self.key {
+            Some(k) => {
+                out.push((format!("{p}keys"), int(k.len() as u64)));
+                out.extend(k.iter().enumerate().map(|(i, v)| (format!("{p}k{i}"), *v)));
+            }
+            None => out.push((format!("{p}keys"), -1)),
+        }
+        out
+    }
+
+    /// Read back from request `req`'s entries (None: nothing committed yet).
+    pub(crate) fn from_entries(req: i64, entries: &[(String, i64)]) -> Result<Option<Self>> {
+        let p = Self::prefix(req);
+        let get = |name: &str| {
+            entries
+                .iter()
+                .find(|(n, _)| n.strip_prefix(&p) == Some(name))
+                .map(|(_, v)| *v)
+        };
+        let (Some(rows), Some(total), Some(keys)) = (get("rows"), get("total"), get("keys")) else {
+            return Ok(None);
+        };
+        let key = match usize::try_from(keys) {
+            Err(_) => None,
+            Ok(n) => Some(
+                (0..n)
+                    .map(|i| {
+                        get(&format!("k{i}")).ok_or_else(|| {
+                            SourceError::Corrupt(format!(
+                                "snapshot request {req}: progress key part {i} is missing"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<i64>>>()?,
+            ),
+        };
+        Ok(Some(SnapshotProgress {
+            rows: rows.max(0) as u64,
+            total: total.max(0) as u64,
+            key,
+        }))
+    }
+}
+
+/// `WHERE` condition "the key `cols` (quoted) comes after `after`" (integers, compared
+/// as SQL row values but spelled out, which every database reads the same way).
+pub(crate) fn key_after(cols: &[String], after: &[i64]) -> String {
+    let mut alts = Vec::new();
+    for i in 0..cols.len().min(after.len()) {
+        let mut terms: Vec<String> = (0..i)
+            .map(|j| format!("{} = {}", cols[j], after[j]))
+            .collect();
+        terms.push(format!("{} > {}", cols[i], after[i]));
+        alts.push(format!("({})", terms.join(" AND ")));
+    }
+    if alts.is_empty() {
+        "1 = 0".to_owned()
+    } else {
+        alts.join(" OR ")
+    }
 }
 
 /// Positions in `columns` of the key columns `names` (source names), or which one the
@@ -422,6 +513,26 @@ pub trait ChangeSource: std::fmt::Debug {
         carried: &[Vec<i64>],
         absorbed: Option<(&str, &Absorbed)>,
     ) -> Result<()>;
+    /// [`commit_batches`](Self::commit_batches) for a snapshot's batches, with the
+    /// progress of its request `req` in the same transaction.
+    fn commit_snapshot_batches(
+        &mut self,
+        records: &[BatchRecord],
+        absorbed: Option<(&str, &Absorbed)>,
+        req: i64,
+        progress: &SnapshotProgress,
+    ) -> Result<()>;
+    /// The committed progress of snapshot request `req` (None: nothing committed yet).
+    fn snapshot_progress(&mut self, req: i64) -> Result<Option<SnapshotProgress>>;
+    /// Up to `limit` pending changes of `table` with ids in `(after, up_to]`, in id
+    /// order (a resumed snapshot sorts them by key).
+    fn table_pending(
+        &mut self,
+        table: &str,
+        after: i64,
+        up_to: i64,
+        limit: u64,
+    ) -> Result<Vec<Change>>;
     /// Record changes (or a snapshot) the target's dialect cannot express.
     fn reject(&mut self, rejected: &[(Option<i64>, String, String)]) -> Result<()>;
     fn rejected_count(&mut self) -> Result<u64>;
@@ -446,14 +557,18 @@ pub trait ChangeSource: std::fmt::Debug {
     fn queue_snapshot(&mut self, table: &str) -> Result<()>;
     /// Queued snapshot requests: (request id, table), oldest first.
     fn snapshot_requests(&mut self) -> Result<Vec<(i64, String)>>;
+    /// Drop a finished (or abandoned) request and its progress.
     fn finish_request(&mut self, id: i64) -> Result<()>;
-    /// Read every row of `spec`'s table in key order, streamed to `each`, in ONE read
-    /// transaction that also determines which pending changes the rows contain.
+    /// Read every row of `spec`'s table in key order (with `after`, only the rows whose
+    /// integer key comes after it), streamed to `each`, in ONE read transaction that
+    /// also determines which pending changes the rows contain
+    /// ([`SnapshotEvent::Start`]).
     fn snapshot_each(
         &mut self,
         spec: &TableSpec,
+        after: Option<&[i64]>,
         each: &mut SnapshotSink<'_>,
-    ) -> std::result::Result<Absorbed, SinkError>;
+    ) -> std::result::Result<(), SinkError>;
     /// Reopen the connection after a transient failure (a server source whose
     /// connection died). SQLite keeps its connection: a lock or an I/O error does not
     /// spoil it.

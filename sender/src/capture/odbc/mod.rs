@@ -30,8 +30,8 @@ use std::fmt::Write as _;
 use crate::capture::ddl::{self as capture_ddl, CaptureDialect, Class, DecodeError};
 use crate::capture::{
     Absorbed, BatchRecord, BatchState, Change, ChangeSource, ColumnSpec, InstallPlan, Layout, Op,
-    SinkError, SnapshotEvent, SnapshotSink, SourceError, TableSpec, from_json, install_note,
-    key_positions, now, quote_lit, to_json, widen,
+    SinkError, SnapshotEvent, SnapshotProgress, SnapshotSink, SourceError, TableSpec, from_json,
+    install_note, key_after, key_positions, now, quote_lit, to_json, widen,
 };
 use crate::config::TableConfig;
 use gapsync_common::db::odbc::OdbcBackend;
@@ -328,79 +328,66 @@ impl ChangeSource for OdbcSource {
         carried: &[Vec<i64>],
         absorbed: Option<(&str, &Absorbed)>,
     ) -> Result<()> {
-        self.in_txn(|s| {
-            for (i, r) in records.iter().enumerate() {
-                s.exec(
-                    "INSERT INTO _gapsync_batches(seq, kind, file, size, sha256, statements, changes, \
-                     first_id, last_id, state, attempts, reason, created, updated) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    &[
-                        Param::Int(r.seq as i64),
-                        Param::Text(&r.kind),
-                        Param::Text(&r.file),
-                        Param::Int(r.size as i64),
-                        Param::Text(&r.sha256),
-                        Param::Int(r.statements as i64),
-                        Param::Int(r.changes as i64),
-                        Param::Int(r.first_id.unwrap_or(0)),
-                        Param::Int(r.last_id.unwrap_or(0)),
-                        Param::Text(r.state.as_str()),
-                        Param::Int(i64::from(r.attempts)),
-                        Param::Text(r.reason.as_deref().unwrap_or("")),
-                        Param::Text(&r.created),
-                        Param::Text(&r.created),
-                    ],
-                )?;
-                for id in carried.get(i).map(Vec::as_slice).unwrap_or_default() {
-                    let n = s.exec(
-                        "UPDATE _gapsync_changes SET batch = ? WHERE id = ? AND batch IS NULL",
-                        &[Param::Int(r.seq as i64), Param::Int(*id)],
-                    )?;
-                    if n != 1 {
-                        return Err(SourceError::Corrupt(format!(
-                            "change {id} vanished or was already in a batch"
-                        )));
-                    }
-                }
+        self.write_batches(records, carried, absorbed, None)
+    }
+
+    fn commit_snapshot_batches(
+        &mut self,
+        records: &[BatchRecord],
+        absorbed: Option<(&str, &Absorbed)>,
+        req: i64,
+        progress: &SnapshotProgress,
+    ) -> Result<()> {
+        let carried = vec![Vec::new(); records.len()];
+        self.write_batches(records, &carried, absorbed, Some((req, progress)))
+    }
+
+    fn snapshot_progress(&mut self, req: i64) -> Result<Option<SnapshotProgress>> {
+        let prefix = SnapshotProgress::prefix(req);
+        let entries: Vec<(String, i64)> = self
+            .rows(
+                "SELECT name, value FROM _gapsync_state WHERE name LIKE ?",
+                &[Param::Text(&format!("{prefix}%"))],
+            )?
+            .into_iter()
+            .filter_map(|r| {
+                let name = r.first().cloned().flatten()?;
+                let value = r.get(1).cloned().flatten()?.trim().parse().ok()?;
+                Some((name, value))
+            })
+            .collect();
+        SnapshotProgress::from_entries(req, &entries)
+    }
+
+    fn table_pending(
+        &mut self,
+        table: &str,
+        after: i64,
+        up_to: i64,
+        limit: u64,
+    ) -> Result<Vec<Change>> {
+        let (kw, cw) = match self.width {
+            Some(w) => w,
+            None => {
+                let w = self.tracking_width()?;
+                self.width = Some(w);
+                w
             }
-            if let (Some((table, absorbed)), Some(last)) = (absorbed, records.last()) {
-                let seq = last.seq as i64;
-                let n = match absorbed {
-                    Absorbed::UpTo(max_id) => s.exec(
-                        "UPDATE _gapsync_changes SET batch = ? WHERE tbl = ? AND id <= ? AND batch IS NULL",
-                        &[Param::Int(seq), Param::Text(table), Param::Int(*max_id)],
-                    )?,
-                    Absorbed::Ids(ids) => {
-                        let mut n = 0;
-                        for id in ids {
-                            n += s.exec(
-                                "UPDATE _gapsync_changes SET batch = ? WHERE id = ? AND batch IS NULL",
-                                &[Param::Int(seq), Param::Int(*id)],
-                            )?;
-                        }
-                        n
-                    }
-                };
-                s.exec(
-                    "UPDATE _gapsync_batches SET changes = changes + ? WHERE seq = ?",
-                    &[Param::Int(n as i64), Param::Int(seq)],
-                )?;
-            }
-            if let Some(last) = records.last() {
-                let next = last.seq as i64 + 1;
-                if s.exec(
-                    "UPDATE _gapsync_state SET value = ? WHERE name = 'next_seq'",
-                    &[Param::Int(next)],
-                )? == 0
-                {
-                    s.exec(
-                        "INSERT INTO _gapsync_state(name, value) VALUES ('next_seq', ?)",
-                        &[Param::Int(next)],
-                    )?;
-                }
-            }
-            Ok(())
-        })
+        };
+        let base = self.select_changes(kw, cw);
+        let sql = format!(
+            "{base} AND tbl = ? AND id > ? AND id <= ? ORDER BY id{}",
+            Self::limit_clause(limit)
+        );
+        let rows = self.rows(
+            &sql,
+            &[Param::Text(table), Param::Int(after), Param::Int(up_to)],
+        )?;
+        Ok(self
+            .decode_rows(rows, kw)?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect())
     }
 
     fn reject(&mut self, rejected: &[(Option<i64>, String, String)]) -> Result<()> {
@@ -561,18 +548,26 @@ impl ChangeSource for OdbcSource {
     }
 
     fn finish_request(&mut self, id: i64) -> Result<()> {
-        self.exec(
-            "DELETE FROM _gapsync_requests WHERE id = ?",
-            &[Param::Int(id)],
-        )?;
-        Ok(())
+        let prefix = SnapshotProgress::prefix(id);
+        self.in_txn(|s| {
+            s.exec(
+                "DELETE FROM _gapsync_requests WHERE id = ?",
+                &[Param::Int(id)],
+            )?;
+            s.exec(
+                "DELETE FROM _gapsync_state WHERE name LIKE ?",
+                &[Param::Text(&format!("{prefix}%"))],
+            )?;
+            Ok(())
+        })
     }
 
     fn snapshot_each(
         &mut self,
         spec: &TableSpec,
+        after: Option<&[i64]>,
         each: &mut SnapshotSink<'_>,
-    ) -> std::result::Result<Absorbed, SinkError> {
+    ) -> std::result::Result<(), SinkError> {
         let classes = self.classes_of(spec);
         let cd = self.cd();
         let t = self.q(&spec.source);
@@ -587,8 +582,15 @@ impl ChangeSource for OdbcSource {
             .iter()
             .map(|&i| self.q(&spec.columns[i].source))
             .collect();
+        let filter = match after {
+            Some(k) => {
+                let cols: Vec<String> = order.iter().map(|c| format!("{t}.{c}")).collect();
+                format!(" WHERE {}", key_after(&cols, k))
+            }
+            None => String::new(),
+        };
         self.db.begin().map_err(db)?;
-        let r = (|| -> std::result::Result<Absorbed, SinkError> {
+        let r = (|| -> std::result::Result<(), SinkError> {
             // One consistent snapshot for the ids and the rows.
             self.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", &[])?;
             let ids: Vec<i64> = self
@@ -600,11 +602,14 @@ impl ChangeSource for OdbcSource {
                 .filter_map(|r| r.into_iter().next().flatten()?.parse().ok())
                 .collect();
             let rows = self
-                .one_int(&format!("SELECT count(*) FROM {t}"), &[])?
+                .one_int(&format!("SELECT count(*) FROM {t}{filter}"), &[])?
                 .max(0) as u64;
-            each(SnapshotEvent::Start { rows })?;
+            each(SnapshotEvent::Start {
+                rows,
+                absorbed: Absorbed::Ids(ids),
+            })?;
             let sql = format!(
-                "SELECT {} FROM {t} ORDER BY {}",
+                "SELECT {} FROM {t}{filter} ORDER BY {}",
                 exprs.join(", "),
                 order.join(", ")
             );
@@ -619,7 +624,7 @@ impl ChangeSource for OdbcSource {
                 }
                 each(SnapshotEvent::Row(&vals))
             })?;
-            Ok(Absorbed::Ids(ids))
+            Ok(())
         })();
         match r {
             Ok(a) => {
@@ -645,6 +650,104 @@ impl ChangeSource for OdbcSource {
         }
         self.db = fresh;
         Ok(())
+    }
+}
+
+impl OdbcSource {
+    /// [`ChangeSource::commit_batches`] (with a snapshot's progress) on a server source.
+    fn write_batches(
+        &mut self,
+        records: &[BatchRecord],
+        carried: &[Vec<i64>],
+        absorbed: Option<(&str, &Absorbed)>,
+        progress: Option<(i64, &SnapshotProgress)>,
+    ) -> Result<()> {
+        self.in_txn(|s| {
+            for (i, r) in records.iter().enumerate() {
+                s.exec(
+                    "INSERT INTO _gapsync_batches(seq, kind, file, size, sha256, statements, changes, \
+                     first_id, last_id, state, attempts, reason, created, updated) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    &[
+                        Param::Int(r.seq as i64),
+                        Param::Text(&r.kind),
+                        Param::Text(&r.file),
+                        Param::Int(r.size as i64),
+                        Param::Text(&r.sha256),
+                        Param::Int(r.statements as i64),
+                        Param::Int(r.changes as i64),
+                        Param::Int(r.first_id.unwrap_or(0)),
+                        Param::Int(r.last_id.unwrap_or(0)),
+                        Param::Text(r.state.as_str()),
+                        Param::Int(i64::from(r.attempts)),
+                        Param::Text(r.reason.as_deref().unwrap_or("")),
+                        Param::Text(&r.created),
+                        Param::Text(&r.created),
+                    ],
+                )?;
+                for id in carried.get(i).map(Vec::as_slice).unwrap_or_default() {
+                    let n = s.exec(
+                        "UPDATE _gapsync_changes SET batch = ? WHERE id = ? AND batch IS NULL",
+                        &[Param::Int(r.seq as i64), Param::Int(*id)],
+                    )?;
+                    if n != 1 {
+                        return Err(SourceError::Corrupt(format!(
+                            "change {id} vanished or was already in a batch"
+                        )));
+                    }
+                }
+            }
+            if let (Some((table, absorbed)), Some(last)) = (absorbed, records.last()) {
+                let seq = last.seq as i64;
+                let n = match absorbed {
+                    Absorbed::UpTo(max_id) => s.exec(
+                        "UPDATE _gapsync_changes SET batch = ? WHERE tbl = ? AND id <= ? AND batch IS NULL",
+                        &[Param::Int(seq), Param::Text(table), Param::Int(*max_id)],
+                    )?,
+                    Absorbed::Ids(ids) => {
+                        let mut n = 0;
+                        for id in ids {
+                            n += s.exec(
+                                "UPDATE _gapsync_changes SET batch = ? WHERE id = ? AND batch IS NULL",
+                                &[Param::Int(seq), Param::Int(*id)],
+                            )?;
+                        }
+                        n
+                    }
+                };
+                s.exec(
+                    "UPDATE _gapsync_batches SET changes = changes + ? WHERE seq = ?",
+                    &[Param::Int(n as i64), Param::Int(seq)],
+                )?;
+            }
+            if let Some(last) = records.last() {
+                let next = last.seq as i64 + 1;
+                if s.exec(
+                    "UPDATE _gapsync_state SET value = ? WHERE name = 'next_seq'",
+                    &[Param::Int(next)],
+                )? == 0
+                {
+                    s.exec(
+                        "INSERT INTO _gapsync_state(name, value) VALUES ('next_seq', ?)",
+                        &[Param::Int(next)],
+                    )?;
+                }
+            }
+            if let Some((req, p)) = progress {
+                let prefix = SnapshotProgress::prefix(req);
+                s.exec(
+                    "DELETE FROM _gapsync_state WHERE name LIKE ?",
+                    &[Param::Text(&format!("{prefix}%"))],
+                )?;
+                for (name, value) in p.entries(req) {
+                    s.exec(
+                        "INSERT INTO _gapsync_state(name, value) VALUES (?, ?)",
+                        &[Param::Text(&name), Param::Int(value)],
+                    )?;
+                }
+            }
+            Ok(())
+        })
     }
 }
 

@@ -11,6 +11,7 @@ impl SqliteSource {
         records: &[BatchRecord],
         carried: &[Vec<i64>],
         absorbed: Option<(&str, &Absorbed)>,
+        progress: Option<(i64, &SnapshotProgress)>,
     ) -> Result<()> {
         let tx = self
             .conn
@@ -95,6 +96,21 @@ impl SqliteSource {
                      ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                     [last.seq as i64 + 1],
                 )?;
+            }
+            if let Some((req, p)) = progress {
+                tx.execute(
+                    "DELETE FROM _gapsync_state WHERE substr(key, 1, ?2) = ?1",
+                    params![
+                        SnapshotProgress::prefix(req),
+                        SnapshotProgress::prefix(req).len() as i64
+                    ],
+                )?;
+                for (name, value) in p.entries(req) {
+                    tx.execute(
+                        "INSERT INTO _gapsync_state(key, value) VALUES (?1, ?2)",
+                        params![name, value],
+                    )?;
+                }
             }
         }
         tx.commit()?;

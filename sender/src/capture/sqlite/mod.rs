@@ -80,7 +80,13 @@ impl SqliteSource {
         }
     }
 
-    fn query_pending_after(&mut self, after: i64, limit: u64, up_to: i64) -> Result<Vec<Change>> {
+    fn query_pending(
+        &mut self,
+        table: Option<&str>,
+        after: i64,
+        limit: u64,
+        up_to: i64,
+    ) -> Result<Vec<Change>> {
         self.require_installed()?;
         if self.width == (0, 0) {
             self.width = tracking_width(&self.conn)?;
@@ -94,12 +100,18 @@ impl SqliteSource {
             let _ = write!(sql, ", c{i}");
         }
         sql.push_str(
-            " FROM _gapsync_changes WHERE batch IS NULL AND id > ?2 AND id <= ?3 ORDER BY id LIMIT ?1",
+            " FROM _gapsync_changes WHERE batch IS NULL AND id > ?2 AND id <= ?3 \
+             AND (?4 IS NULL OR tbl = ?4) ORDER BY id LIMIT ?1",
         );
         let raw: Vec<(i64, String, String, i64, Vec<Value>)> = {
             let mut stmt = self.conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(
-                [i64::try_from(limit).unwrap_or(i64::MAX), after, up_to],
+                params![
+                    i64::try_from(limit).unwrap_or(i64::MAX),
+                    after,
+                    up_to,
+                    table
+                ],
                 |r| {
                     let mut vals = Vec::with_capacity(kw + cw);
                     for i in 0..kw + cw {
@@ -351,9 +363,9 @@ impl ChangeSource for SqliteSource {
     /// SQLite has one writer at a time: tracking ids are taken in commit order, so
     /// nothing pending is left at or below the last id of a cut of the same pass.
     fn read_pending_after(&mut self, after: i64, limit: u64, up_to: i64) -> Result<Vec<Change>> {
-        let mut out = self.query_pending_after(after, limit, up_to)?;
+        let mut out = self.query_pending(None, after, limit, up_to)?;
         while let Some(last) = out.last().filter(|c| c.op == Op::Displaced) {
-            let more = self.query_pending_after(last.id, 16, i64::MAX)?;
+            let more = self.query_pending(None, last.id, 16, i64::MAX)?;
             let Some(end) = more.iter().position(|c| c.op != Op::Displaced) else {
                 let done = more.len() < 16;
                 out.extend(more);
@@ -392,7 +404,41 @@ impl ChangeSource for SqliteSource {
         carried: &[Vec<i64>],
         absorbed: Option<(&str, &Absorbed)>,
     ) -> Result<()> {
-        self.write_batches(records, carried, absorbed)
+        self.write_batches(records, carried, absorbed, None)
+    }
+
+    fn commit_snapshot_batches(
+        &mut self,
+        records: &[BatchRecord],
+        absorbed: Option<(&str, &Absorbed)>,
+        req: i64,
+        progress: &SnapshotProgress,
+    ) -> Result<()> {
+        let carried = vec![Vec::new(); records.len()];
+        self.write_batches(records, &carried, absorbed, Some((req, progress)))
+    }
+
+    fn snapshot_progress(&mut self, req: i64) -> Result<Option<SnapshotProgress>> {
+        self.require_installed()?;
+        let prefix = SnapshotProgress::prefix(req);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, value FROM _gapsync_state WHERE substr(key, 1, ?2) = ?1")?;
+        let rows = stmt.query_map(params![prefix, prefix.len() as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        let entries: Vec<(String, i64)> = rows.collect::<std::result::Result<_, _>>()?;
+        SnapshotProgress::from_entries(req, &entries)
+    }
+
+    fn table_pending(
+        &mut self,
+        table: &str,
+        after: i64,
+        up_to: i64,
+        limit: u64,
+    ) -> Result<Vec<Change>> {
+        self.query_pending(Some(table), after, limit, up_to)
     }
 
     /// Record changes (or a snapshot, `change_id` None) the target's dialect cannot
@@ -496,21 +542,31 @@ impl ChangeSource for SqliteSource {
     }
 
     fn finish_request(&mut self, id: i64) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM _gapsync_requests WHERE id=?1", [id])?;
+        let prefix = SnapshotProgress::prefix(id);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM _gapsync_requests WHERE id=?1", [id])?;
+        tx.execute(
+            "DELETE FROM _gapsync_state WHERE substr(key, 1, ?2) = ?1",
+            params![prefix, prefix.len() as i64],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
-    /// Read every row of `spec`'s table in key order, in ONE read transaction that also
-    /// reads the highest tracking id: pending changes of the table up to that id are
-    /// contained in the rows and must not be shipped again. `each` gets
-    /// [`SnapshotEvent::Start`] first, then one [`SnapshotEvent::Row`] per row (streamed:
-    /// memory stays bounded). Returns the highest tracking id.
+    /// Read every row of `spec`'s table in key order (with `after`, those whose key
+    /// comes after it), in ONE read transaction that also reads the highest tracking id:
+    /// pending changes of the table up to that id are contained in the rows and must
+    /// not be shipped again. `each` gets [`SnapshotEvent::Start`] first (with
+    /// [`Absorbed::UpTo`] that id), then one [`SnapshotEvent::Row`] per row (streamed:
+    /// memory stays bounded).
     fn snapshot_each(
         &mut self,
         spec: &TableSpec,
+        after: Option<&[i64]>,
         each: &mut SnapshotSink<'_>,
-    ) -> std::result::Result<Absorbed, SinkError> {
+    ) -> std::result::Result<(), SinkError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
@@ -522,24 +578,31 @@ impl ChangeSource for SqliteSource {
                 |r| r.get(0),
             )
             .map_err(SourceError::from)?;
-        let count: i64 = tx
-            .query_row(
-                &format!("SELECT count(*) FROM {}", quote(&spec.source)),
-                [],
-                |r| r.get(0),
-            )
-            .map_err(SourceError::from)?;
-        each(SnapshotEvent::Start {
-            rows: count.max(0) as u64,
-        })?;
-        let cols: Vec<String> = spec.columns.iter().map(|c| quote(&c.source)).collect();
         let order: Vec<String> = spec
             .key
             .iter()
             .map(|&i| quote(&spec.columns[i].source))
             .collect();
+        let filter = match after {
+            Some(k) => format!(" WHERE {}", key_after(&order, k)),
+            None => String::new(),
+        };
+        let count: i64 = tx
+            .query_row(
+                &format!("SELECT count(*) FROM {}{filter}", quote(&spec.source)),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(SourceError::from)?;
+        // SQLite has one writer at a time: every change with an id up to max_id was
+        // committed, and visible, when the rows were read.
+        each(SnapshotEvent::Start {
+            rows: count.max(0) as u64,
+            absorbed: Absorbed::UpTo(max_id),
+        })?;
+        let cols: Vec<String> = spec.columns.iter().map(|c| quote(&c.source)).collect();
         let sql = format!(
-            "SELECT {} FROM {} ORDER BY {}",
+            "SELECT {} FROM {}{filter} ORDER BY {}",
             cols.join(", "),
             quote(&spec.source),
             order.join(", ")
@@ -557,9 +620,7 @@ impl ChangeSource for SqliteSource {
             }
         }
         tx.commit().map_err(SourceError::from)?;
-        // SQLite has one writer at a time: every change with an id up to max_id was
-        // committed, and visible, when the rows were read.
-        Ok(Absorbed::UpTo(max_id))
+        Ok(())
     }
 }
 
