@@ -77,7 +77,10 @@ fn apply_staged(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String>> 
         }
     };
     let mut sorted: Vec<(String, u64, PathBuf, String, u64, String)> = Vec::new();
+    // On a terminal: verified, then applied, file by file.
+    let bar = gapsync_common::progress::bar("verifying", files.len() as u64, "files");
     for f in files {
+        bar.inc(1);
         let name = file_name(f);
         let size = fs::metadata(f).map(|m| m.len()).unwrap_or(0);
         let (node, seq, _) = batch::parse_batch_file_name(&name)?;
@@ -112,8 +115,11 @@ fn apply_staged(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String>> 
         sorted.push((node, seq, f.clone(), sha, size, key));
     }
     sorted.sort();
+    bar.finish_and_clear();
+    let bar = gapsync_common::progress::bar("applying", sorted.len() as u64, "files");
     let mut out = Vec::new();
     for (node, seq, path, sha, size, key) in sorted {
+        bar.inc(1);
         let name = file_name(&path);
         let next = t.next_expected(&node)?;
         if seq < next {

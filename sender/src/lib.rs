@@ -412,6 +412,7 @@ impl Sender {
             attempts: 0,
             reason: None,
             created: h.created.clone(),
+            updated: h.created.clone(),
         }
     }
 

@@ -343,6 +343,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Once => {
             let stop = stop_flag()?;
             let mut sender = Sender::open(cfg, true)?;
+            if gapsync_common::progress::on_terminal() {
+                sender.observe_snapshots(Box::new(SnapshotBars::default()));
+            }
             let node = sender.cfg.node.clone();
             let media = sender.media_status();
             let alarm = sender.cfg.alarm.clone();
@@ -542,4 +545,29 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `once` on a terminal: a progress bar per snapshot (rows cut of the table's rows).
+#[derive(Debug, Default)]
+struct SnapshotBars {
+    bar: Option<(String, indicatif::ProgressBar)>,
+}
+
+impl gapsync_sender::SnapshotObserver for SnapshotBars {
+    fn progress(&mut self, table: &str, done: u64, total: u64, finished: bool) {
+        let pb = match &self.bar {
+            Some((t, pb)) if t == table => pb.clone(),
+            _ => {
+                let pb = gapsync_common::progress::bar(table, total, "rows");
+                self.bar = Some((table.to_owned(), pb.clone()));
+                pb
+            }
+        };
+        pb.set_length(total);
+        pb.set_position(done);
+        if finished {
+            pb.finish();
+            self.bar = None;
+        }
+    }
 }

@@ -14,6 +14,29 @@ pub struct Dropped {
     pub reason: String,
 }
 
+/// A queued snapshot's progress.
+#[derive(Debug, Serialize)]
+pub struct SnapshotStatus {
+    pub table: String,
+    /// Rows in batches already cut (0: not started).
+    pub rows_done: u64,
+    /// Rows the table had when it was read (0: not started).
+    pub rows_total: u64,
+    /// An interruption resumes after the rows done (the key is made of integers); false:
+    /// it starts over.
+    pub resumable: bool,
+}
+
+/// A failed apply, as the receiver answered it.
+#[derive(Debug, Serialize)]
+pub struct ApplyFailure {
+    pub seq: u64,
+    /// When the answer was recorded (the source's clock, RFC 3339).
+    pub at: String,
+    pub attempts: u32,
+    pub reason: String,
+}
+
 /// The sender's status.
 #[derive(Debug, Serialize)]
 pub struct SenderStatus {
@@ -29,6 +52,11 @@ pub struct SenderStatus {
     pub quarantined: Vec<Dropped>,
     /// Queued snapshot requests (table names).
     pub queued_snapshots: Vec<String>,
+    /// Each queued snapshot's progress, in request order.
+    pub snapshots: Vec<SnapshotStatus>,
+    /// The newest failed apply the receiver answered (a batch's last reason), if any
+    /// batch not yet applied has one.
+    pub last_apply_error: Option<ApplyFailure>,
     /// Changes and snapshots the target's dialect cannot express (kept in the source's
     /// `_gapsync_rejected`, with the reason).
     pub rejected: u64,
@@ -205,6 +233,17 @@ pub fn status(
     if let Some(h) = &halted {
         health.raise(Level::Critical, format!("halted at batch {}", h.seq));
     }
+    let requests = src.snapshot_requests()?;
+    let mut snapshots = Vec::with_capacity(requests.len());
+    for (req, table) in &requests {
+        let p = src.snapshot_progress(*req)?;
+        snapshots.push(SnapshotStatus {
+            table: table.clone(),
+            rows_done: p.as_ref().map_or(0, |p| p.rows),
+            rows_total: p.as_ref().map_or(0, |p| p.total),
+            resumable: p.as_ref().is_none_or(|p| p.key.is_some()),
+        });
+    }
     let rejected = src.rejected_count()?;
     if rejected > 0 {
         health.raise(
@@ -237,11 +276,18 @@ pub fn status(
                 reason: b.reason.clone().unwrap_or_default(),
             })
             .collect(),
-        queued_snapshots: src
-            .snapshot_requests()?
-            .into_iter()
-            .map(|(_, t)| t)
-            .collect(),
+        queued_snapshots: requests.iter().map(|(_, t)| t.clone()).collect(),
+        snapshots,
+        last_apply_error: batches
+            .iter()
+            .filter(|b| b.state != BatchState::Applied && b.attempts > 0)
+            .max_by(|a, b| a.updated.cmp(&b.updated))
+            .map(|b| ApplyFailure {
+                seq: b.seq,
+                at: b.updated.clone(),
+                attempts: b.attempts,
+                reason: b.reason.clone().unwrap_or_default(),
+            }),
         rejected,
         halted,
         media,
@@ -316,10 +362,28 @@ impl SenderStatus {
                 ));
             }
         }
-        if !self.queued_snapshots.is_empty() {
+        for p in &self.snapshots {
+            if p.rows_total == 0 && p.rows_done == 0 {
+                s.push_str(&format!("snapshot {}: queued\n", p.table));
+            } else {
+                s.push_str(&format!(
+                    "snapshot {}: {} of {} rows cut ({}%){}\n",
+                    p.table,
+                    p.rows_done,
+                    p.rows_total,
+                    p.rows_done * 100 / p.rows_total.max(1),
+                    if p.resumable {
+                        ""
+                    } else {
+                        "; starts over if interrupted (its key is not made of integers)"
+                    }
+                ));
+            }
+        }
+        if let Some(f) = &self.last_apply_error {
             s.push_str(&format!(
-                "queued snapshots: {}\n",
-                self.queued_snapshots.join(", ")
+                "last failed apply: seq {} at {} (attempt {}): {}\n",
+                f.seq, f.at, f.attempts, f.reason
             ));
         }
         s.push_str(&format!(

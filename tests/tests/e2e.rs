@@ -45,6 +45,9 @@ mod media;
 #[path = "e2e/quarantine.rs"]
 mod quarantine;
 
+#[path = "e2e/snapshot.rs"]
+mod snapshot;
+
 // ------------------------------------------------------------------------ helpers
 
 /// Count statement lines of the given kind (`INSERT INTO "t"`, `UPDATE "t"`, ...)

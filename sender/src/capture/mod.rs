@@ -250,6 +250,8 @@ pub struct BatchRecord {
     pub attempts: u32,
     pub reason: Option<String>,
     pub created: String,
+    /// When the record last changed (cut, answer, quarantine); as `created` when new.
+    pub updated: String,
 }
 
 /// What `install` did (or would do) for each table.

@@ -164,6 +164,7 @@ mod sqlite {
             attempts: 0,
             reason: None,
             created: now(),
+            updated: now(),
         };
         let ids: Vec<i64> = ch.iter().map(|c| c.id).collect();
         src.commit_batches(&[rec], &[ids], None).unwrap();
@@ -243,6 +244,7 @@ mod sqlite {
             attempts: 0,
             reason: None,
             created: now(),
+            updated: now(),
         };
         // Another batch took the second change meanwhile.
         src.conn
@@ -295,6 +297,7 @@ mod sqlite {
             attempts: 0,
             reason: None,
             created: created.into(),
+            updated: created.into(),
         };
         use BatchState::{Applied, Quarantined, Ready};
         let records = [

@@ -427,7 +427,7 @@ impl ChangeSource for OdbcSource {
     fn batches(&mut self, state: Option<BatchState>) -> Result<Vec<BatchRecord>> {
         let mut sql = String::from(
             "SELECT seq, kind, file, size, sha256, statements, changes, first_id, last_id, state, \
-             attempts, reason, created FROM _gapsync_batches",
+             attempts, reason, created, updated FROM _gapsync_batches",
         );
         let mut params = Vec::new();
         if let Some(st) = state {
@@ -455,6 +455,7 @@ impl ChangeSource for OdbcSource {
                     attempts: int(10) as u32,
                     reason: get(11).filter(|r| !r.is_empty()),
                     created: get(12).unwrap_or_default(),
+                    updated: get(13).unwrap_or_default(),
                 })
             })
             .collect()

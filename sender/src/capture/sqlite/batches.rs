@@ -149,7 +149,7 @@ impl SqliteSource {
         self.require_installed()?;
         let mut stmt = self.conn.prepare(
             "SELECT seq, kind, file, size, sha256, statements, first_id, last_id, state, \
-             attempts, reason, created, changes FROM _gapsync_batches \
+             attempts, reason, created, changes, updated FROM _gapsync_batches \
              WHERE ?1 IS NULL OR state=?1 ORDER BY seq",
         )?;
         let rows = stmt.query_map([state.map(BatchState::as_str)], |r| {
@@ -167,6 +167,7 @@ impl SqliteSource {
                 r.get::<_, Option<String>>(10)?,
                 r.get::<_, String>(11)?,
                 r.get::<_, i64>(12)?,
+                r.get::<_, String>(13)?,
             ))
         })?;
         let mut out = Vec::new();
@@ -185,6 +186,7 @@ impl SqliteSource {
                 reason,
                 created,
                 changes,
+                updated,
             ) = row?;
             out.push(BatchRecord {
                 seq: seq as u64,
@@ -200,6 +202,7 @@ impl SqliteSource {
                 attempts,
                 reason,
                 created,
+                updated,
             });
         }
         Ok(out)
