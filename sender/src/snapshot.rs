@@ -286,6 +286,16 @@ impl Sender {
                         _ => None,
                     })
                     .collect();
+                // Where a resumed read starts is only right if the rows come in key
+                // order: checked, never assumed.
+                if let (Some(prev), Some(k)) = (&last_key, &k)
+                    && k <= prev
+                {
+                    return Err(crate::capture::SourceError::Corrupt(format!(
+                        "table {table}: the snapshot read returned key {k:?} after {prev:?} (not in key order)"
+                    ))
+                    .into());
+                }
                 integer_keys = k.is_some();
                 last_key = k;
             }
@@ -451,6 +461,7 @@ fn carried_after(
         ),
     };
     let mut carried = Vec::new();
+    let mut follow = 0u64;
     let mut from = i64::MIN;
     loop {
         let page = source.table_pending(table, from, up_to, PENDING_PAGE)?;
@@ -506,7 +517,9 @@ fn carried_after(
             }
             if later == keys.len() {
                 carried.push(c.id);
-            } else if later > 0 {
+            } else if later == 0 {
+                follow += 1;
+            } else {
                 return Ok(Err(format!(
                     "change {} moved a row across the key where the snapshot stopped",
                     c.id
@@ -517,6 +530,12 @@ fn carried_after(
             break;
         }
     }
+    info!(
+        table,
+        carried = carried.len(),
+        follow,
+        "snapshot read resumed: pending changes after the row where it stopped are in it, those before it follow it"
+    );
     Ok(Ok(carried))
 }
 

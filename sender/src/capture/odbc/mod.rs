@@ -578,16 +578,15 @@ impl ChangeSource for OdbcSource {
             .zip(&classes)
             .map(|(c, cl)| cl.expr(self.cd(), &format!("{t}.{}", self.q(&c.source))))
             .collect();
+        // Qualified: PostgreSQL names a cast's output after its column, and an ORDER BY
+        // name takes the output column first (text order: 1, 10, 100, 2, ...).
         let order: Vec<String> = spec
             .key
             .iter()
-            .map(|&i| self.q(&spec.columns[i].source))
+            .map(|&i| format!("{t}.{}", self.q(&spec.columns[i].source)))
             .collect();
         let filter = match after {
-            Some(k) => {
-                let cols: Vec<String> = order.iter().map(|c| format!("{t}.{c}")).collect();
-                format!(" WHERE {}", key_after(&cols, k))
-            }
+            Some(k) => format!(" WHERE {}", key_after(&order, k)),
             None => String::new(),
         };
         self.db.begin().map_err(db)?;
