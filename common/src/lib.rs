@@ -23,6 +23,7 @@ pub mod fsx;
 pub mod logging;
 pub mod manifest;
 pub mod metrics;
+pub mod note;
 pub mod progress;
 pub mod receipt;
 pub mod sign;

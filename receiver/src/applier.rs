@@ -70,6 +70,7 @@ impl Receiver {
                         // Not a passing outage (a missing target file, a bad URL): the
                         // operator must act; nothing is applied meanwhile.
                         down += 1;
+                        sh.note_apply(&format_args!("target cannot be opened: {e}"));
                         if down.is_power_of_two() {
                             error!(alarm = true, error = %e, attempts = down, "target cannot be opened; nothing is applied until it is repaired");
                         }
@@ -78,6 +79,7 @@ impl Receiver {
                     }
                     Err(e) => {
                         down += 1;
+                        sh.note_apply(&format_args!("target unavailable: {e}"));
                         if down.is_power_of_two() {
                             warn!(error = %e, attempts = down, "target unavailable; retrying (logged at attempts 1, 2, 4, 8, ...)");
                         }
@@ -93,6 +95,7 @@ impl Receiver {
                 Ok(false) => sh.wait_for_spool(Duration::from_millis(500)),
                 Err(e) => {
                     down += 1;
+                    sh.note_apply(&format_args!("target unavailable: {e}"));
                     if down.is_power_of_two() {
                         warn!(error = %e, retry_in = ?sh.cfg.retry_interval, attempts = down, "target unavailable; will retry");
                     }
@@ -322,6 +325,9 @@ impl Receiver {
             sh.metrics.failed.inc();
             sh.metrics.quarantined.inc();
             error!(alarm = true, %node, seq, file = %name, reason, "batch failed twice: dropped to quarantine");
+            sh.note_apply(&format_args!(
+                "node {node} seq {seq} failed twice, quarantined: {reason}"
+            ));
             sh.audit(
                 AuditEvent::new("dropped", node, seq, &name, size, &sha)
                     .verdict("quarantined", reason),
@@ -331,6 +337,9 @@ impl Receiver {
             fs::remove_file(path).map_err(io)?;
             sh.metrics.failed.inc();
             warn!(%node, seq, file = %name, reason, "batch failed; waiting for the sender to send it once more");
+            sh.note_apply(&format_args!(
+                "node {node} seq {seq} failed (the sender sends it once more): {reason}"
+            ));
             sh.audit(
                 AuditEvent::new("failed", node, seq, &name, size, "").verdict("failed", reason),
             );

@@ -159,6 +159,14 @@ impl Receiver {
             limits: cfg_limits,
             trust,
             metrics: crate::metrics::RxMetrics::default(),
+            link_note: gapsync_common::note::Note::new(
+                cfg_work_dir.join("state").join(shared::LINK_NOTE),
+                gapsync_common::note::NOTE_EVERY,
+            ),
+            apply_note: gapsync_common::note::Note::new(
+                cfg_work_dir.join("state").join(shared::APPLY_NOTE),
+                std::time::Duration::ZERO,
+            ),
         });
         shared.load_nonces();
         // Partial files of interrupted transfers (the sender starts them again) and

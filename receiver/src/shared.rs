@@ -60,7 +60,17 @@ pub struct Shared {
     pub trust: TrustStore,
     /// Counters and gauges (`[metrics]`).
     pub metrics: crate::metrics::RxMetrics,
+    /// `state/link-error.json`: the newest error of an authenticated connection (or a
+    /// refused HELLO), for `status`.
+    pub(crate) link_note: gapsync_common::note::Note,
+    /// `state/apply-error.json`: the newest failed apply or unavailable target.
+    pub(crate) apply_note: gapsync_common::note::Note,
 }
+
+/// The notes of the newest link and apply errors in `state/` (see
+/// [`gapsync_common::note`]).
+pub const LINK_NOTE: &str = "link-error.json";
+pub const APPLY_NOTE: &str = "apply-error.json";
 
 /// Most HELLO nonces remembered at once.
 pub const MAX_NONCES: usize = 100_000;
@@ -77,6 +87,20 @@ fn unix_now() -> u64 {
 }
 
 impl Shared {
+    /// Notes a link error for `status` (a failure to write is only logged).
+    pub(crate) fn note_link(&self, error: &dyn std::fmt::Display) {
+        if let Err(e) = self.link_note.note(&error.to_string()) {
+            tracing::warn!(error = %e, "cannot note the link error in state/ (status will not show it)");
+        }
+    }
+
+    /// Notes an apply error for `status` (a failure to write is only logged).
+    pub(crate) fn note_apply(&self, error: &dyn std::fmt::Display) {
+        if let Err(e) = self.apply_note.note(&error.to_string()) {
+            tracing::warn!(error = %e, "cannot note the apply error in state/ (status will not show it)");
+        }
+    }
+
     pub(crate) fn spool(&self) -> PathBuf {
         self.cfg.work_dir.join("spool")
     }

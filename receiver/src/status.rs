@@ -28,6 +28,11 @@ pub struct ReceiverStatus {
     /// Each node's last contact (HELLO, heartbeat, a batch), as the running service
     /// noted it in `state/contact.json`.
     pub contacts: Vec<Contact>,
+    /// The newest error of an authenticated connection (or a refused HELLO, a batch
+    /// not accepted) the running service noted, with its time.
+    pub last_link_error: Option<gapsync_common::note::ErrorNote>,
+    /// The newest failed apply or unavailable target the running service noted.
+    pub last_apply_error: Option<gapsync_common::note::ErrorNote>,
 }
 
 /// How long ago a node was last heard from.
@@ -132,7 +137,10 @@ pub fn status(
             silent_secs: (now - at).max(0) as u64,
         })
         .collect();
+    let state = work_dir.join("state");
     ReceiverStatus {
+        last_link_error: gapsync_common::note::read(&state.join(crate::shared::LINK_NOTE)),
+        last_apply_error: gapsync_common::note::read(&state.join(crate::shared::APPLY_NOTE)),
         contacts,
         inbox,
         nodes,
@@ -197,6 +205,13 @@ impl ReceiverStatus {
                 "node {}: last heard from {} s ago\n",
                 c.node, c.silent_secs
             ));
+        }
+        let now = chrono::Utc::now();
+        if let Some(n) = &self.last_link_error {
+            s.push_str(&format!("last link error: {}\n", n.line(now)));
+        }
+        if let Some(n) = &self.last_apply_error {
+            s.push_str(&format!("last apply error: {}\n", n.line(now)));
         }
         s.push_str(&format!(
             "spooled, waiting to apply: {}\n",

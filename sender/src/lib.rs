@@ -137,6 +137,9 @@ fn work_err(path: &Path) -> impl FnOnce(std::io::Error) -> SenderError + '_ {
 /// How often a running sender prunes old audit files and old applied batches.
 const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
 
+/// The note of the newest link error in `state/` (see [`gapsync_common::note`]).
+pub const LINK_NOTE: &str = "link-error.json";
+
 /// How often the running service logs its statistics line.
 const STATS_EVERY: Duration = Duration::from_secs(300);
 
@@ -202,6 +205,8 @@ pub struct Sender {
     metrics: metrics::TxMetrics,
     /// Shows snapshot progress (None: log lines every few seconds).
     observer: Option<Box<dyn snapshot::SnapshotObserver>>,
+    /// `state/link-error.json`: the newest link error, for `status`.
+    link_note: gapsync_common::note::Note,
 }
 
 impl Sender {
@@ -217,6 +222,7 @@ impl Sender {
             None => None,
         };
         let source = open_source(&cfg)?;
+        let cfg_work = cfg.work_dir.clone();
         let audit = Audit::new(&cfg.work_dir, "sender");
         let mut s = Sender {
             cfg,
@@ -231,6 +237,10 @@ impl Sender {
             contact_written: None,
             metrics: metrics::TxMetrics::default(),
             observer: None,
+            link_note: gapsync_common::note::Note::new(
+                cfg_work.join("state").join(LINK_NOTE),
+                gapsync_common::note::NOTE_EVERY,
+            ),
         };
         if exclusive {
             s.lock_and_recover()?;

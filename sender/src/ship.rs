@@ -84,13 +84,24 @@ impl Sender {
             .and_then(|l| l.heartbeat().map_err(SenderError::from));
         match &r {
             Ok(()) => self.note_contact(),
-            Err(_) => self.link = None,
+            Err(e) => {
+                self.link = None;
+                self.note_link_error(e);
+            }
         }
         r
     }
 
+    /// Notes a link error with its time in `state/link-error.json` for `status`.
+    fn note_link_error(&self, e: &SenderError) {
+        if let Err(w) = self.link_note.note(&e.to_string()) {
+            warn!(error = %w, "cannot note the link error in state/ (status will not show it)");
+        }
+    }
+
     pub(crate) fn link_fault(&mut self, e: &SenderError, stop: &AtomicBool) {
         self.link = None;
+        self.note_link_error(e);
         let delay = self.backoff.next_delay();
         warn!(error = %e, retry_in = ?delay, "link fault");
         sleep_unless(stop, delay);
@@ -177,13 +188,16 @@ impl Sender {
                     warn!(seq = rec.seq, file = %rec.file, "receiver reports the apply failed; sending the batch once more");
                 }
                 Err(SenderError::Link(LinkError::Refused)) => {
-                    return Err(SenderError::Link(LinkError::Refused));
+                    let e = SenderError::Link(LinkError::Refused);
+                    self.note_link_error(&e);
+                    return Err(e);
                 }
                 Err(SenderError::Link(e)) => {
                     faults += 1;
                     let e = SenderError::Link(e);
                     if max_faults.is_some_and(|m| faults >= m) {
                         self.link = None;
+                        self.note_link_error(&e);
                         return Err(e);
                     }
                     self.link_fault(&e, stop);

@@ -57,6 +57,8 @@ pub struct SenderStatus {
     /// The newest failed apply the receiver answered (a batch's last reason), if any
     /// batch not yet applied has one.
     pub last_apply_error: Option<ApplyFailure>,
+    /// The newest link error the running service noted (TCP link), with its time.
+    pub last_link_error: Option<gapsync_common::note::ErrorNote>,
     /// Changes and snapshots the target's dialect cannot express (kept in the source's
     /// `_gapsync_rejected`, with the reason).
     pub rejected: u64,
@@ -278,6 +280,7 @@ pub fn status(
             .collect(),
         queued_snapshots: requests.iter().map(|(_, t)| t.clone()).collect(),
         snapshots,
+        last_link_error: gapsync_common::note::read(&work_dir.join("state").join(crate::LINK_NOTE)),
         last_apply_error: batches
             .iter()
             .filter(|b| b.state != BatchState::Applied && b.attempts > 0)
@@ -379,6 +382,12 @@ impl SenderStatus {
                     }
                 ));
             }
+        }
+        if let Some(n) = &self.last_link_error {
+            s.push_str(&format!(
+                "last link error: {}\n",
+                n.line(chrono::Utc::now())
+            ));
         }
         if let Some(f) = &self.last_apply_error {
             s.push_str(&format!(

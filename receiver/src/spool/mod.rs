@@ -40,7 +40,13 @@ pub(crate) fn serve(shared: &Arc<Shared>, stream: TcpStream, peer: String, id: u
         // A stranger's faults are not worth a line each (a flood would drown the
         // alarms); an authenticated sender's are.
         Err(e) if conn.node.is_empty() => debug!(%peer, error = %e, "connection closed"),
-        Err(e) => warn!(%peer, node = %conn.node, error = %e, "connection closed"),
+        Err(e) => {
+            warn!(%peer, node = %conn.node, error = %e, "connection closed");
+            shared.note_link(&format_args!(
+                "node {} ({peer}): connection closed: {e}",
+                conn.node
+            ));
+        }
     }
 }
 
@@ -333,6 +339,10 @@ impl FrameHandler for Conn {
                 };
                 if let Some(suppressed) = self.shared.refusal_to_log(&key) {
                     warn!(peer = %self.peer, %node, %reason, suppressed, "HELLO refused");
+                    self.shared.note_link(&format_args!(
+                        "HELLO from {} as node {node} refused: {reason}",
+                        self.peer
+                    ));
                 } else {
                     debug!(peer = %self.peer, %node, %reason, "HELLO refused");
                 }
@@ -363,10 +373,18 @@ impl FrameHandler for Conn {
             Ok(ok) => ok,
             Err(e @ (EndRefused::Spool { .. } | EndRefused::Dir(_))) => {
                 error!(alarm = true, node = %self.node, seq, error = %e, "cannot spool a received batch (disk full?): answered no, the sender resends it");
+                self.shared.note_link(&format_args!(
+                    "node {} seq {seq}: cannot spool it: {e}",
+                    self.node
+                ));
                 false
             }
             Err(e) => {
                 warn!(node = %self.node, seq, error = %e, "batch not accepted; the sender resends it");
+                self.shared.note_link(&format_args!(
+                    "node {} seq {seq} not accepted: {e}",
+                    self.node
+                ));
                 false
             }
         }

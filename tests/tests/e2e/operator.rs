@@ -560,6 +560,7 @@ fn json_logs_and_a_timed_final_error_line() {
 /// `status` exits by the monitoring convention: 0 ok; 1 when the oldest change is older
 /// than `[alarm] lag` or the receiver has not answered for `[alarm] silence` while
 /// batches wait; 2 for a quarantined batch nobody acknowledged; the reasons are listed.
+/// The last link error and the last failed apply are shown with their time.
 #[test]
 fn status_exit_codes_follow_the_monitoring_convention() {
     let ws = Workspace::new("op-status");
@@ -609,6 +610,15 @@ fn status_exit_codes_follow_the_monitoring_convention() {
     let (c, text) = code(&tx);
     assert_eq!(c, Some(1), "{text}");
     assert!(text.contains("the receiver has not answered for"), "{text}");
+    // The link error that `once` met is in status with its time.
+    assert!(text.contains("last link error: 20"), "{text}");
+    let st = tx.status();
+    assert!(
+        st["last_link_error"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{st:#}"
+    );
     rx.start();
     tx.set_connect(rx.addr());
     tx.once();
@@ -624,6 +634,36 @@ fn status_exit_codes_follow_the_monitoring_convention() {
     assert_eq!(c, Some(2), "{text}");
     assert!(text.contains("quarantined batches"), "{text}");
     let seq = tx.status()["quarantined"][0]["seq"].as_u64().unwrap();
+    // The failed apply, with its time, on both sides: the sender's from the answers,
+    // the receiver's as its service noted it.
+    let st = tx.status();
+    assert_eq!(st["last_apply_error"]["seq"].as_u64(), Some(seq), "{st:#}");
+    assert_eq!(
+        st["last_apply_error"]["attempts"].as_u64(),
+        Some(2),
+        "{st:#}"
+    );
+    assert!(
+        st["last_apply_error"]["at"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20")),
+        "{st:#}"
+    );
+    assert!(
+        text.contains(&format!("last failed apply: seq {seq} at 20")),
+        "{text}"
+    );
+    let out = rx.exec(&["status", "--json"]);
+    let rst: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let noted = rst["last_apply_error"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        noted.contains(&format!("seq {seq}")) && noted.contains("quarantined"),
+        "{rst:#}"
+    );
+    let rtext = rx.exec(&["status"]).stdout;
+    assert!(rtext.contains("last apply error: 20"), "{rtext}");
     tx.exec(&["quarantine", "ack", &seq.to_string(), "--by", "ops"])
         .expect_success();
     assert_eq!(code(&tx).0, Some(0));
