@@ -63,7 +63,19 @@ impl Note {
     /// same error less than a minute ago). A failure to write is returned for the caller
     /// to log: a missing note only makes `status` less telling, it loses nothing.
     pub fn note(&self, error: &str) -> std::io::Result<()> {
-        let error: String = error.chars().take(1000).collect();
+        // Control characters escaped: a peer's bytes in an error never reach the
+        // operator's terminal as terminal commands.
+        let error: String = error
+            .chars()
+            .take(1000)
+            .flat_map(|c| {
+                let e = c.escape_default();
+                let plain = !c.is_control();
+                std::iter::once(c)
+                    .filter(move |_| plain)
+                    .chain(e.filter(move |_| !plain))
+            })
+            .collect();
         if let Ok(mut w) = self.written.lock() {
             if let Some((t, last)) = w.as_ref()
                 && (t.elapsed() < self.every || (*last == error && t.elapsed() < SAME_EVERY))
@@ -119,6 +131,11 @@ mod tests {
             got.line(chrono::Utc::now())
                 .ends_with("s ago): connection refused")
         );
+        let r = d.path().join("escaped.json");
+        Note::new(r.clone(), NOTE_EVERY)
+            .note("bad \u{1b}[2J node\n")
+            .unwrap();
+        assert_eq!(read(&r).unwrap().error, "bad \\u{1b}[2J node\\n");
         std::fs::write(&p, "{not json").unwrap();
         assert_eq!(read(&p), None);
     }

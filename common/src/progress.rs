@@ -21,7 +21,7 @@ pub fn bar(name: &str, len: u64, unit: &str) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     // The template is a constant; should it not parse, the default style is as good.
     if let Ok(style) = ProgressStyle::with_template(&format!(
-        "{{prefix:>16}} [{{bar:32}}] {{pos}}/{{len}} {unit} ({{percent}}%, {{eta}} left)"
+        "{{prefix}} [{{bar:24}}] {{pos}}/{{len}} {unit} {{percent}}% ({{eta}} left)"
     )) {
         pb.set_style(style.progress_chars("=> "));
     }

@@ -566,7 +566,8 @@ impl gapsync_sender::SnapshotObserver for SnapshotBars {
         pb.set_length(total);
         pb.set_position(done);
         if finished {
-            pb.finish();
+            // The log's "snapshot cut" line says the rest.
+            pb.finish_and_clear();
             self.bar = None;
         }
     }
