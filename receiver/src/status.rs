@@ -196,8 +196,15 @@ impl ReceiverStatus {
         }
         for n in &self.nodes {
             s.push_str(&format!(
-                "node {}: last seq applied {}, {} batches applied, quarantined seqs {:?}\n",
-                n.node, n.last_applied, n.applied_batches, n.quarantined
+                "node {}: last seq applied {}{}, {} batches applied, quarantined seqs {:?}\n",
+                n.node,
+                n.last_applied,
+                n.last_applied_at
+                    .as_deref()
+                    .map(|t| format!(" at {t}"))
+                    .unwrap_or_default(),
+                n.applied_batches,
+                n.quarantined
             ));
         }
         for c in &self.contacts {

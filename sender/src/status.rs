@@ -47,6 +47,8 @@ pub struct SenderStatus {
     pub last_seq_cut: u64,
     /// Highest seq the receiver answered "applied" (0: none).
     pub last_seq_applied: u64,
+    /// When that answer was recorded (UTC, RFC 3339).
+    pub last_applied_at: Option<String>,
     /// Batches cut and not yet answered "applied", by seq.
     pub unanswered: Vec<u64>,
     pub quarantined: Vec<Dropped>,
@@ -264,6 +266,11 @@ pub fn status(
             .map(|b| b.seq)
             .max()
             .unwrap_or(0),
+        last_applied_at: batches
+            .iter()
+            .filter(|b| b.state == BatchState::Applied)
+            .max_by_key(|b| b.seq)
+            .map(|b| b.updated.clone()),
         unanswered: batches
             .iter()
             .filter(|b| b.state == BatchState::Ready)
@@ -329,11 +336,15 @@ impl SenderStatus {
             s += &format!("receiver last answered: {c} s ago\n");
         }
         s += &format!(
-            "node {}\npending changes: {}\nlast seq cut: {}\nlast seq applied: {}\nunanswered batches: {}\n",
+            "node {}\npending changes: {}\nlast seq cut: {}\nlast seq applied: {}{}\nunanswered batches: {}\n",
             self.node,
             self.pending_changes,
             self.last_seq_cut,
             self.last_seq_applied,
+            self.last_applied_at
+                .as_deref()
+                .map(|t| format!(" at {t}"))
+                .unwrap_or_default(),
             list(&self.unanswered)
         );
         if let Some(f) = &self.media.folder {

@@ -138,6 +138,8 @@ pub struct QuarantineRecord {
 pub struct NodeProgress {
     pub node: String,
     pub last_applied: u64,
+    /// When the newest batch of the node was applied (the ledger's `applied_at`, UTC).
+    pub last_applied_at: Option<String>,
     pub applied_batches: u64,
     pub quarantined: Vec<u64>,
 }
@@ -274,7 +276,7 @@ impl Target {
         let mut out: Vec<NodeProgress> = self
             .db
             .query(
-                "SELECT \"node\", max(\"seq\"), count(*) FROM \"_gapsync_ledger\" GROUP BY \"node\" ORDER BY \"node\"",
+                "SELECT \"node\", max(\"seq\"), count(*), max(\"applied_at\") FROM \"_gapsync_ledger\" GROUP BY \"node\" ORDER BY \"node\"",
                 &[],
             )
             .map_err(q)?
@@ -283,6 +285,7 @@ impl Target {
                 node: r.first().cloned().flatten().unwrap_or_default(),
                 last_applied: r.get(1).map_or(0, parse_u64),
                 applied_batches: r.get(2).map_or(0, parse_u64),
+                last_applied_at: r.get(3).cloned().flatten(),
                 quarantined: Vec::new(),
             })
             .collect();

@@ -672,8 +672,12 @@ fn a_failing_inbox_batch_is_retried_once_then_quarantined_and_reported_back() {
     let poison = names(&inside);
     ferry(&inside, &outside, &poison);
     let bad = good.last().unwrap() + 1;
+    // The ledger row is written before the log line: wait for both.
     ws.wait_until("the failing batch to be quarantined", secs(20), || {
         rx.quarantined_seqs("plant1") == vec![bad]
+            && rx
+                .log_text()
+                .contains("batch failed twice: dropped to quarantine")
     });
     let log = rx.log_text();
     assert!(

@@ -578,6 +578,15 @@ fn status_exit_codes_follow_the_monitoring_convention() {
     let (c, text) = code(&tx);
     assert_eq!(c, Some(0), "{text}");
     assert!(text.contains("health: Ok"), "{text}");
+    // When the last batch was applied, on both sides.
+    assert!(text.contains("last seq applied: 1 at 20"), "{text}");
+    let rst = rx.status();
+    assert!(
+        rst["nodes"][0]["last_applied_at"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20")),
+        "{rst:#}"
+    );
     let insert = |tx: &SenderNode, id: i64| {
         tx.source()
             .execute("INSERT INTO t(id, v) VALUES (?1, 'x')", [id])
