@@ -252,8 +252,13 @@ impl Receiver {
         input
             .seek(SeekFrom::Start(0))
             .map_err(|e| ApplyError::unavailable(format!("rewinding {name}: {e}")))?;
+        // One applier at a time: an `apply` or `import` by hand runs to its end first.
+        let lock = crate::applylock::ApplyLock::acquire(&sh.cfg.work_dir).map_err(|e| {
+            ApplyError::unavailable(format!("state/apply.lock cannot be taken: {e}"))
+        })?;
         let started = std::time::Instant::now();
         let applied = t.apply_open(input, path, node, seq, &sha, &sh.limits);
+        drop(lock);
         sh.metrics
             .apply_millis
             .inc_by(started.elapsed().as_millis() as u64);

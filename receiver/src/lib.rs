@@ -54,6 +54,7 @@ use tracing::{info, warn};
 pub mod allow;
 mod applier;
 pub mod apply;
+mod applylock;
 pub mod config;
 mod import;
 pub mod inbox;
@@ -183,7 +184,15 @@ impl Receiver {
         }
         // Files staged by an interrupted inbox scan or `apply`/`import` (taken again
         // from where they came from).
+        // The staging folder of `apply`/`import` is left alone while one runs (it
+        // holds the apply lock).
+        let idle = applylock::ApplyLock::try_acquire(&cfg_work_dir)
+            .ok()
+            .flatten();
         for dir in [inbox::STAGING_DIR, manual::STAGING_DIR] {
+            if dir == manual::STAGING_DIR && idle.is_none() {
+                continue;
+            }
             if let Ok(rd) = fs::read_dir(spool.join(dir)) {
                 for e in rd.flatten() {
                     // As above: removed at the next start if not now; never spooled as is.
@@ -191,6 +200,7 @@ impl Receiver {
                 }
             }
         }
+        drop(idle);
         Ok(Receiver { shared })
     }
 

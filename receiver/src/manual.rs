@@ -20,6 +20,14 @@ use tracing::{error, warn};
 /// applied seq with different content); if any is rejected, nothing is executed, the
 /// rejection is audited and returned as [`ReceiverError::Rejected`] naming the reason.
 pub fn apply_files(cfg: &ReceiverConfig, files: &[PathBuf]) -> Result<Vec<String>> {
+    // Held to the end: the running service applies nothing meanwhile (on a server
+    // target nothing else would keep the two from racing for a seq), and its start
+    // leaves the staging folder alone.
+    let _lock =
+        crate::applylock::ApplyLock::acquire(&cfg.work_dir).map_err(|e| ReceiverError::Work {
+            path: cfg.work_dir.join("state").join("apply.lock"),
+            source: e,
+        })?;
     // Every file is first copied into a private staging folder (a regular file, no
     // symlink followed, no FIFO waited on, at most [limits] max_batch_bytes): what is
     // verified and what runs is that copy, whatever happens to the original on a medium

@@ -196,6 +196,13 @@ fn audit(cfg: &ReceiverConfig, ev: &AuditEvent<'_>) {
 
 /// `retry NODE SEQ [--force]`; returns the line to print.
 pub fn retry(cfg: &ReceiverConfig, node: &str, seq: u64, force: bool) -> Result<String> {
+    // As `apply`: the running service applies nothing meanwhile.
+    let _lock = crate::applylock::ApplyLock::acquire(&cfg.work_dir).map_err(|e| {
+        crate::ReceiverError::Work {
+            path: cfg.work_dir.join("state").join("apply.lock"),
+            source: e,
+        }
+    })?;
     let mut t = Target::open(&cfg.target, &cfg.target_options())?;
     let e = find(cfg, &mut t, node, seq)?;
     let name = e.record.file.clone();

@@ -910,3 +910,70 @@ fn odbc_a_failing_statement_rolls_back_the_whole_batch() {
         },
     );
 }
+
+// ------------------------------------------------------------------------ 7. by hand beside the service
+
+/// `gapsync-receiver apply` of a node's batch files while the running service receives
+/// the very same batches over TCP, on a server target (where the database alone would
+/// let the two race for each seq's ledger row): they take turns (`state/apply.lock`),
+/// so each batch is applied once, neither side counts a failure or quarantines
+/// anything, and the target equals the source. On both servers.
+#[test]
+fn odbc_a_manual_apply_beside_the_service_takes_turns() {
+    for_each_server(
+        "odbc_a_manual_apply_beside_the_service_takes_turns",
+        |server| {
+            let cfg = SenderConfig::new("turns").table(Table::new("t"));
+            let mut rig = OdbcRig::new(server, "turns", cfg, ReceiverConfig::default(), T);
+            let src = rig.tx.source();
+            src.execute_batch("INSERT INTO t VALUES (1, 'a');").unwrap();
+            rig.tx.install();
+            rig.tx.snapshot(&[]);
+            rig.once();
+            // Batches cut while the receiver cannot be reached: they wait in the outbox.
+            let addr = rig.rx.addr().to_owned();
+            rig.tx.cfg.once_connect_attempts = 1;
+            rig.tx.set_connect("127.0.0.1:1");
+            for i in 0..30 {
+                for j in 0..5 {
+                    src.execute(
+                        "INSERT INTO t VALUES (?1, 'by hand or by link')",
+                        [100 + i * 10 + j],
+                    )
+                    .unwrap();
+                }
+                src.execute("UPDATE t SET v = v || '+' WHERE id = 1", [])
+                    .unwrap();
+                rig.tx.exec(&["once"]).expect_failure();
+            }
+            let copies = rig.rx.dir.join("medium");
+            std::fs::create_dir_all(&copies).unwrap();
+            let mut files = Vec::new();
+            for f in rig.tx.work_files("outbox") {
+                let to = copies.join(f.file_name().unwrap());
+                std::fs::copy(&f, &to).unwrap();
+                files.push(to);
+            }
+            assert_eq!(files.len(), 30, "{files:?}");
+            rig.tx.set_connect(&addr);
+            // Both at once: the operator's apply and the sender's once.
+            let by_hand = {
+                let cfg = rig.rx.config_path.display().to_string();
+                let dir = rig.rx.dir.clone();
+                let mut args: Vec<String> = vec!["-c".into(), cfg, "apply".into()];
+                args.extend(files.iter().map(|f| f.display().to_string()));
+                std::thread::spawn(move || {
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    run_command(&receiver_bin(), &args, &dir, secs(120))
+                })
+            };
+            rig.once();
+            let out = by_hand.join().unwrap();
+            assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+            rig.wait_synced(secs(30));
+            rig.assert_synced();
+            rig.assert_clean_ledger();
+            rig.rx.stop();
+        },
+    );
+}
