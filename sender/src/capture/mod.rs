@@ -508,22 +508,37 @@ pub trait ChangeSource: std::fmt::Debug {
     }
     /// The sequence number the next batch gets.
     fn next_seq(&mut self) -> Result<u64>;
-    /// Record written batch files and mark their tracking rows, in one transaction.
+    /// Record written batch files, mark their tracking rows (`carried[i]`: the change
+    /// ids batch `records[i]` carries; `absorbed`: pending changes of a table a snapshot
+    /// contains, marked with the last record's seq) and, for a snapshot, store the
+    /// progress of its request: all in one transaction.
+    fn record_batches(
+        &mut self,
+        records: &[BatchRecord],
+        carried: &[Vec<i64>],
+        absorbed: Option<(&str, &Absorbed)>,
+        progress: Option<(i64, &SnapshotProgress)>,
+    ) -> Result<()>;
+    /// Record written change batch files and mark their tracking rows.
     fn commit_batches(
         &mut self,
         records: &[BatchRecord],
         carried: &[Vec<i64>],
         absorbed: Option<(&str, &Absorbed)>,
-    ) -> Result<()>;
-    /// [`commit_batches`](Self::commit_batches) for a snapshot's batches, with the
-    /// progress of its request `req` in the same transaction.
+    ) -> Result<()> {
+        self.record_batches(records, carried, absorbed, None)
+    }
+    /// Record a snapshot's batches with the progress of its request `req`.
     fn commit_snapshot_batches(
         &mut self,
         records: &[BatchRecord],
         absorbed: Option<(&str, &Absorbed)>,
         req: i64,
         progress: &SnapshotProgress,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let carried = vec![Vec::new(); records.len()];
+        self.record_batches(records, &carried, absorbed, Some((req, progress)))
+    }
     /// The committed progress of snapshot request `req` (None: nothing committed yet).
     fn snapshot_progress(&mut self, req: i64) -> Result<Option<SnapshotProgress>>;
     /// Up to `limit` pending changes of `table` with ids in `(after, up_to]`, in id

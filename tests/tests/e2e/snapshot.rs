@@ -57,6 +57,23 @@ fn killed_mid_snapshot(ws: &Workspace) -> (ReceiverNode, SenderNode, u64) {
     (rx, tx, done)
 }
 
+/// Starts the sender again, waits until the target is caught up and equals the source
+/// row by row; returns the sender's log.
+fn restart_until_synced(ws: &Workspace, rx: &ReceiverNode, tx: &mut SenderNode) -> String {
+    tx.start();
+    ws.wait_synced(tx, rx, secs(180));
+    tx.stop();
+    compare_tables(
+        &tx.source_db,
+        "meter_reading",
+        &rx.target_db,
+        "meter_reading",
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", ws.logs(30)));
+    tx.log_text()
+}
+
 /// Rows of every snapshot batch cut (the statements of snapshot batches, less the
 /// CREATE TABLE and DELETE of each start).
 fn snapshot_rows(tx: &SenderNode) -> u64 {
@@ -83,18 +100,7 @@ fn a_snapshot_interrupted_by_a_crash_resumes_where_it_stopped() {
         done + 1
     ))
     .unwrap();
-    tx.start();
-    ws.wait_synced(&tx, &rx, secs(180));
-    tx.stop();
-    compare_tables(
-        &tx.source_db,
-        "meter_reading",
-        &rx.target_db,
-        "meter_reading",
-        &[],
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", ws.logs(30)));
-    let log = tx.log_text();
+    let log = restart_until_synced(&ws, &rx, &mut tx);
     assert!(log.contains("snapshot resumes where it stopped"), "{log}");
     assert!(!log.contains("starts over"), "{log}");
     // It did not start over: the rows cut before the crash and after it add up to the
@@ -123,18 +129,7 @@ fn a_snapshot_whose_stopping_row_was_moved_starts_over() {
         [done as i64 + 10],
     )
     .unwrap();
-    tx.start();
-    ws.wait_synced(&tx, &rx, secs(180));
-    tx.stop();
-    compare_tables(
-        &tx.source_db,
-        "meter_reading",
-        &rx.target_db,
-        "meter_reading",
-        &[],
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", ws.logs(30)));
-    let log = tx.log_text();
+    let log = restart_until_synced(&ws, &rx, &mut tx);
     assert!(
         log.contains("snapshot starts over from the first row") && log.contains("moved a row"),
         "{log}"

@@ -289,14 +289,7 @@ impl ChangeSource for OdbcSource {
     }
 
     fn read_pending(&mut self, limit: u64, up_to: i64) -> Result<Vec<Change>> {
-        let (kw, cw) = match self.width {
-            Some(w) => w,
-            None => {
-                let w = self.tracking_width()?;
-                self.width = Some(w);
-                w
-            }
-        };
+        let (kw, cw) = self.width()?;
         let base = self.select_changes(kw, cw);
         let sql = format!(
             "{base} AND id <= ? ORDER BY id{}",
@@ -322,24 +315,14 @@ impl ChangeSource for OdbcSource {
         Ok(v.max(1) as u64)
     }
 
-    fn commit_batches(
+    fn record_batches(
         &mut self,
         records: &[BatchRecord],
         carried: &[Vec<i64>],
         absorbed: Option<(&str, &Absorbed)>,
+        progress: Option<(i64, &SnapshotProgress)>,
     ) -> Result<()> {
-        self.write_batches(records, carried, absorbed, None)
-    }
-
-    fn commit_snapshot_batches(
-        &mut self,
-        records: &[BatchRecord],
-        absorbed: Option<(&str, &Absorbed)>,
-        req: i64,
-        progress: &SnapshotProgress,
-    ) -> Result<()> {
-        let carried = vec![Vec::new(); records.len()];
-        self.write_batches(records, &carried, absorbed, Some((req, progress)))
+        self.write_batches(records, carried, absorbed, progress)
     }
 
     fn snapshot_progress(&mut self, req: i64) -> Result<Option<SnapshotProgress>> {
@@ -366,14 +349,7 @@ impl ChangeSource for OdbcSource {
         up_to: i64,
         limit: u64,
     ) -> Result<Vec<Change>> {
-        let (kw, cw) = match self.width {
-            Some(w) => w,
-            None => {
-                let w = self.tracking_width()?;
-                self.width = Some(w);
-                w
-            }
-        };
+        let (kw, cw) = self.width()?;
         let base = self.select_changes(kw, cw);
         let sql = format!(
             "{base} AND tbl = ? AND id > ? AND id <= ? ORDER BY id{}",
@@ -654,7 +630,17 @@ impl ChangeSource for OdbcSource {
 }
 
 impl OdbcSource {
-    /// [`ChangeSource::commit_batches`] (with a snapshot's progress) on a server source.
+    /// The tracking table's key and value column counts (read once).
+    fn width(&mut self) -> Result<(usize, usize)> {
+        if let Some(w) = self.width {
+            return Ok(w);
+        }
+        let w = self.tracking_width()?;
+        self.width = Some(w);
+        Ok(w)
+    }
+
+    /// [`ChangeSource::record_batches`] on a server source.
     fn write_batches(
         &mut self,
         records: &[BatchRecord],

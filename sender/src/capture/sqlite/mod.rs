@@ -394,28 +394,14 @@ impl ChangeSource for SqliteSource {
         Ok(v.unwrap_or(1).max(1) as u64)
     }
 
-    /// Record written batch files and mark their tracking rows, in one transaction:
-    /// `carried[i]` are the change ids batch `records[i]` carries; `absorbed` are
-    /// pending changes of `(table, up to id)` that a snapshot contains (marked with the
-    /// last record's seq, so they are cleared when the snapshot is applied).
-    fn commit_batches(
+    fn record_batches(
         &mut self,
         records: &[BatchRecord],
         carried: &[Vec<i64>],
         absorbed: Option<(&str, &Absorbed)>,
+        progress: Option<(i64, &SnapshotProgress)>,
     ) -> Result<()> {
-        self.write_batches(records, carried, absorbed, None)
-    }
-
-    fn commit_snapshot_batches(
-        &mut self,
-        records: &[BatchRecord],
-        absorbed: Option<(&str, &Absorbed)>,
-        req: i64,
-        progress: &SnapshotProgress,
-    ) -> Result<()> {
-        let carried = vec![Vec::new(); records.len()];
-        self.write_batches(records, &carried, absorbed, Some((req, progress)))
+        self.write_batches(records, carried, absorbed, progress)
     }
 
     fn snapshot_progress(&mut self, req: i64) -> Result<Option<SnapshotProgress>> {
