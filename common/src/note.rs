@@ -38,6 +38,12 @@ impl ErrorNote {
     }
 }
 
+/// Characters that reorder what a terminal shows (bidirectional controls): escaped.
+const BIDI: [char; 12] = [
+    '\u{061c}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}',
+    '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+];
+
 /// The least time between two writes of the same error.
 const SAME_EVERY: Duration = Duration::from_secs(60);
 
@@ -70,7 +76,7 @@ impl Note {
             .take(1000)
             .flat_map(|c| {
                 let e = c.escape_default();
-                let plain = !c.is_control();
+                let plain = !c.is_control() && !BIDI.contains(&c);
                 std::iter::once(c)
                     .filter(move |_| plain)
                     .chain(e.filter(move |_| !plain))
@@ -133,9 +139,12 @@ mod tests {
         );
         let r = d.path().join("escaped.json");
         Note::new(r.clone(), NOTE_EVERY)
-            .note("bad \u{1b}[2J node\n")
+            .note("bad \u{1b}[2J node\n \u{202e}txt")
             .unwrap();
-        assert_eq!(read(&r).unwrap().error, "bad \\u{1b}[2J node\\n");
+        assert_eq!(
+            read(&r).unwrap().error,
+            "bad \\u{1b}[2J node\\n \\u{202e}txt"
+        );
         std::fs::write(&p, "{not json").unwrap();
         assert_eq!(read(&p), None);
     }

@@ -185,6 +185,32 @@ fn open_source(cfg: &SenderConfig) -> Result<Box<dyn ChangeSource>> {
     })
 }
 
+/// The audit record of this sender's batches.
+pub(crate) struct BatchAudit<'a> {
+    audit: &'a Audit,
+    node: &'a str,
+    key_id: &'a str,
+}
+
+impl BatchAudit<'_> {
+    pub(crate) fn record(&self, event: &str, r: &BatchRecord, verdict: &str, detail: &str) {
+        let ev = AuditEvent {
+            event,
+            node: self.node,
+            seq: r.seq,
+            file: &r.file,
+            size: r.size,
+            sha256: &r.sha256,
+            key_id: self.key_id,
+            verdict,
+            detail,
+        };
+        if let Err(e) = self.audit.record(&ev) {
+            error!(error = %e, "cannot write the audit record");
+        }
+    }
+}
+
 /// An opened sender.
 #[derive(Debug)]
 pub struct Sender {
@@ -391,19 +417,16 @@ impl Sender {
     }
 
     pub(crate) fn audit(&self, event: &str, r: &BatchRecord, verdict: &str, detail: &str) {
-        let ev = AuditEvent {
-            event,
+        self.batch_audit().record(event, r, verdict, detail);
+    }
+
+    /// What the audit of a batch needs, borrowed apart from the source (a snapshot
+    /// audits each batch while the source reads).
+    pub(crate) fn batch_audit(&self) -> BatchAudit<'_> {
+        BatchAudit {
+            audit: &self.audit,
             node: &self.cfg.node,
-            seq: r.seq,
-            file: &r.file,
-            size: r.size,
-            sha256: &r.sha256,
             key_id: self.signer.as_ref().map(BatchSigner::key_id).unwrap_or(""),
-            verdict,
-            detail,
-        };
-        if let Err(e) = self.audit.record(&ev) {
-            error!(error = %e, "cannot write the audit record");
         }
     }
 

@@ -1,7 +1,9 @@
 //! Snapshots (`snapshot` / `resync TABLE`): a consistent read of a table, rendered as
 //! `CREATE TABLE` plus its rows in batches, marking the pending changes it contains.
 
-use crate::capture::{Absorbed, BatchRecord, ChangeSource, SnapshotEvent, SnapshotProgress};
+use crate::capture::{
+    Absorbed, BatchRecord, ChangeSource, SnapshotEvent, SnapshotProgress, TableSpec,
+};
 use crate::*;
 use gapsync_common::batch::{self, BatchHeader, BatchKind, BatchWriter};
 use gapsync_common::value::Value;
@@ -9,6 +11,9 @@ use tracing::{error, info, warn};
 
 /// Pending changes a resumed snapshot reads at a time (to sort them by key).
 const PENDING_PAGE: u64 = 10_000;
+
+/// Rejected snapshot rows kept in memory at most before they are written.
+const REJECTED_PAGE: usize = 10_000;
 
 /// How often a snapshot logs its progress (when no observer shows it).
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
@@ -80,8 +85,18 @@ impl Sender {
     /// Snapshot one table for request `req`, resuming where an interrupted run of it
     /// stopped when it can (see [`snapshot_part`](Self::snapshot_part)).
     fn cut_snapshot(&mut self, req: i64, table: &str) -> Result<Vec<u64>> {
+        let shape = shape_of(&self.spec(table)?, self.cfg.dialect);
         let mut from = match self.source.snapshot_progress(req)? {
             None => None,
+            Some(p) if p.shape != shape => {
+                warn!(
+                    table,
+                    rows = p.rows,
+                    total = p.total,
+                    "snapshot was interrupted and starts over: the table (its columns, key or unique constraints, or the target) changed since"
+                );
+                None
+            }
             Some(p) => match p.key {
                 Some(key) => {
                     info!(
@@ -97,7 +112,7 @@ impl Sender {
                         table,
                         rows = p.rows,
                         total = p.total,
-                        "snapshot was interrupted and starts over: its key is not made of integers, so a read cannot continue after the last row shipped"
+                        "snapshot was interrupted and starts over: its key is not made of integers, or the table has unique constraints besides its key, so a read cannot continue after the last row shipped"
                     );
                     None
                 }
@@ -168,9 +183,36 @@ impl Sender {
             .iter()
             .map(|&i| spec.columns[i].source.clone())
             .collect();
+        let shape = shape_of(&spec, d);
+        // Only a table whose one unique constraint is its key resumes: rows read before
+        // and after an interruption come from two reads, and another unique constraint
+        // on the target could refuse their mix.
+        let only_key_unique = spec.unique.iter().all(|u| {
+            let mut u = u.clone();
+            let mut k = spec.key.clone();
+            u.sort_unstable();
+            k.sort_unstable();
+            u == k
+        });
 
-        // Batches are recorded on a second connection while the first one reads.
+        // Batches are recorded on a second connection while the first one reads
+        // (after the read, where the source cannot write beside a read).
         let mut state = open_source(&self.cfg)?;
+        let mut deferred: Option<Vec<BatchRecord>> = if state.commits_beside_reads()? {
+            None
+        } else {
+            Some(Vec::new())
+        };
+        let audit = BatchAudit {
+            audit: &self.audit,
+            node: &self.cfg.node,
+            key_id: self
+                .signer
+                .as_ref()
+                .map(gapsync_common::sign::BatchSigner::key_id)
+                .unwrap_or(""),
+        };
+        let built = format!("snapshot {table}");
         let per = self.cfg.batch.max_rows.max(1);
         let first_seq = self.source.next_seq()?;
         let outbox = self.dir("outbox");
@@ -194,18 +236,21 @@ impl Sender {
         let mut rows_seen = 0u64;
         // The key of the last row read; None once a row's key is not all integers.
         let mut last_key: Option<Vec<i64>> = after.clone();
-        let mut integer_keys = true;
+        let mut integer_keys = only_key_unique;
         let mut logged = std::time::Instant::now();
+        // Whether the records of deferred batches were (maybe) committed.
+        let mut attempted = false;
         // Writes the filled batch (its statement count is known before its header is)
         // and records it with the progress made, in one transaction.
         let flush = |pending: &mut Pending,
                      state: &mut Box<dyn ChangeSource>,
                      committed: &mut Vec<BatchRecord>,
+                     deferred: &mut Option<Vec<BatchRecord>>,
                      rejected: &mut Vec<(Option<i64>, String, String)>,
                      absorb: &mut Option<Absorbed>,
                      progress: SnapshotProgress|
          -> Result<()> {
-            let i = committed.len() as u64;
+            let i = (committed.len() + deferred.as_ref().map_or(0, Vec::len)) as u64;
             let extra = if fresh && i == 0 { 2 } else { 0 };
             let header = BatchHeader {
                 node: node.clone(),
@@ -225,27 +270,31 @@ impl Sender {
             pending.drain(&mut |s| Ok(w.push(s)?))?;
             let written = w.finish()?;
             let rec = Self::record(&written, &header);
+            if let Some(later) = deferred.as_mut() {
+                later.push(rec);
+                return Ok(());
+            }
             // Rejected rows first: after a crash between the two they are read and
             // rejected again (listed twice), never lost.
-            let recorded = (|| -> Result<()> {
-                if !rejected.is_empty() {
-                    state.reject(rejected)?;
-                }
-                let a = absorb.take();
-                state.commit_snapshot_batches(
-                    std::slice::from_ref(&rec),
-                    a.as_ref().map(|a| (table, a)),
-                    req,
-                    &progress,
-                )?;
-                Ok(())
-            })();
-            if let Err(e) = recorded {
-                // Unrecorded: removed now, or by the outbox recovery at the next start.
+            if !rejected.is_empty()
+                && let Err(e) = state.reject(rejected)
+            {
+                // Nothing recorded: the file goes (or the outbox recovery removes it).
                 let _ = std::fs::remove_file(&written.path);
-                return Err(e);
+                return Err(e.into());
             }
             rejected.clear();
+            let a = absorb.take();
+            // A failed COMMIT of a server source may have committed all the same: the
+            // file stays, and the outbox recovery (at the next start, or when the
+            // source is back) keeps it if it was recorded and removes it if not.
+            state.commit_snapshot_batches(
+                std::slice::from_ref(&rec),
+                a.as_ref().map(|a| (table, a)),
+                req,
+                &progress,
+            )?;
+            audit.record("built", &rec, "ok", &built);
             committed.push(rec);
             Ok(())
         };
@@ -321,6 +370,12 @@ impl Sender {
                         );
                     }
                     rejected.push((None, table.to_owned(), reason));
+                    // Memory stays bounded however many rows are rejected (written
+                    // ahead of their batch: after a crash they are listed twice).
+                    if rejected.len() >= REJECTED_PAGE && deferred.is_none() {
+                        state.reject(&rejected)?;
+                        rejected.clear();
+                    }
                 }
             }
             if pending.count() == per {
@@ -329,12 +384,14 @@ impl Sender {
                     &mut pending,
                     &mut state,
                     &mut committed,
+                    &mut deferred,
                     &mut rejected,
                     &mut absorb,
                     SnapshotProgress {
                         rows: done,
                         total,
                         key: last_key.clone(),
+                        shape,
                     },
                 )?;
                 match observer.as_mut() {
@@ -364,34 +421,67 @@ impl Sender {
                 // The last batch (the first, too, of a table with no row left: it
                 // carries the CREATE TABLE and DELETE, or the changes a resumed read
                 // contains).
-                if pending.count() > 0 || committed.is_empty() {
+                let none_yet = committed.is_empty() && deferred.as_ref().is_none_or(Vec::is_empty);
+                let progress = SnapshotProgress {
+                    rows: rows_before + rows_seen,
+                    total,
+                    key: last_key.clone(),
+                    shape,
+                };
+                let last = if pending.count() > 0 || none_yet {
                     flush(
                         &mut pending,
                         &mut state,
                         &mut committed,
+                        &mut deferred,
                         &mut rejected,
                         &mut absorb,
-                        SnapshotProgress {
-                            rows: rows_before + rows_seen,
-                            total,
-                            key: last_key.clone(),
-                        },
+                        progress.clone(),
                     )
-                } else if !rejected.is_empty() {
-                    state.reject(&rejected).map_err(SenderError::from)
                 } else {
                     Ok(())
-                }
+                };
+                last.and_then(|()| {
+                    if !rejected.is_empty() {
+                        state.reject(&rejected)?;
+                    }
+                    // Recorded after the read (the source cannot write beside it),
+                    // all in one transaction.
+                    if let Some(later) = deferred.take()
+                        && !later.is_empty()
+                    {
+                        attempted = true;
+                        let a = absorb.take();
+                        state.commit_snapshot_batches(
+                            &later,
+                            a.as_ref().map(|a| (table, a)),
+                            req,
+                            &progress,
+                        )?;
+                        for r in &later {
+                            audit.record("built", r, "ok", &built);
+                        }
+                        committed.extend(later);
+                    }
+                    Ok(())
+                })
             }
             Err(e) => Err(sink_error(e)),
         };
+        // Files written for a record that was never attempted are removed (one that
+        // cannot be is removed by the outbox recovery at the next start).
+        if read.is_err()
+            && !attempted
+            && let Some(later) = &deferred
+        {
+            for r in later {
+                let _ = std::fs::remove_file(outbox.join(&r.file));
+            }
+        }
         if let Some(o) = observer.as_mut() {
             o.progress(table, rows_before + rows_seen, total, true);
         }
         self.observer = observer;
-        for r in &committed {
-            self.audit("built", r, "ok", &format!("snapshot {table}"));
-        }
         match read {
             Ok(()) => {}
             Err(SenderError::StartOver(why)) => return Ok(Part::StartOver(why)),
@@ -415,6 +505,40 @@ impl Sender {
         );
         Ok(Part::Done(committed.iter().map(|r| r.seq).collect()))
     }
+}
+
+/// A fingerprint of a table as a snapshot reads and renders it (see
+/// [`SnapshotProgress::shape`]): 63 bits of a SHA-256 over the target's dialect and
+/// name, every column (source, target, declared type), the key and the unique sets.
+fn shape_of(spec: &TableSpec, d: gapsync_common::dialect::Dialect) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut field = |s: &str| {
+        h.update((s.len() as u64).to_be_bytes());
+        h.update(s.as_bytes());
+    };
+    field(d.name());
+    field(&spec.target);
+    for c in &spec.columns {
+        field(&c.source);
+        field(&c.target);
+        field(&c.decl_type);
+    }
+    let mut unique: Vec<Vec<usize>> = spec
+        .unique
+        .iter()
+        .map(|u| {
+            let mut u = u.clone();
+            u.sort_unstable();
+            u
+        })
+        .collect();
+    unique.sort();
+    field(&format!("{:?} {unique:?}", spec.key));
+    let b = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&b[..8]);
+    (u64::from_be_bytes(first) >> 1) as i64
 }
 
 /// The sender's error behind a snapshot sink's error.
@@ -625,6 +749,54 @@ impl Pending {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A source in rollback-journal mode (WAL switched off, or a filesystem without it)
+    /// cannot take a write beside the snapshot's read: the batches are recorded after
+    /// the read instead, all of them, and the request is done (it waited for the busy
+    /// timeout and failed, and the service retried it forever, before).
+    #[test]
+    fn a_snapshot_of_a_source_without_wal_records_its_batches_after_the_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("plant.db");
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+            .unwrap();
+        for i in 1..=95 {
+            c.execute("INSERT INTO t VALUES (?1, 'x')", [i]).unwrap();
+        }
+        drop(c);
+        let cfg_path = dir.path().join("sender.toml");
+        std::fs::write(
+            &cfg_path,
+            "node = \"n1\"\ninsecure = true\n[source]\nurl = \"sqlite:plant.db\"\n\
+             [target]\ndialect = \"sqlite\"\n[batch]\nmax_rows = 10\n[[table]]\nsource = \"t\"\n\
+             [link]\nconnect = \"127.0.0.1:9\"\n[work]\ndir = \"work\"\n",
+        )
+        .unwrap();
+        let cfg = crate::config::SenderConfig::load(&cfg_path).unwrap();
+        let mut s = Sender::open(cfg.clone(), false).unwrap();
+        let specs = s.specs().unwrap();
+        s.source().install(&specs).unwrap();
+        drop(s);
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let mode: String = c
+            .query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "delete");
+        drop(c);
+        let mut s = Sender::open(cfg, true).unwrap();
+        assert!(!s.source().commits_beside_reads().unwrap());
+        s.queue_snapshots(&[]).unwrap();
+        let seqs = s.cut_snapshots().unwrap();
+        assert_eq!(seqs, (1..=10).collect::<Vec<u64>>());
+        assert!(s.source().snapshot_requests().unwrap().is_empty());
+        let b = s.source().batches(None).unwrap();
+        assert_eq!(b.iter().map(|r| r.statements).sum::<u64>(), 95 + 2);
+        let files = std::fs::read_dir(dir.path().join("work").join("outbox"))
+            .unwrap()
+            .count();
+        assert_eq!(files, 10);
+    }
 
     /// A batch's statements come back in order, across memory and the spill file, and
     /// the batch is empty afterwards; the spill file leaves nothing in the directory.

@@ -339,10 +339,14 @@ impl FrameHandler for Conn {
                 };
                 if let Some(suppressed) = self.shared.refusal_to_log(&key) {
                     warn!(peer = %self.peer, %node, %reason, suppressed, "HELLO refused");
-                    self.shared.note_link(&format_args!(
-                        "HELLO from {} as node {node} refused: {reason}",
-                        self.peer
-                    ));
+                    // Only for a node this receiver knows: a stranger's refusals would
+                    // otherwise hide the real sender's error from `status`.
+                    if self.shared.trust.has_node(node) {
+                        self.shared.note_link(&format_args!(
+                            "HELLO from {} as node {node} refused: {reason}",
+                            self.peer
+                        ));
+                    }
                 } else {
                     debug!(peer = %self.peer, %node, %reason, "HELLO refused");
                 }

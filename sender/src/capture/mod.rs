@@ -31,7 +31,9 @@
 //! shipped with the next batch (ARCHITECTURE.md invariant I3).
 //!
 //! The source is switched to WAL journal mode at install, so that the sender's reads
-//! (snapshots included) never block the plant's writers.
+//! (snapshots included) never block the plant's writers, and so that a snapshot can
+//! record its batches on a second connection while it reads
+//! ([`ChangeSource::commits_beside_reads`]; without WAL it records them after the read).
 
 pub mod ddl;
 #[cfg(feature = "odbc")]
@@ -303,6 +305,9 @@ pub struct SnapshotProgress {
     /// The key of the last row done, when every key column holds integers (then a
     /// resumed read starts after it); None: the snapshot starts over after a crash.
     pub key: Option<Vec<i64>>,
+    /// A fingerprint of the table as it was read (target name and dialect, columns and
+    /// their types, key, unique constraints): a table changed since starts over.
+    pub shape: i64,
 }
 
 impl SnapshotProgress {
@@ -318,6 +323,7 @@ impl SnapshotProgress {
         let mut out = vec![
             (format!("{p}rows"), int(self.rows)),
             (format!("{p}total"), int(self.total)),
+            (format!("{p}shape"), self.shape),
         ];
         match &self.key {
             Some(k) => {
@@ -359,6 +365,7 @@ impl SnapshotProgress {
             rows: rows.max(0) as u64,
             total: total.max(0) as u64,
             key,
+            shape: get("shape").unwrap_or(0),
         }))
     }
 }
@@ -366,6 +373,11 @@ impl SnapshotProgress {
 /// `WHERE` condition "the key `cols` (quoted) comes after `after`" (integers, compared
 /// as SQL row values but spelled out, which every database reads the same way).
 pub(crate) fn key_after(cols: &[String], after: &[i64]) -> String {
+    if cols.len() != after.len() {
+        // Never "after a shorter key" (that would skip rows): the caller resumes only
+        // a table of the same shape (`SnapshotProgress::shape`); this is a last guard.
+        return "1 = 1".to_owned();
+    }
     let mut alts = Vec::new();
     for i in 0..cols.len().min(after.len()) {
         let mut terms: Vec<String> = (0..i)
@@ -510,7 +522,8 @@ pub trait ChangeSource: std::fmt::Debug {
     fn next_seq(&mut self) -> Result<u64>;
     /// Record written batch files, mark their tracking rows (`carried[i]`: the change
     /// ids batch `records[i]` carries; `absorbed`: pending changes of a table a snapshot
-    /// contains, marked with the last record's seq) and, for a snapshot, store the
+    /// contains, marked with the last record's seq: a snapshot passes them with the first
+    /// batch of each read) and, for a snapshot, store the
     /// progress of its request: all in one transaction.
     fn record_batches(
         &mut self,
@@ -574,6 +587,12 @@ pub trait ChangeSource: std::fmt::Debug {
     fn queue_snapshot(&mut self, table: &str) -> Result<()>;
     /// Queued snapshot requests: (request id, table), oldest first.
     fn snapshot_requests(&mut self) -> Result<Vec<(i64, String)>>;
+    /// Whether batches may be recorded on a second connection while a snapshot's read
+    /// transaction is open (SQLite: only in WAL mode; a rollback journal would make the
+    /// write wait for the read). When not, a snapshot records its batches after its read.
+    fn commits_beside_reads(&mut self) -> Result<bool> {
+        Ok(true)
+    }
     /// Drop a finished (or abandoned) request and its progress.
     fn finish_request(&mut self, id: i64) -> Result<()>;
     /// Read every row of `spec`'s table in key order (with `after`, only the rows whose

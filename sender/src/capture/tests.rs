@@ -446,11 +446,13 @@ mod snapshot_progress {
             rows: 500,
             total: 1200,
             key: Some(vec![-3, 42]),
+            shape: -77,
         };
         let p12 = SnapshotProgress {
             rows: 10,
             total: 10,
             key: None,
+            shape: 5,
         };
         src.commit_snapshot_batches(&[rec(7)], None, 1, &p1)
             .unwrap();

@@ -135,3 +135,27 @@ fn a_snapshot_whose_stopping_row_was_moved_starts_over() {
         "{log}"
     );
 }
+
+#[test]
+fn a_snapshot_of_a_table_whose_key_changed_meanwhile_starts_over() {
+    let ws = Workspace::new("snapshot-reshaped");
+    let (rx, mut tx, done) = killed_mid_snapshot(&ws);
+    // While the sender is down, the table's configured key changes (re-installed): the
+    // key saved where the snapshot stopped means nothing for the new key, so it starts
+    // over (resuming would read "after" a shorter key and skip rows).
+    tx.cfg.tables = vec![Table::new("meter_reading").key(&["meter", "id"])];
+    tx.write_config();
+    tx.install();
+    tx.source()
+        .execute(
+            "UPDATE meter_reading SET value = -2 WHERE id IN (1, ?1)",
+            [done as i64 + 5],
+        )
+        .unwrap();
+    let log = restart_until_synced(&ws, &rx, &mut tx);
+    assert!(
+        log.contains("starts over: the table (its columns, key or unique constraints, or the target) changed since"),
+        "{log}"
+    );
+    assert!(!log.contains("snapshot resumes where it stopped"), "{log}");
+}

@@ -565,6 +565,16 @@ impl ChangeSource for OdbcSource {
             Some(k) => format!(" WHERE {}", key_after(&order, k)),
             None => String::new(),
         };
+        // NULLs first, as SQLite and MySQL sort them: a key with a NULL is never
+        // resumed after (its rows would otherwise come after an integer key saved as
+        // the point to resume from, and be skipped).
+        let sort: Vec<String> = order
+            .iter()
+            .map(|c| match cd {
+                CaptureDialect::Postgres => format!("{c} NULLS FIRST"),
+                _ => c.clone(),
+            })
+            .collect();
         self.db.begin().map_err(db)?;
         let r = (|| -> std::result::Result<(), SinkError> {
             // One consistent snapshot for the ids and the rows.
@@ -587,7 +597,7 @@ impl ChangeSource for OdbcSource {
             let sql = format!(
                 "SELECT {} FROM {t}{filter} ORDER BY {}",
                 exprs.join(", "),
-                order.join(", ")
+                sort.join(", ")
             );
             let mut vals = Vec::with_capacity(classes.len());
             self.db.query_each(&sql, &[], &mut |r| {

@@ -404,6 +404,13 @@ impl ChangeSource for SqliteSource {
         self.write_batches(records, carried, absorbed, progress)
     }
 
+    fn commits_beside_reads(&mut self) -> Result<bool> {
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        Ok(mode.eq_ignore_ascii_case("wal"))
+    }
+
     fn snapshot_progress(&mut self, req: i64) -> Result<Option<SnapshotProgress>> {
         self.require_installed()?;
         let prefix = SnapshotProgress::prefix(req);
