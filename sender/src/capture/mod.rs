@@ -370,6 +370,23 @@ impl SnapshotProgress {
     }
 }
 
+/// `ids` as runs of consecutive ids `(first, last)`, ascending: a snapshot marks the
+/// changes it carries a run per statement (a resumed read after a long outage carries
+/// many, and a SQLite source's plant writers wait while they are marked).
+pub(crate) fn id_runs(ids: &[i64]) -> Vec<(i64, i64)> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for id in sorted {
+        match runs.last_mut() {
+            Some((_, hi)) if hi.checked_add(1) == Some(id) => *hi = id,
+            _ => runs.push((id, id)),
+        }
+    }
+    runs
+}
+
 /// `WHERE` condition "the key `cols` (quoted) comes after `after`" (integers, compared
 /// as SQL row values but spelled out, which every database reads the same way).
 pub(crate) fn key_after(cols: &[String], after: &[i64]) -> String {

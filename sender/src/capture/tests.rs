@@ -468,6 +468,16 @@ mod snapshot_progress {
         assert_eq!(src.next_seq().unwrap(), 9);
     }
 
+    /// Ids become runs of consecutive ids, whatever their order and repeats.
+    #[test]
+    fn ids_become_runs() {
+        assert_eq!(id_runs(&[]), vec![]);
+        assert_eq!(
+            id_runs(&[7, 3, 4, 5, 9, 4, 10, i64::MAX]),
+            vec![(3, 5), (7, 7), (9, 10), (i64::MAX, i64::MAX)]
+        );
+    }
+
     /// "After the key" is the row-value comparison spelled out, for one and for
     /// composite keys.
     #[test]

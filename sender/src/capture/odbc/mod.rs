@@ -31,7 +31,7 @@ use crate::capture::ddl::{self as capture_ddl, CaptureDialect, Class, DecodeErro
 use crate::capture::{
     Absorbed, BatchRecord, BatchState, Change, ChangeSource, ColumnSpec, InstallPlan, Layout, Op,
     SinkError, SnapshotEvent, SnapshotProgress, SnapshotSink, SourceError, TableSpec, from_json,
-    install_note, key_after, key_positions, now, quote_lit, to_json, widen,
+    id_runs, install_note, key_after, key_positions, now, quote_lit, to_json, widen,
 };
 use crate::config::TableConfig;
 use gapsync_common::db::odbc::OdbcBackend;
@@ -702,10 +702,10 @@ impl OdbcSource {
                     )?,
                     Absorbed::Ids(ids) => {
                         let mut n = 0;
-                        for id in ids {
+                        for (lo, hi) in id_runs(ids) {
                             n += s.exec(
-                                "UPDATE _gapsync_changes SET batch = ? WHERE id = ? AND batch IS NULL",
-                                &[Param::Int(seq), Param::Int(*id)],
+                                "UPDATE _gapsync_changes SET batch = ? WHERE id BETWEEN ? AND ? AND batch IS NULL",
+                                &[Param::Int(seq), Param::Int(lo), Param::Int(hi)],
                             )?;
                         }
                         n

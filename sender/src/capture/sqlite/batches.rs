@@ -76,11 +76,8 @@ impl SqliteSource {
                     )?,
                     Absorbed::Ids(ids) => {
                         let mut n = 0;
-                        for id in ids {
-                            n += tx.execute(
-                                "UPDATE _gapsync_changes SET batch=?1 WHERE id=?2 AND batch IS NULL",
-                                params![last.seq as i64, id],
-                            )?;
+                        for (lo, hi) in id_runs(ids) {
+                            n += mark_range.execute(params![last.seq as i64, lo, hi])?;
                         }
                         n
                     }
