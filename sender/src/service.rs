@@ -10,7 +10,7 @@ use crate::*;
 use gapsync_common::batch::{self};
 pub use gapsync_common::stop::sleep_unless;
 use gapsync_protocol::LinkError;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 impl Sender {
     /// Delete audit month files older than `[audit] keep_months` (at the start of the
@@ -220,6 +220,15 @@ impl Sender {
             }
             Err(SenderError::Link(e)) => {
                 let e = SenderError::Link(e);
+                self.link_fault(&e, stop);
+                return Ok(false);
+            }
+            // The ferry's folder is gone (unmounted), full, unwritable or holds a
+            // conflicting file: an alarm, then the same backoff as a link fault. Cutting
+            // goes on; what waits stays in outbox/ and `status` shows the error.
+            Err(SenderError::Publish(e)) => {
+                let e = SenderError::Publish(e);
+                error!(alarm = true, error = %e, "cannot publish to the folder link; retrying with backoff");
                 self.link_fault(&e, stop);
                 return Ok(false);
             }

@@ -789,3 +789,47 @@ fn read_only_media_and_inboxes_work() {
     assert!(rx2.status()["quarantined"].as_array().unwrap().is_empty());
     rx2.stop();
 }
+
+/// The ferry's folder vanishes under a running sender (unmounted): `run` does not stop;
+/// it raises an alarm, backs off, keeps cutting into `outbox/`, and `status` shows the
+/// error with its time. Once the folder is back, everything waiting is published, in
+/// order, and nothing is lost.
+#[test]
+fn a_vanished_ferry_folder_is_waited_for_not_a_stop() {
+    let ws = Workspace::new("media-vanished");
+    let inside = ws.path().join("ferry-in");
+    let (mut tx, _line) = sender(&ws, &inside);
+    fs::remove_dir(&inside).unwrap();
+    tx.start();
+    insert(&tx, 1..7);
+    ws.wait_until("the folder error in status", secs(20), || {
+        tx.status()["last_link_error"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not a folder"))
+    });
+    assert!(tx.is_running(), "{}", tx.log_tail(20));
+    assert!(
+        tx.log_text()
+            .contains("cannot publish to the folder link; retrying with backoff"),
+        "{}",
+        tx.log_tail(20)
+    );
+    let waiting = tx.status()["unanswered"].as_array().map_or(0, Vec::len);
+    assert!(waiting > 0, "nothing waits in outbox/");
+    fs::create_dir_all(&inside).unwrap();
+    ws.wait_until("everything published", secs(60), || {
+        let st = tx.status();
+        st["pending_changes"] == 0 && st["unanswered"].as_array().is_some_and(Vec::is_empty)
+    });
+    assert!(tx.is_running());
+    tx.stop();
+    let published = names(&inside);
+    let batches = published
+        .iter()
+        .filter(|n| !n.starts_with("manifest-"))
+        .count();
+    assert_eq!(
+        batches as u64,
+        tx.status()["last_seq_cut"].as_u64().unwrap()
+    );
+}
