@@ -1,7 +1,7 @@
 //! The receiver's metrics (`[metrics]`): counters of batches received, applied, failed
 //! and quarantined, bytes received, time spent applying, and per node the last seq
 //! applied and the last contact (the only liveness signal the outside zone has). Served
-//! as Prometheus text on `[metrics] listen` (tiny_http, `GET /metrics`), and written to
+//! as Prometheus text on `[metrics] listen` (`GET /metrics`, a bounded server over httparse), and written to
 //! `[metrics] textfile` for node_exporter at most once a second.
 
 use std::sync::Mutex;
@@ -130,6 +130,12 @@ impl Receiver {
 
     /// Serves `GET /metrics` on `[metrics] listen` until `stop`, in a thread of its own;
     /// writes the bound address to `state/metrics.addr`.
+    ///
+    /// The endpoint may face the outside network, so it is bounded: at most
+    /// [`MAX_SCRAPES`] connections are served at once (more are closed at once), each
+    /// has [`SCRAPE_TIMEOUT`] to send its request head (at most 8 KiB, parsed by
+    /// httparse) and to take the answer, and every connection is closed after one
+    /// answer. Idle or garbage connections cost a thread for a few seconds, never more.
     pub fn serve_metrics(
         &self,
         stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -137,45 +143,108 @@ impl Receiver {
         let Some(addr) = self.shared.cfg.metrics_listen.clone() else {
             return Ok(None);
         };
-        let server = tiny_http::Server::http(&addr).map_err(|e| ReceiverError::Listen {
+        let listen_err = |source| ReceiverError::Listen {
             addr: addr.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        if let Some(a) = server.server_addr().to_ip() {
-            let p = self.shared.cfg.work_dir.join("state").join("metrics.addr");
-            fsx::write_private_synced(&p, format!("{a}\n").as_bytes()).map_err(work_err(&p))?;
-            tracing::info!(listen = %a, "metrics served on /metrics");
-        }
+            source,
+        };
+        let listener = std::net::TcpListener::bind(&addr).map_err(listen_err)?;
+        listener.set_nonblocking(true).map_err(listen_err)?;
+        let a = listener.local_addr().map_err(listen_err)?;
+        let p = self.shared.cfg.work_dir.join("state").join("metrics.addr");
+        fsx::write_private_synced(&p, format!("{a}\n").as_bytes()).map_err(work_err(&p))?;
+        tracing::info!(listen = %a, "metrics served on /metrics");
         let shared = std::sync::Arc::clone(&self.shared);
         let stop = std::sync::Arc::clone(stop);
         Ok(Some(std::thread::spawn(move || {
-            use std::sync::atomic::Ordering;
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            let active = std::sync::Arc::new(AtomicUsize::new(0));
             while !stop.load(Ordering::SeqCst) {
-                let req = match server.recv_timeout(std::time::Duration::from_millis(200)) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => continue,
+                let stream = match listener.accept() {
+                    Ok((s, _)) => s,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        continue;
+                    }
                     Err(e) => {
                         warn!(error = %e, "metrics endpoint: cannot accept");
+                        std::thread::sleep(std::time::Duration::from_millis(200));
                         continue;
                     }
                 };
-                let resp = if req.url() == "/metrics" {
-                    let header = tiny_http::Header::from_bytes(
-                        &b"Content-Type"[..],
-                        &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
-                    );
-                    let r = tiny_http::Response::from_string(shared.metrics.encode());
-                    match header {
-                        Ok(h) => r.with_header(h),
-                        Err(()) => r,
-                    }
-                } else {
-                    tiny_http::Response::from_string("not found: GET /metrics\n")
-                        .with_status_code(404)
-                };
-                // A scraper that went away: nothing to do about it.
-                let _ = req.respond(resp);
+                if active.load(Ordering::SeqCst) >= MAX_SCRAPES {
+                    // Busy: this connection is closed unanswered (a scraper retries).
+                    drop(stream);
+                    continue;
+                }
+                active.fetch_add(1, Ordering::SeqCst);
+                let active = std::sync::Arc::clone(&active);
+                let shared = std::sync::Arc::clone(&shared);
+                std::thread::spawn(move || {
+                    // A scraper that went away or timed out: nothing to do about it.
+                    let _ = answer_scrape(stream, &shared);
+                    active.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         })))
     }
+}
+
+/// Connections the metrics endpoint serves at once.
+const MAX_SCRAPES: usize = 8;
+
+/// How long a scraper has to send its request head, and to take the answer.
+const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Reads one request head (at most 8 KiB) and answers it: the metrics for `GET
+/// /metrics`, 404 for another path, 400 for what does not parse; then closes.
+fn answer_scrape(mut stream: std::net::TcpStream, shared: &Shared) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(SCRAPE_TIMEOUT))?;
+    stream.set_write_timeout(Some(SCRAPE_TIMEOUT))?;
+    let deadline = std::time::Instant::now() + SCRAPE_TIMEOUT;
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    let (status, body, kind) = loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&head) {
+            Ok(httparse::Status::Complete(_)) => {
+                break match (req.method, req.path) {
+                    (Some("GET"), Some("/metrics")) => (
+                        "200 OK",
+                        shared.metrics.encode(),
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                    _ => (
+                        "404 Not Found",
+                        "not found: GET /metrics\n".to_owned(),
+                        "text/plain; charset=utf-8",
+                    ),
+                };
+            }
+            Ok(httparse::Status::Partial) if head.len() < 8192 => {}
+            _ => {
+                break (
+                    "400 Bad Request",
+                    "bad request: GET /metrics\n".to_owned(),
+                    "text/plain; charset=utf-8",
+                );
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(()); // too slow: closed unanswered
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(()); // closed before a whole request
+        }
+        head.extend_from_slice(&buf[..n]);
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
 }
