@@ -77,8 +77,10 @@ enum Cmd {
     /// on purpose): forget this receiver's high-water mark for it. Stop the receiver
     /// first; afterwards resync the node's tables from the sender.
     AcceptLedger { node: String },
-    /// Show per node progress, spooled and quarantined batches. With the target database
-    /// unavailable it still shows the spool and the quarantine, then exits non-zero.
+    /// Show per node progress (last seq applied and when, last contact), spooled and
+    /// quarantined batches, the inbox's gaps, the last link and apply errors with their
+    /// time. With the target database unavailable it still shows the spool and the
+    /// quarantine. Exit status: 0 ok, 1 warning, 2 critical (reasons on standard error).
     Status {
         /// Machine-readable output.
         #[arg(long)]

@@ -192,7 +192,21 @@ pub(crate) struct BatchAudit<'a> {
     key_id: &'a str,
 }
 
-impl BatchAudit<'_> {
+impl<'a> BatchAudit<'a> {
+    /// From the sender's fields (borrowed apart: a snapshot audits while its source
+    /// reads).
+    pub(crate) fn of(
+        audit: &'a Audit,
+        node: &'a str,
+        signer: Option<&'a BatchSigner>,
+    ) -> BatchAudit<'a> {
+        BatchAudit {
+            audit,
+            node,
+            key_id: signer.map(BatchSigner::key_id).unwrap_or(""),
+        }
+    }
+
     pub(crate) fn record(&self, event: &str, r: &BatchRecord, verdict: &str, detail: &str) {
         let ev = AuditEvent {
             event,
@@ -417,17 +431,8 @@ impl Sender {
     }
 
     pub(crate) fn audit(&self, event: &str, r: &BatchRecord, verdict: &str, detail: &str) {
-        self.batch_audit().record(event, r, verdict, detail);
-    }
-
-    /// What the audit of a batch needs, borrowed apart from the source (a snapshot
-    /// audits each batch while the source reads).
-    pub(crate) fn batch_audit(&self) -> BatchAudit<'_> {
-        BatchAudit {
-            audit: &self.audit,
-            node: &self.cfg.node,
-            key_id: self.signer.as_ref().map(BatchSigner::key_id).unwrap_or(""),
-        }
+        BatchAudit::of(&self.audit, &self.cfg.node, self.signer.as_ref())
+            .record(event, r, verdict, detail);
     }
 
     pub(crate) fn record(w: &batch::WrittenBatch, h: &BatchHeader) -> BatchRecord {

@@ -113,8 +113,11 @@ enum Cmd {
     /// so that `run` and `once` ship again. The quarantined batch stays quarantined: its
     /// changes reach the target only through `resync TABLE`.
     Resume,
-    /// Show pending changes, last seq cut/applied, unanswered and quarantined batches; a
-    /// halted node is shown and exits with status 3.
+    /// Show health (lag, the receiver's last answer), pending changes, last seq cut and
+    /// applied (with when), unanswered and quarantined batches, each queued snapshot's
+    /// progress, the last link error and the last failed apply with their time. Exit
+    /// status by the monitoring convention: 0 ok, 1 warning, 2 critical (a halted node,
+    /// a quarantined batch not acknowledged, lag or silence past `[alarm]`).
     Status {
         /// Machine-readable output.
         #[arg(long)]

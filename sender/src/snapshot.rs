@@ -85,7 +85,8 @@ impl Sender {
     /// Snapshot one table for request `req`, resuming where an interrupted run of it
     /// stopped when it can (see [`snapshot_part`](Self::snapshot_part)).
     fn cut_snapshot(&mut self, req: i64, table: &str) -> Result<Vec<u64>> {
-        let shape = shape_of(&self.spec(table)?, self.cfg.dialect);
+        let spec = self.spec(table)?;
+        let shape = shape_of(&spec, self.cfg.dialect);
         let mut from = match self.source.snapshot_progress(req)? {
             None => None,
             Some(p) if p.shape != shape => {
@@ -119,7 +120,7 @@ impl Sender {
             },
         };
         loop {
-            match self.snapshot_part(req, table, from.take())? {
+            match self.snapshot_part(req, &spec, shape, from.take())? {
                 Part::Done(seqs) => return Ok(seqs),
                 Part::StartOver(why) => {
                     warn!(table, reason = %why, "snapshot starts over from the first row");
@@ -150,10 +151,11 @@ impl Sender {
     fn snapshot_part(
         &mut self,
         req: i64,
-        table: &str,
+        spec: &TableSpec,
+        shape: i64,
         resume: Option<(u64, Vec<i64>)>,
     ) -> Result<Part> {
-        let spec = self.spec(table)?;
+        let table = spec.source.as_str();
         let d = self.cfg.dialect;
         let cols: Vec<String> = spec.columns.iter().map(|c| c.target.clone()).collect();
         let key: Vec<&str> = spec
@@ -183,7 +185,6 @@ impl Sender {
             .iter()
             .map(|&i| spec.columns[i].source.clone())
             .collect();
-        let shape = shape_of(&spec, d);
         // Only a table whose one unique constraint is its key resumes: rows read before
         // and after an interruption come from two reads, and another unique constraint
         // on the target could refuse their mix.
@@ -203,15 +204,7 @@ impl Sender {
         } else {
             Some(Vec::new())
         };
-        let audit = BatchAudit {
-            audit: &self.audit,
-            node: &self.cfg.node,
-            key_id: self
-                .signer
-                .as_ref()
-                .map(gapsync_common::sign::BatchSigner::key_id)
-                .unwrap_or(""),
-        };
+        let audit = BatchAudit::of(&self.audit, &self.cfg.node, self.signer.as_ref());
         let built = format!("snapshot {table}");
         let per = self.cfg.batch.max_rows.max(1);
         let first_seq = self.source.next_seq()?;
@@ -413,7 +406,7 @@ impl Sender {
         };
         let read = self
             .source
-            .snapshot_each(&spec, after.as_deref(), &mut |ev| {
+            .snapshot_each(spec, after.as_deref(), &mut |ev| {
                 sink(ev).map_err(|e| -> crate::capture::SinkError { Box::new(e) })
             });
         let read = match read {
